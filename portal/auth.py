@@ -1,0 +1,66 @@
+"""API authentication: allauth's app token (``X-Session-Token``) or its browser session (cookie +
+CSRF), then the portal's own admission rules: an active account, not idle, and two factors for
+clinicians and administrators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.headless.contrib.ninja.security import XSessionTokenAuth
+from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
+from django.http import HttpRequest
+from ninja.security import SessionAuth
+
+from portal import audit
+from portal.access import has_mfa, requires_mfa
+from portal.errors import MfaRequired
+from portal.sessions import check_idle
+
+
+def admit(request: HttpRequest, user: Any) -> Any:
+    """Final checks shared by both clients; returns the user or raises ``MfaRequired``."""
+    if user is None or not user.is_active:
+        return None
+    cached = getattr(request, "_portal_mfa_ok", None)
+    if cached is None:
+        cached = not requires_mfa(user) or has_mfa(user)
+        request._portal_mfa_ok = cached  # type: ignore[attr-defined]
+    if not cached:
+        raise MfaRequired()
+    request.user = user
+    return user
+
+
+class AppTokenAuth(XSessionTokenAuth):
+    """The app client: allauth's session token in the ``X-Session-Token`` header."""
+
+    openapi_in = "header"
+    openapi_name = "X-Session-Token"
+
+    def __call__(self, request: HttpRequest) -> Any:
+        token = self.get_session_token(request)
+        if not token:
+            return None
+        found = authenticate_by_x_session_token(token)
+        if not found:
+            return None
+        user, session = found
+        if check_idle(session, user, persist=True):
+            audit.record(actor=user, action=audit.Action.LOGOUT, entity_type="Session", reason="idle_timeout")
+            session.flush()
+            return None
+        request.session = session
+        return admit(request, user)
+
+
+class BrowserSessionAuth(SessionAuth):
+    """The browser client: Django's session cookie, with CSRF on unsafe methods."""
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        user = super().authenticate(request, key)
+        return admit(request, user) if user else None
+
+
+app_token_auth = AppTokenAuth()
+browser_session_auth = BrowserSessionAuth()
+PORTAL_AUTH = [app_token_auth, browser_session_auth]

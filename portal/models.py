@@ -1,0 +1,313 @@
+"""Accounts and the relationships that decide access.
+
+Nobody has a role column: a user is a guardian of a child through an active ``GuardianLink``, a
+clinician for a child through a ``CareTeamMembership``, a member of a department's pool through a
+``DepartmentMembership``, and an administrator through the ``view_metrics``/``manage_portal``
+permissions. One person can be all of these at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, available_timezones
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from portal.fields import BlindIndexField, EncryptedJSONField, EncryptedTextField
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError("Unknown time zone.", code="invalid_time_zone")
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in: guardian, clinician, administrator, or several of these."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField(unique=True)
+    display_name = models.CharField(max_length=150, blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    preferred_language = models.CharField(max_length=16, default="en", choices=settings.LANGUAGES)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False, help_text="May sign in to the Django admin (with MFA).")
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    class Meta:
+        permissions = [
+            ("view_metrics", "Can view call-deflection metrics"),
+            ("manage_portal", "Can manage staff, relationships, routing and groups"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.email
+
+
+class Department(models.Model):
+    """A hospital department; its clinicians form the pools that messaging routes to."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=120)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DepartmentMembership(models.Model):
+    """A clinician working in a department (a member of its pool)."""
+
+    class Role(models.TextChoices):
+        DOCTOR = "doctor", "Doctor"
+        NURSE = "nurse", "Nurse"
+        PHARMACIST = "pharmacist", "Pharmacist"
+        SCHEDULER = "scheduler", "Scheduling staff"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="memberships")
+    clinician = models.ForeignKey(User, on_delete=models.CASCADE, related_name="department_memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    is_lead = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["department", "clinician"], name="unique_department_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clinician} in {self.department}"
+
+
+def _birthday_start(dob: date, years: int, tz: ZoneInfo) -> datetime:
+    """The first instant of the given birthday in the child's time zone (29 Feb → 1 Mar)."""
+    try:
+        day = dob.replace(year=dob.year + years)
+    except ValueError:
+        day = date(dob.year + years, 3, 1)
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+class Child(models.Model):
+    """The patient. Name, MRN and conditions are encrypted; the MRN has a blind index for lookups."""
+
+    class Sex(models.TextChoices):
+        FEMALE = "female", "Female"
+        MALE = "male", "Male"
+        OTHER = "other", "Other"
+        UNKNOWN = "unknown", "Unknown"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = EncryptedTextField()
+    mrn = EncryptedTextField()
+    mrn_index = BlindIndexField(source="mrn", unique=True)
+    date_of_birth = models.DateField()
+    sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    conditions = EncryptedJSONField(default=list, help_text="Coded conditions, e.g. SNOMED CT codes.")
+    # The adolescent and adult birthdays as instants, derived from the date of birth in the child's
+    # time zone, so that access queries compare them with now() in SQL.
+    adolescent_from = models.DateTimeField(editable=False)
+    adult_from = models.DateTimeField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "children"
+
+    def __str__(self) -> str:
+        return f"Child {self.pk}"
+
+    def compute_age_boundaries(self) -> None:
+        """Derive ``adolescent_from``/``adult_from``; call after changing date of birth or time zone."""
+        tz = ZoneInfo(self.time_zone)
+        self.adolescent_from = _birthday_start(self.date_of_birth, settings.PORTAL_ADOLESCENT_AGE, tz)
+        self.adult_from = _birthday_start(self.date_of_birth, settings.PORTAL_ADULT_AGE, tz)
+
+    def local_today(self, now: datetime | None = None) -> date:
+        return (now or timezone.now()).astimezone(ZoneInfo(self.time_zone)).date()
+
+
+class GuardianLink(models.Model):
+    """A guardian's relationship to a child (FHIR RelatedPerson), with its own lifecycle."""
+
+    class Relationship(models.TextChoices):
+        MOTHER = "mother", "Mother"
+        FATHER = "father", "Father"
+        LEGAL_GUARDIAN = "legal_guardian", "Legal guardian"
+        FOSTER_PARENT = "foster_parent", "Foster parent"
+        OTHER = "other", "Other"
+
+    class Scope(models.TextChoices):
+        FULL = "full", "Full"
+        LIMITED = "limited", "Schedule and messaging only"
+
+    class Status(models.TextChoices):
+        INVITED = "invited", "Invited"
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Empty while the link is only an invitation (status ``invited``); set when a guardian redeems it.
+    guardian = models.ForeignKey(User, on_delete=models.CASCADE, null=True, blank=True, related_name="guardian_links")
+    child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="guardian_links")
+    relationship = models.CharField(max_length=20, choices=Relationship.choices)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FULL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.INVITED)
+    court_appointed = models.BooleanField(
+        default=False, help_text="A court-appointed guardianship continues past the adult birthday."
+    )
+    adolescent_exception = models.BooleanField(
+        default=False, help_text="Staff recorded an exception: full scope continues past the adolescent birthday."
+    )
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    granted_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, related_name="+")
+    granted_at = models.DateTimeField(default=timezone.now)
+    revoked_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One live link per guardian and child; revoked and expired ones stay as history.
+            models.UniqueConstraint(
+                fields=["guardian", "child"],
+                condition=models.Q(status__in=["invited", "active"]),
+                name="one_live_link_per_guardian_child",
+            ),
+        ]
+        indexes = [models.Index(fields=["guardian", "status"]), models.Index(fields=["child", "status"])]
+
+
+class Invitation(models.Model):
+    """A single-use, expiring code that lets a signed-in guardian take up an ``invited`` link.
+
+    Only a hash of the code is stored; the code itself is shown once, to the staff member who made it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The link in status ``invited`` that redeeming this code activates.
+    link = models.OneToOneField(GuardianLink, on_delete=models.CASCADE, related_name="invitation")
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    redeemed_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def child_id(self) -> uuid.UUID:
+        return self.link.child_id
+
+
+class CareTeamMembership(models.Model):
+    """A clinician on a child's care team (FHIR CareTeam.participant), for a period."""
+
+    class Role(models.TextChoices):
+        PRIMARY = "primary", "Primary clinician"
+        SPECIALIST = "specialist", "Specialist"
+        NURSE = "nurse", "Nurse"
+        PHARMACIST = "pharmacist", "Pharmacist"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="care_team")
+    clinician = models.ForeignKey(User, on_delete=models.CASCADE, related_name="care_team_memberships")
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    start = models.DateTimeField(default=timezone.now)
+    end = models.DateTimeField(null=True, blank=True)
+    added_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["clinician", "child"])]
+
+
+class Action(models.TextChoices):
+    READ = "read"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    LOGIN = "login"
+    LOGOUT = "logout"
+    EXPORT = "export"
+    DENY = "deny"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success"
+    DENIED = "denied"
+    FAILURE = "failure"
+
+
+class AuditEvent(models.Model):
+    """One FHIR AuditEvent; written only through ``portal.audit.record``, never updated or deleted."""
+
+    # Assigned under the chain lock as the previous seq + 1 (it is part of the hashed entry).
+    seq = models.BigIntegerField(primary_key=True)
+    id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    recorded_at = models.DateTimeField()
+    actor_id = models.UUIDField(null=True, db_index=True)
+    on_behalf_of_id = models.UUIDField(null=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    entity_type = models.CharField(max_length=60)
+    entity_id = models.CharField(max_length=64, blank=True)
+    child_id = models.UUIDField(null=True, db_index=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    reason = models.CharField(max_length=60, blank=True)
+    client_address = models.CharField(max_length=45, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = "audit event"
+        indexes = [models.Index(fields=["child_id", "recorded_at"]), models.Index(fields=["recorded_at"])]
+
+    def entry(self) -> dict[str, Any]:
+        recorded: datetime = self.recorded_at
+        return {
+            "seq": self.seq,
+            "id": str(self.id),
+            "recorded_at": recorded.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor": str(self.actor_id) if self.actor_id else None,
+            "on_behalf_of": str(self.on_behalf_of_id) if self.on_behalf_of_id else None,
+            "action": self.action,
+            "entity_type": self.entity_type,
+            "entity_id": self.entity_id,
+            "child": str(self.child_id) if self.child_id else None,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "client_address": self.client_address,
+            "user_agent": self.user_agent,
+        }

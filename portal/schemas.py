@@ -1,0 +1,123 @@
+"""API schemas. Inputs forbid unknown fields; outputs carry external UUIDs only."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+
+class In(Schema):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+
+
+class HealthOut(Schema):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]
+    channel_layer: Literal["ok", "unavailable"]
+
+
+class ChildRefOut(Schema):
+    id: uuid.UUID
+    name: str
+    scope: str | None = None
+    relationship: str | None = None
+    roles: list[str] | None = None
+
+
+class MeOut(Schema):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    phone: str
+    preferred_language: str
+    time_zone: str
+    mfa_enrolled: bool
+    mfa_required: bool
+    permissions: list[str]
+    children_as_guardian: list[ChildRefOut]
+    children_as_clinician: list[ChildRefOut]
+
+
+class CareTeamMemberOut(Schema):
+    id: uuid.UUID
+    clinician_id: uuid.UUID
+    clinician_name: str
+    role: str
+    department: str | None
+    start: datetime
+    end: datetime | None
+
+
+class ChildOut(Schema):
+    id: uuid.UUID
+    name: str
+    date_of_birth: date
+    sex: str
+    time_zone: str
+    access: Literal["guardian", "clinician"]
+    scope: str | None = Field(None, description="The guardian's effective scope: full or limited.")
+    mrn: str | None = Field(None, description="Care team only.")
+    conditions: list[str] | None = Field(None, description="Full-scope guardians and the care team only.")
+
+
+class InvitationIn(In):
+    relationship: Literal["mother", "father", "legal_guardian", "foster_parent", "other"]
+    scope: Literal["full", "limited"] = "full"
+    court_appointed: bool = False
+    expires_in_hours: int | None = Field(None, ge=1, le=24 * 14)
+
+
+class InvitationOut(Schema):
+    id: uuid.UUID
+    child_id: uuid.UUID
+    code: str = Field(description="Shown once; give it to the guardian. Only a hash is stored.")
+    relationship: str
+    scope: str
+    expires_at: datetime
+
+
+class RedeemIn(In):
+    code: str = Field(min_length=1, max_length=64)
+
+
+class GuardianLinkOut(Schema):
+    id: uuid.UUID
+    child_id: uuid.UUID
+    guardian_id: uuid.UUID | None = Field(description="Empty while the link is an unredeemed invitation.")
+    guardian_name: str
+    relationship: str
+    scope: str
+    effective_scope: str
+    status: str
+    court_appointed: bool
+    adolescent_exception: bool
+    valid_from: datetime
+    valid_until: datetime | None
+    granted_at: datetime
+    revoked_at: datetime | None
+
+
+class LinkUpdateIn(In):
+    scope: Literal["full", "limited"] | None = None
+    adolescent_exception: bool | None = None
+    court_appointed: bool | None = None
+    valid_until: datetime | None = None
+
+
+class CareTeamIn(In):
+    clinician_id: uuid.UUID
+    role: Literal["primary", "specialist", "nurse", "pharmacist"]
+    department_id: uuid.UUID | None = None
+    start: datetime | None = None
+    end: datetime | None = None

@@ -1,0 +1,147 @@
+"""Reads on accounts and relationships, already scoped by the access policy and audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from portal import audit
+from portal.access import (
+    Capability,
+    ChildAccess,
+    care_team_memberships,
+    effective_scope,
+    guardian_links,
+    has_mfa,
+    requires_mfa,
+    visible_children,
+)
+from portal.models import CareTeamMembership, GuardianLink, User
+
+PORTAL_PERMISSIONS = ("view_metrics", "manage_portal")
+
+
+def me_summary(*, user: User) -> dict[str, Any]:
+    now = timezone.now()
+    links = list(guardian_links(user, now))
+    memberships = list(care_team_memberships(user, now))
+    as_clinician: dict[Any, dict[str, Any]] = {}
+    for membership in memberships:
+        entry = as_clinician.setdefault(
+            membership.child_id, {"id": membership.child_id, "name": membership.child.name, "roles": []}
+        )
+        entry["roles"].append(membership.role)
+    child_ids = {link.child_id for link in links} | set(as_clinician)
+    audit.reads(user, "Patient", sorted(child_ids, key=str))
+    return {
+        "id": user.pk,
+        "email": user.email,
+        "display_name": user.display_name,
+        "phone": user.phone,
+        "preferred_language": user.preferred_language,
+        "time_zone": user.time_zone,
+        "mfa_enrolled": has_mfa(user),
+        "mfa_required": requires_mfa(user),
+        "permissions": [perm for perm in PORTAL_PERMISSIONS if user.has_perm(f"portal.{perm}")],
+        "children_as_guardian": [
+            {"id": link.child_id, "name": link.child.name, "scope": effective_scope(link, now),
+             "relationship": link.relationship}
+            for link in links
+        ],
+        "children_as_clinician": list(as_clinician.values()),
+    }
+
+
+def _child_out(access: ChildAccess) -> dict[str, Any]:
+    child = access.child
+    return {
+        "id": child.pk,
+        "name": child.name,
+        "date_of_birth": child.date_of_birth,
+        "sex": child.sex,
+        "time_zone": child.time_zone,
+        "access": "clinician" if access.is_clinician else "guardian",
+        "scope": access.scope,
+        "mrn": child.mrn if access.is_clinician else None,
+        "conditions": child.conditions if access.can(Capability.CLINICAL) else None,
+    }
+
+
+def children_list(*, user: User) -> list[dict[str, Any]]:
+    """Every child the user may see, with what the user may see of each (three queries)."""
+    now = timezone.now()
+    children = list(visible_children(user, now).order_by("date_of_birth", "pk"))
+    links = {link.child_id: link for link in guardian_links(user, now)}
+    roles: dict[Any, list[str]] = {}
+    for child_id, role in care_team_memberships(user, now).values_list("child_id", "role"):
+        roles.setdefault(child_id, []).append(role)
+    result = []
+    for child in children:
+        access = ChildAccess(child=child, link=links.get(child.pk), care_roles=roles.get(child.pk, []))
+        if access.link is not None:
+            access.link.child = child
+            access.scope = effective_scope(access.link, now)
+        result.append(_child_out(access))
+    audit.reads(user, "Patient", [child.pk for child in children])
+    return result
+
+
+def child_detail(*, user: User, access: ChildAccess) -> dict[str, Any]:
+    audit.reads(user, "Patient", [access.child.pk])
+    return _child_out(access)
+
+
+def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+    now = timezone.now()
+    rows = (
+        CareTeamMembership.objects.filter(child=access.child, start__lte=now)
+        .exclude(end__lte=now)
+        .select_related("clinician", "department")
+        .order_by("role", "start")
+    )
+    audit.record(actor=user, action=audit.Action.READ, entity_type="CareTeam", entity_id=access.child.pk,
+                 child_id=access.child.pk)
+    return [
+        {
+            "id": row.pk,
+            "clinician_id": row.clinician_id,
+            "clinician_name": str(row.clinician),
+            "role": row.role,
+            "department": row.department.name if row.department else None,
+            "start": row.start,
+            "end": row.end,
+        }
+        for row in rows
+    ]
+
+
+def link_out(link: GuardianLink) -> dict[str, Any]:
+    return {
+        "id": link.pk,
+        "child_id": link.child_id,
+        "guardian_id": link.guardian_id,
+        "guardian_name": str(link.guardian) if link.guardian else "",
+        "relationship": link.relationship,
+        "scope": link.scope,
+        "effective_scope": effective_scope(link),
+        "status": link.status,
+        "court_appointed": link.court_appointed,
+        "adolescent_exception": link.adolescent_exception,
+        "valid_from": link.valid_from,
+        "valid_until": link.valid_until,
+        "granted_at": link.granted_at,
+        "revoked_at": link.revoked_at,
+    }
+
+
+def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+    """Staff view of every link of a child, invitations and history included."""
+    links = GuardianLink.objects.filter(child=access.child).select_related("guardian").order_by("granted_at")
+    audit.record(actor=user, action=audit.Action.READ, entity_type="RelatedPerson", entity_id=access.child.pk,
+                 child_id=access.child.pk)
+    result = []
+    for link in links:
+        link.child = access.child
+        result.append(link_out(link))
+    return result

@@ -1,0 +1,251 @@
+"""Writes on accounts and relationships. Each service is atomic, takes the acting user, checks what
+it needs through the access policy and writes its own audit rows."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from portal import audit, ratelimit, realtime
+from portal.access import ChildAccess, Capability, live_link_q
+from portal.crypto import keyring
+from portal.errors import ApiError, Conflict, Invalid, NotFound
+from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, Invitation, User
+
+# No 0/O, 1/I/L: codes are read aloud over the phone and typed on phones.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 12
+
+
+def _new_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def _code_hash(code: str) -> str:
+    normalized = code.replace("-", "").replace(" ", "").upper()
+    return keyring().blind_index(normalized, purpose="portal.invitation.code")
+
+
+def _require(access: ChildAccess, capability: Capability) -> None:
+    if not access.can(capability):
+        raise NotFound("No such child.")
+
+
+def child_create(
+    *, actor: User | None, name: str, mrn: str, date_of_birth: Any, sex: str = Child.Sex.UNKNOWN,
+    time_zone: str = "UTC", conditions: list[str] | None = None,
+) -> Child:
+    """Register a patient (staff tools and the demo loader; EHR import later)."""
+    child = Child(name=name, mrn=mrn, date_of_birth=date_of_birth, sex=sex, time_zone=time_zone,
+                  conditions=conditions or [])
+    child.compute_age_boundaries()
+    child.full_clean(exclude=["mrn_index", "adolescent_from", "adult_from"])
+    with transaction.atomic():
+        child.save(force_insert=True)
+        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="Patient", entity_id=child.pk,
+                     child_id=child.pk)
+    return child
+
+
+def invitation_create(
+    *, actor: User, access: ChildAccess, relationship: str, scope: str = GuardianLink.Scope.FULL,
+    court_appointed: bool = False, expires_in_hours: int | None = None,
+) -> tuple[Invitation, str]:
+    """Create an ``invited`` link and its single-use code. Returns the code once; only its hash is kept."""
+    _require(access, Capability.MANAGE)
+    ratelimit.enforce("invitation_create", [str(actor.pk)], settings.PORTAL_INVITATION_CREATE_RATE)
+    hours = expires_in_hours or settings.PORTAL_INVITATION_TTL_HOURS
+    code = _new_code()
+    now = timezone.now()
+    with transaction.atomic():
+        link = GuardianLink.objects.create(
+            child=access.child, relationship=relationship, scope=scope, court_appointed=court_appointed,
+            status=GuardianLink.Status.INVITED, granted_by=actor, granted_at=now,
+        )
+        invitation = Invitation.objects.create(
+            link=link, code_hash=_code_hash(code), created_by=actor, created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="Invitation", entity_id=invitation.pk,
+                     child_id=access.child.pk)
+    return invitation, code
+
+
+def _refuse_redeem(actor: User, reason: str, error: ApiError, invitation: Invitation | None = None) -> ApiError:
+    audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="Invitation",
+                 entity_id=invitation.pk if invitation else None, outcome=audit.Outcome.FAILURE, reason=reason)
+    return error
+
+
+def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> GuardianLink:
+    """A signed-in guardian takes up the link an invitation code stands for."""
+    ratelimit.enforce("invitation_redeem", [f"user:{actor.pk}", f"ip:{client_address}"],
+                      settings.PORTAL_INVITATION_REDEEM_RATE)
+    now = timezone.now()
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update().select_related("link", "link__child")
+            .filter(code_hash=_code_hash(code)).first()
+        )
+        if invitation is None:
+            raise _refuse_redeem(actor, "unknown_code", NotFound(
+                "This invitation code is not valid. Check it, or ask the care team for a new one.",
+                code="invitation_not_found"))
+        link = invitation.link
+        if invitation.redeemed_at is not None or link.status != GuardianLink.Status.INVITED:
+            raise _refuse_redeem(actor, "used_code", ApiError(
+                "This invitation code has already been used or withdrawn. Ask the care team for a new one.",
+                code="invitation_used", status=409), invitation)
+        if invitation.expires_at <= now:
+            raise _refuse_redeem(actor, "expired_code", ApiError(
+                "This invitation code has expired. Ask the care team for a new one.",
+                code="invitation_expired", status=410), invitation)
+        if not link.court_appointed and now >= link.child.adult_from:
+            raise _refuse_redeem(actor, "adult_patient", Invalid(
+                "This patient is an adult; a guardian link needs a court-appointed guardianship.",
+                code="patient_is_adult"), invitation)
+        if GuardianLink.objects.filter(live_link_q(now), guardian=actor, child=link.child).exists():
+            raise _refuse_redeem(actor, "already_linked", Conflict(
+                "You are already linked to this child.", code="already_linked"), invitation)
+        link.guardian = actor
+        link.status = GuardianLink.Status.ACTIVE
+        link.valid_from = now
+        link.save(update_fields=["guardian", "status", "valid_from"])
+        invitation.redeemed_by = actor
+        invitation.redeemed_at = now
+        invitation.save(update_fields=["redeemed_by", "redeemed_at"])
+        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=link.pk,
+                     child_id=link.child_id, reason="invitation_redeemed")
+        realtime.access_changed(user_id=actor.pk)
+    return link
+
+
+def _link_of(access: ChildAccess, link_id: uuid.UUID, *, lock: bool = False) -> GuardianLink:
+    queryset = GuardianLink.objects.select_related("child", "guardian")
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    link = queryset.filter(pk=link_id, child=access.child).first()
+    if link is None:
+        raise NotFound("No such guardian link.")
+    return link
+
+
+def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> GuardianLink:
+    """End a guardian's access (or withdraw an unredeemed invitation). Open sockets are told at once."""
+    _require(access, Capability.MANAGE)
+    with transaction.atomic():
+        link = _link_of(access, link_id, lock=True)
+        if link.status in (GuardianLink.Status.REVOKED, GuardianLink.Status.EXPIRED):
+            raise Conflict("This link has already ended.", code="link_ended")
+        link.status = GuardianLink.Status.REVOKED
+        link.revoked_by = actor
+        link.revoked_at = timezone.now()
+        link.save(update_fields=["status", "revoked_by", "revoked_at"])
+        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=link.pk,
+                     child_id=link.child_id, reason="revoked")
+        if link.guardian_id:
+            realtime.access_changed(user_id=link.guardian_id)
+    return link
+
+
+def link_update(
+    *, actor: User, access: ChildAccess, link_id: uuid.UUID, scope: str | None = None,
+    adolescent_exception: bool | None = None, court_appointed: bool | None = None,
+    valid_until: datetime | None = None,
+) -> GuardianLink:
+    """Staff change a link's scope, record an adolescent exception or a court appointment, or set an end."""
+    _require(access, Capability.MANAGE)
+    changes = {"scope": scope, "adolescent_exception": adolescent_exception, "court_appointed": court_appointed,
+               "valid_until": valid_until}
+    changes = {name: value for name, value in changes.items() if value is not None}
+    if not changes:
+        raise Invalid("Nothing to change.", code="no_changes")
+    with transaction.atomic():
+        link = _link_of(access, link_id, lock=True)
+        if link.status in (GuardianLink.Status.REVOKED, GuardianLink.Status.EXPIRED):
+            raise Conflict("This link has already ended.", code="link_ended")
+        for name, value in changes.items():
+            setattr(link, name, value)
+        link.save(update_fields=list(changes))
+        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=link.pk,
+                     child_id=link.child_id, reason="changed:" + ",".join(sorted(changes)))
+        if link.guardian_id:
+            realtime.access_changed(user_id=link.guardian_id)
+    return link
+
+
+def care_team_add(
+    *, actor: User, access: ChildAccess, clinician_id: uuid.UUID, role: str,
+    department_id: uuid.UUID | None = None, start: datetime | None = None, end: datetime | None = None,
+) -> CareTeamMembership:
+    """Put a clinician (someone working in a department) on the child's care team."""
+    _require(access, Capability.MANAGE)
+    clinician = User.objects.filter(pk=clinician_id, is_active=True).first()
+    if clinician is None or not DepartmentMembership.objects.filter(clinician=clinician, active=True).exists():
+        raise Invalid("That person is not an active clinician of any department.", code="not_a_clinician")
+    department = None
+    if department_id is not None:
+        department = Department.objects.filter(pk=department_id).first()
+        if department is None:
+            raise Invalid("Unknown department.", code="unknown_department")
+    begin = start or timezone.now()
+    if end is not None and end <= begin:
+        raise Invalid("The end must come after the start.", code="invalid_period")
+    with transaction.atomic():
+        membership = CareTeamMembership.objects.create(
+            child=access.child, clinician=clinician, department=department, role=role, start=begin, end=end,
+            added_by=actor,
+        )
+        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="CareTeam", entity_id=membership.pk,
+                     child_id=access.child.pk)
+        realtime.access_changed(user_id=clinician.pk)
+    return membership
+
+
+def care_team_end(*, actor: User, access: ChildAccess, membership_id: uuid.UUID) -> CareTeamMembership:
+    """End a clinician's care-team membership now; their access to the child ends with it."""
+    _require(access, Capability.MANAGE)
+    now = timezone.now()
+    with transaction.atomic():
+        membership = (
+            CareTeamMembership.objects.select_for_update().filter(pk=membership_id, child=access.child).first()
+        )
+        if membership is None:
+            raise NotFound("No such care-team member.")
+        if membership.end is not None and membership.end <= now:
+            raise Conflict("This membership has already ended.", code="membership_ended")
+        membership.end = now
+        membership.save(update_fields=["end"])
+        audit.record(actor=actor, action=audit.Action.DELETE, entity_type="CareTeam", entity_id=membership.pk,
+                     child_id=access.child.pk)
+        realtime.access_changed(user_id=membership.clinician_id)
+    return membership
+
+
+def links_expire(*, now: datetime | None = None) -> int:
+    """Persist what the access policy already enforces: links past their end or the adult birthday,
+    and invitations past their expiry, become ``expired``. Returns how many changed."""
+    moment = now or timezone.now()
+
+    ended = GuardianLink.objects.filter(
+        Q(status=GuardianLink.Status.ACTIVE, valid_until__lte=moment)
+        | Q(status=GuardianLink.Status.ACTIVE, court_appointed=False, child__adult_from__lte=moment)
+        | Q(status=GuardianLink.Status.INVITED, invitation__expires_at__lte=moment)
+    )
+    with transaction.atomic():
+        rows = list(ended.select_for_update(of=("self",)).values_list("pk", "child_id"))
+        GuardianLink.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=GuardianLink.Status.EXPIRED)
+        audit.record_many(
+            [audit.Entry(action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=pk, child_id=child_id,
+                         reason="expired") for pk, child_id in rows],
+            actor=None,
+        )
+    return len(rows)

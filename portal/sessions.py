@@ -1,0 +1,36 @@
+"""Idle timeouts for browser sessions and app tokens (both are Django sessions underneath)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+
+from portal.access import requires_mfa
+
+LAST_SEEN_KEY = "portal_last_seen"
+# Refresh the stored timestamp at most this often, so a busy client does not write on every call.
+TOUCH_EVERY = 60
+
+
+def idle_timeout_for(user: Any) -> int:
+    return int(settings.PORTAL_STAFF_IDLE_TIMEOUT if requires_mfa(user) else settings.PORTAL_IDLE_TIMEOUT)
+
+
+def check_idle(session: SessionBase, user: Any, *, persist: bool) -> bool:
+    """True when the session has been idle too long; otherwise note this activity.
+
+    ``persist`` saves the session here (token sessions); browser sessions are saved by
+    ``SessionMiddleware`` at the end of the response.
+    """
+    now = int(time.time())
+    last = session.get(LAST_SEEN_KEY)
+    if last is not None and now - int(last) > idle_timeout_for(user):
+        return True
+    if last is None or now - int(last) >= TOUCH_EVERY:
+        session[LAST_SEEN_KEY] = now
+        if persist:
+            session.save()
+    return False

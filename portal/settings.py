@@ -1,0 +1,281 @@
+"""Settings for the family care portal, read from the environment.
+
+Two shapes share this module:
+
+* the embedded default (``PORTAL_ENV`` unset or ``development``): SQLite under ``var/``, the
+  in-memory channel layer, a local-memory cache, a generated local secret key and console email;
+* production (``PORTAL_ENV=production``): every secret must come from the environment (or a
+  ``*_FILE`` beside it), HTTPS-only cookies and HSTS are on, and ``DATABASE_URL``/``REDIS_URL`` point
+  at PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Read ``NAME`` from the environment, or the contents of the file named by ``NAME_FILE``."""
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        return Path(file_name).read_text(encoding="utf-8").strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = env(name)
+    return int(value) if value else default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = env(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _local_secret(path: Path) -> str:
+    """A secret generated once for the embedded default and kept in a 0600 file under ``var/``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(64))
+    return path.read_text(encoding="utf-8").strip()
+
+
+PORTAL_ENV = (env("PORTAL_ENV", "development") or "development").lower()
+PRODUCTION = PORTAL_ENV == "production"
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when PORTAL_ENV=production.")
+    SECRET_KEY = _local_secret(VAR_DIR / "secret_key")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.headless",
+    "allauth.mfa",
+    "allauth.usersessions",
+    "ninja",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.middleware.IdleTimeoutMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+ASGI_APPLICATION = "portal.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'portal.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several requests write at once under daphne; wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "portal.User"
+
+REDIS_URL = env("REDIS_URL") or ""
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_PREFIX", "portal") or "portal"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_PREFIX", "portal") or "portal",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTHENTICATION_BACKENDS = [
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es", "Español"), ("fr", "Français"), ("de", "Deutsch")]
+TIME_ZONE = env("TIME_ZONE", "UTC") or "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Sessions, cookies and transport security -------------------------------------------------
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a proxy that always sets (and strips client-sent) X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Idle timeouts (seconds) for browser sessions and app tokens; clinicians and administrators
+# hold PHI of many children and time out sooner.
+PORTAL_IDLE_TIMEOUT = env_int("PORTAL_IDLE_TIMEOUT", 8 * 3600)
+PORTAL_STAFF_IDLE_TIMEOUT = env_int("PORTAL_STAFF_IDLE_TIMEOUT", 30 * 60)
+
+# --- Email --------------------------------------------------------------------------------------
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "care-portal@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- django-allauth (headless only: the apps and the browser front end render every page) -----
+HEADLESS_ONLY = True
+HEADLESS_CLIENTS = ("app", "browser")
+PORTAL_FRONTEND_URL = (env("PORTAL_FRONTEND_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+HEADLESS_FRONTEND_URLS = {
+    "account_confirm_email": f"{PORTAL_FRONTEND_URL}/account/verify-email/{{key}}",
+    "account_reset_password": f"{PORTAL_FRONTEND_URL}/account/password/reset",
+    "account_reset_password_from_key": f"{PORTAL_FRONTEND_URL}/account/password/reset/key/{{key}}",
+    "account_signup": f"{PORTAL_FRONTEND_URL}/account/signup",
+}
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = True
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True
+ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_ADAPTER = "portal.adapters.PortalAccountAdapter"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Care portal] "
+# Rate limits live in the default cache, so with REDIS_URL every daphne process shares them.
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/300s/key",
+    "reset_password": "20/m/ip,5/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "request_login_code": "20/m/ip,3/m/key",
+    "signup": "20/m/ip",
+    "confirm_email": "1/10s/key",
+    "change_password": "5/m/user",
+    "reauthenticate": "10/m/user",
+    "manage_email": "10/m/user",
+}
+MFA_ADAPTER = "portal.mfa.PortalMFAAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", "Family care portal") or "Family care portal"
+USERSESSIONS_TRACK_ACTIVITY = True
+
+# --- Portal rules --------------------------------------------------------------------------------
+# Adolescent confidentiality (MyChart practice): from this birthday a guardian's scope becomes
+# limited unless staff record an exception; from the adult birthday the link expires unless it is
+# a court-appointed guardianship.
+PORTAL_ADOLESCENT_AGE = env_int("PORTAL_ADOLESCENT_AGE", 12)
+PORTAL_ADULT_AGE = env_int("PORTAL_ADULT_AGE", 18)
+PORTAL_INVITATION_TTL_HOURS = env_int("PORTAL_INVITATION_TTL_HOURS", 72)
+# Redemption attempts per user and per client address (a brute-force guard on invitation codes).
+PORTAL_INVITATION_REDEEM_RATE = env("PORTAL_INVITATION_REDEEM_RATE", "10/m") or "10/m"
+PORTAL_INVITATION_CREATE_RATE = env("PORTAL_INVITATION_CREATE_RATE", "30/h") or "30/h"
+PORTAL_ADMIN_LOGIN_RATE = env("PORTAL_ADMIN_LOGIN_RATE", "10/m") or "10/m"
+
+# Keys for PHI at rest: "kid:base64key,kid2:base64key" (first encrypts, all decrypt), or a file.
+PORTAL_ENCRYPTION_KEYS = env("PORTAL_ENCRYPTION_KEYS") or ""
+PORTAL_KEY_FILE = Path(env("PORTAL_KEY_FILE") or VAR_DIR / "encryption_keys.json")
+PORTAL_ALLOW_LOCAL_KEY_FILE = env_bool("PORTAL_ALLOW_LOCAL_KEY_FILE", not PRODUCTION)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Request bodies never reach the logs; Django's request logger prints only path and status.
+        "django.request": {"level": "WARNING"},
+    },
+}
+
+HEADLESS_SERVE_SPECIFICATION = True
+PORTAL_WS_ALLOWED_ORIGINS = env_list("PORTAL_WS_ALLOWED_ORIGINS", [])
+PORTAL_WS_HEARTBEAT_SECONDS = float(env("PORTAL_WS_HEARTBEAT_SECONDS", "5") or 5)
+PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", True)
