@@ -98,9 +98,7 @@ def visible_children(user: User | Any, now: datetime | None = None) -> QuerySet[
         return Child.objects.none()
     moment = _now(now)
     as_guardian = GuardianLink.objects.filter(live_link_q(moment), guardian=user, child=OuterRef("pk"))
-    as_clinician = CareTeamMembership.objects.filter(
-        current_membership_q(moment), clinician=user, child=OuterRef("pk")
-    )
+    as_clinician = CareTeamMembership.objects.filter(current_membership_q(moment), clinician=user, child=OuterRef("pk"))
     return Child.objects.filter(Q(Exists(as_guardian)) | Q(Exists(as_clinician)))
 
 
@@ -163,7 +161,9 @@ def _parse_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
 
 
 def child_for(
-    user: User | Any, child_id: uuid.UUID | str, capability: Capability = Capability.VIEW,
+    user: User | Any,
+    child_id: uuid.UUID | str,
+    capability: Capability = Capability.VIEW,
     now: datetime | None = None,
 ) -> ChildAccess:
     """Fetch a child the user may act on with ``capability``, or raise 404 and audit the denial."""
@@ -190,8 +190,12 @@ def is_clinician(user: User | Any) -> bool:
 def is_administrator(user: User | Any) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False
-    return bool(user.is_staff or user.is_superuser or user.has_perm("portal.view_metrics")
-                or user.has_perm("portal.manage_portal"))
+    return bool(
+        user.is_staff
+        or user.is_superuser
+        or user.has_perm("portal.view_metrics")
+        or user.has_perm("portal.manage_portal")
+    )
 
 
 def requires_mfa(user: User | Any) -> bool:

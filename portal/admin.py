@@ -19,8 +19,9 @@ from portal.errors import RateLimited
 
 
 class AdminMfaLoginForm(AdminAuthenticationForm):
-    code = forms.CharField(label="Authenticator code", max_length=32,
-                           widget=forms.TextInput(attrs={"autocomplete": "one-time-code"}))
+    code = forms.CharField(
+        label="Authenticator code", max_length=32, widget=forms.TextInput(attrs={"autocomplete": "one-time-code"})
+    )
 
     def clean(self) -> dict[str, Any]:
         request = self.request
@@ -29,15 +30,17 @@ class AdminMfaLoginForm(AdminAuthenticationForm):
         try:
             ratelimit.enforce("admin_login", [f"ip:{address}", f"account:{email}"], settings.PORTAL_ADMIN_LOGIN_RATE)
         except RateLimited:
-            raise forms.ValidationError("Too many sign-in attempts. Wait a minute and try again.",
-                                        code="rate_limited") from None
+            raise forms.ValidationError(
+                "Too many sign-in attempts. Wait a minute and try again.", code="rate_limited"
+            ) from None
         cleaned = super().clean()
         user = self.get_user()
         if user is None or not has_mfa(user):
             raise forms.ValidationError(
                 "The admin requires two-factor authentication: enrol TOTP through the portal first.",
-                code="mfa_required")
-        with context.request_context(request):  # type: ignore[arg-type]
+                code="mfa_required",
+            )
+        with context.request_context(request):
             second = BaseAuthenticateForm(data={"code": self.data.get("code", "")}, user=user)
             if not second.is_valid():
                 raise forms.ValidationError("Incorrect authenticator code.", code="incorrect_code")
@@ -64,8 +67,17 @@ site = PortalAdminSite(name="admin")
 class UserAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("email", "display_name", "is_active", "is_staff")
     search_fields = ("email", "display_name")
-    fields = ("email", "display_name", "phone", "preferred_language", "time_zone", "is_active", "is_staff",
-              "groups", "user_permissions")
+    fields = (
+        "email",
+        "display_name",
+        "phone",
+        "preferred_language",
+        "time_zone",
+        "is_active",
+        "is_staff",
+        "groups",
+        "user_permissions",
+    )
     filter_horizontal = ("groups", "user_permissions")
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 
 from portal import selectors, services
 from portal.access import Capability, child_for
+from portal.models import User
 from portal.schemas import (
     CareTeamIn,
     CareTeamMemberOut,
@@ -27,6 +28,11 @@ from portal.schemas import (
 )
 
 router = Router(tags=["portal"])
+
+
+def actor(request: HttpRequest) -> User:
+    """The authenticated user; every operation here runs behind ``PORTAL_AUTH``."""
+    return cast(User, request.user)
 
 
 def _database_ok() -> bool:
@@ -57,8 +63,10 @@ def _channel_layer_ok() -> bool:
         return False
 
 
-@router.get("/health", auth=None, response={200: HealthOut, 503: HealthOut}, summary="Database and channel layer status")
-def health(request: HttpRequest) -> tuple[int, dict[str, str]]:
+@router.get(
+    "/health", auth=None, response={200: HealthOut, 503: HealthOut}, summary="Database and channel layer status"
+)
+def health(request: HttpRequest) -> Status[dict[str, str]]:
     database = _database_ok()
     layer = _channel_layer_ok()
     body = {
@@ -66,87 +74,123 @@ def health(request: HttpRequest) -> tuple[int, dict[str, str]]:
         "database": "ok" if database else "unavailable",
         "channel_layer": "ok" if layer else "unavailable",
     }
-    return (200 if database else 503), body
+    return Status(200 if database else 503, body)
 
 
 @router.get("/me", response=MeOut, summary="Who am I: children as guardian and as clinician, permissions")
 def me(request: HttpRequest) -> dict[str, Any]:
-    return selectors.me_summary(user=request.user)  # type: ignore[arg-type]
+    return selectors.me_summary(user=actor(request))
 
 
 @router.get("/children", response=list[ChildOut], summary="Children I may see")
 def children(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.children_list(user=request.user)  # type: ignore[arg-type]
+    return selectors.children_list(user=actor(request))
 
 
 @router.get("/children/{child_id}", response=ChildOut, summary="One child")
 def child(request: HttpRequest, child_id: uuid.UUID) -> dict[str, Any]:
-    access = child_for(request.user, child_id, Capability.VIEW)
-    return selectors.child_detail(user=request.user, access=access)  # type: ignore[arg-type]
+    access = child_for(actor(request), child_id, Capability.VIEW)
+    return selectors.child_detail(user=actor(request), access=access)
 
 
 @router.get("/children/{child_id}/care-team", response=list[CareTeamMemberOut], summary="The child's care team")
 def care_team(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
-    access = child_for(request.user, child_id, Capability.VIEW)
-    return selectors.care_team_list(user=request.user, access=access)  # type: ignore[arg-type]
+    access = child_for(actor(request), child_id, Capability.VIEW)
+    return selectors.care_team_list(user=actor(request), access=access)
 
 
 @router.post("/children/{child_id}/care-team", response={201: CareTeamMemberOut}, summary="Staff: add a clinician")
-def care_team_add(request: HttpRequest, child_id: uuid.UUID, payload: CareTeamIn) -> tuple[int, dict[str, Any]]:
-    access = child_for(request.user, child_id, Capability.MANAGE)
-    membership = services.care_team_add(actor=request.user, access=access, **payload.dict())  # type: ignore[arg-type]
-    return 201, {
-        "id": membership.pk, "clinician_id": membership.clinician_id, "clinician_name": str(membership.clinician),
-        "role": membership.role, "department": membership.department.name if membership.department else None,
-        "start": membership.start, "end": membership.end,
-    }
+def care_team_add(request: HttpRequest, child_id: uuid.UUID, payload: CareTeamIn) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    membership = services.care_team_add(actor=actor(request), access=access, **payload.dict())
+    return Status(
+        201,
+        {
+            "id": membership.pk,
+            "clinician_id": membership.clinician_id,
+            "clinician_name": str(membership.clinician),
+            "role": membership.role,
+            "department": membership.department.name if membership.department else None,
+            "start": membership.start,
+            "end": membership.end,
+        },
+    )
 
 
-@router.delete("/children/{child_id}/care-team/{membership_id}", response={204: None},
-               summary="Staff: end a clinician's membership")
-def care_team_end(request: HttpRequest, child_id: uuid.UUID, membership_id: uuid.UUID) -> tuple[int, None]:
-    access = child_for(request.user, child_id, Capability.MANAGE)
-    services.care_team_end(actor=request.user, access=access, membership_id=membership_id)  # type: ignore[arg-type]
-    return 204, None
+@router.delete(
+    "/children/{child_id}/care-team/{membership_id}",
+    response={204: None},
+    summary="Staff: end a clinician's membership",
+)
+def care_team_end(request: HttpRequest, child_id: uuid.UUID, membership_id: uuid.UUID) -> Status[None]:
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    services.care_team_end(actor=actor(request), access=access, membership_id=membership_id)
+    return Status(204, None)
 
 
-@router.get("/children/{child_id}/guardian-links", response=list[GuardianLinkOut],
-            summary="Staff: the child's guardian links, invitations and history")
+@router.get(
+    "/children/{child_id}/guardian-links",
+    response=list[GuardianLinkOut],
+    summary="Staff: the child's guardian links, invitations and history",
+)
 def guardian_links(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
-    access = child_for(request.user, child_id, Capability.MANAGE)
-    return selectors.guardian_links_list(user=request.user, access=access)  # type: ignore[arg-type]
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    return selectors.guardian_links_list(user=actor(request), access=access)
 
 
-@router.post("/children/{child_id}/invitations", response={201: InvitationOut},
-             summary="Staff: invite a guardian (returns a single-use code)")
-def invite(request: HttpRequest, child_id: uuid.UUID, payload: InvitationIn) -> tuple[int, dict[str, Any]]:
-    access = child_for(request.user, child_id, Capability.MANAGE)
-    invitation, code = services.invitation_create(actor=request.user, access=access, **payload.dict())  # type: ignore[arg-type]
-    return 201, {
-        "id": invitation.pk, "child_id": access.child.pk, "code": code, "relationship": invitation.link.relationship,
-        "scope": invitation.link.scope, "expires_at": invitation.expires_at,
-    }
+@router.post(
+    "/children/{child_id}/invitations",
+    response={201: InvitationOut},
+    summary="Staff: invite a guardian (returns a single-use code)",
+)
+def invite(request: HttpRequest, child_id: uuid.UUID, payload: InvitationIn) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    invitation, code = services.invitation_create(actor=actor(request), access=access, **payload.dict())
+    return Status(
+        201,
+        {
+            "id": invitation.pk,
+            "child_id": access.child.pk,
+            "code": code,
+            "relationship": invitation.link.relationship,
+            "scope": invitation.link.scope,
+            "expires_at": invitation.expires_at,
+        },
+    )
 
 
-@router.patch("/children/{child_id}/guardian-links/{link_id}", response=GuardianLinkOut,
-              summary="Staff: change scope, record an adolescent exception or a court appointment")
+@router.patch(
+    "/children/{child_id}/guardian-links/{link_id}",
+    response=GuardianLinkOut,
+    summary="Staff: change scope, record an adolescent exception or a court appointment",
+)
 def link_update(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID, payload: LinkUpdateIn) -> dict[str, Any]:
-    access = child_for(request.user, child_id, Capability.MANAGE)
-    link = services.link_update(actor=request.user, access=access, link_id=link_id,  # type: ignore[arg-type]
-                                **payload.dict(exclude_unset=True))
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    link = services.link_update(
+        actor=actor(request),
+        access=access,
+        link_id=link_id,
+        **payload.dict(exclude_unset=True),
+    )
     return selectors.link_out(link)
 
 
-@router.post("/children/{child_id}/guardian-links/{link_id}/revoke", response=GuardianLinkOut,
-             summary="Staff: revoke a guardian's access or withdraw an invitation")
+@router.post(
+    "/children/{child_id}/guardian-links/{link_id}/revoke",
+    response=GuardianLinkOut,
+    summary="Staff: revoke a guardian's access or withdraw an invitation",
+)
 def link_revoke(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
-    access = child_for(request.user, child_id, Capability.MANAGE)
-    link = services.link_revoke(actor=request.user, access=access, link_id=link_id)  # type: ignore[arg-type]
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    link = services.link_revoke(actor=actor(request), access=access, link_id=link_id)
     return selectors.link_out(link)
 
 
 @router.post("/invitations/redeem", response={201: GuardianLinkOut}, summary="Guardian: redeem an invitation code")
-def redeem(request: HttpRequest, payload: RedeemIn) -> tuple[int, dict[str, Any]]:
-    link = services.invitation_redeem(actor=request.user, code=payload.code,  # type: ignore[arg-type]
-                                      client_address=str(request.META.get("REMOTE_ADDR", "")))
-    return 201, selectors.link_out(link)
+def redeem(request: HttpRequest, payload: RedeemIn) -> Status[dict[str, Any]]:
+    link = services.invitation_redeem(
+        actor=actor(request),
+        code=payload.code,
+        client_address=str(request.META.get("REMOTE_ADDR", "")),
+    )
+    return Status(201, selectors.link_out(link))

@@ -42,7 +42,11 @@ def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     # Only where and what: pydantic's "input" would echo submitted values back.
     errors = [
-        {"loc": [str(part) for part in error.get("loc", ())], "type": error.get("type", ""), "msg": error.get("msg", "")}
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "type": error.get("type", ""),
+            "msg": error.get("msg", ""),
+        }
         for error in exc.errors
     ]
     return _error(request, 422, "invalid_input", "The request is not valid; see errors.", errors=errors)
@@ -60,8 +64,9 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-            429: "rate_limited"}.get(exc.status_code, "error")
+    code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 429: "rate_limited"}.get(
+        exc.status_code, "error"
+    )
     return _error(request, exc.status_code, code, str(exc.message) if exc.status_code < 500 else "Server error.")
 
 

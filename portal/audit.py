@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from portal.models import Action, AuditEvent, Outcome
 
+__all__ = ["Action", "AuditEvent", "ClientInfo", "Entry", "Outcome", "deny", "reads", "record", "record_many", "verify"]
+
 GENESIS = "0" * 64
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock that serializes appends.
 _PG_LOCK_KEY = 0x5041_5544_4954  # "PAUDIT"
@@ -136,21 +138,30 @@ def record(
     client: ClientInfo | None = None,
 ) -> AuditEvent:
     """Append one audit row to the chain."""
-    entry = Entry(action=action, entity_type=entity_type, entity_id=entity_id, child_id=child_id,
-                  outcome=outcome, reason=reason)
+    entry = Entry(
+        action=action, entity_type=entity_type, entity_id=entity_id, child_id=child_id, outcome=outcome, reason=reason
+    )
     return record_many([entry], actor=actor, on_behalf_of=on_behalf_of, client=client)[0]
 
 
 def reads(actor: Any, entity_type: str, child_ids: list[Any]) -> None:
     """Audit a read of PHI about each listed child."""
-    record_many([Entry(action=Action.READ, entity_type=entity_type, entity_id=cid, child_id=cid) for cid in child_ids],
-                actor=actor)
+    record_many(
+        [Entry(action=Action.READ, entity_type=entity_type, entity_id=cid, child_id=cid) for cid in child_ids],
+        actor=actor,
+    )
 
 
 def deny(*, actor: Any, entity_type: str, entity_id: uuid.UUID | str | None, reason: str = "no_access") -> None:
     """Record a refused access. The child is not named: the actor may have guessed an id."""
-    record(actor=actor, action=Action.DENY, entity_type=entity_type, entity_id=entity_id,
-           outcome=Outcome.DENIED, reason=reason)
+    record(
+        actor=actor,
+        action=Action.DENY,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        outcome=Outcome.DENIED,
+        reason=reason,
+    )
 
 
 @dataclass

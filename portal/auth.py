@@ -4,6 +4,7 @@ clinicians and administrators."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from allauth.headless.contrib.ninja.security import XSessionTokenAuth
@@ -63,4 +64,4 @@ class BrowserSessionAuth(SessionAuth):
 
 app_token_auth = AppTokenAuth()
 browser_session_auth = BrowserSessionAuth()
-PORTAL_AUTH = [app_token_auth, browser_session_auth]
+PORTAL_AUTH: list[Callable[[HttpRequest], Any]] = [app_token_auth, browser_session_auth]

@@ -112,10 +112,7 @@ def load_keyring() -> Keyring:
     path: Path = settings.PORTAL_KEY_FILE
     if spec:
         pairs = _parse_env_keys(spec)
-        blind = os.environ.get("PORTAL_BLIND_INDEX_KEY") or ""
-        blind_file = os.environ.get("PORTAL_BLIND_INDEX_KEY_FILE")
-        if blind_file:
-            blind = Path(blind_file).read_text(encoding="utf-8").strip()
+        blind: str = settings.PORTAL_BLIND_INDEX_KEY
         if not blind:
             raise ImproperlyConfigured("PORTAL_BLIND_INDEX_KEY must be set beside PORTAL_ENCRYPTION_KEYS.")
         blind_key = _decode_key("blind index", blind)

@@ -13,8 +13,14 @@ class ApiError(Exception):
     code = "bad_request"
     message = "The request could not be processed."
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
-                 details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.message = message or self.message
         self.code = code or self.code
         self.status = status or self.status

@@ -81,6 +81,9 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
 class EncryptedJSONField(EncryptedTextField):
     """A JSON value (list or object) encrypted as one ciphertext."""
 
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
+
     def to_plaintext(self, value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
 

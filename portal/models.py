@@ -58,7 +58,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False, help_text="May sign in to the Django admin (with MFA).")
     date_joined = models.DateTimeField(default=timezone.now)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -209,6 +209,9 @@ class GuardianLink(models.Model):
         ]
         indexes = [models.Index(fields=["guardian", "status"]), models.Index(fields=["child", "status"])]
 
+    def __str__(self) -> str:
+        return f"Guardian link {self.pk} ({self.status})"
+
 
 class Invitation(models.Model):
     """A single-use, expiring code that lets a signed-in guardian take up an ``invited`` link.
@@ -225,6 +228,9 @@ class Invitation(models.Model):
     expires_at = models.DateTimeField()
     redeemed_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Invitation {self.pk}"
 
     @property
     def child_id(self) -> uuid.UUID:
@@ -251,6 +257,9 @@ class CareTeamMembership(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["clinician", "child"])]
+
+    def __str__(self) -> str:
+        return f"Care-team membership {self.pk} ({self.role})"
 
 
 class Action(models.TextChoices):
@@ -293,6 +302,9 @@ class AuditEvent(models.Model):
     class Meta:
         verbose_name = "audit event"
         indexes = [models.Index(fields=["child_id", "recorded_at"]), models.Index(fields=["recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"Audit #{self.seq} {self.action} {self.entity_type}"
 
     def entry(self) -> dict[str, Any]:
         recorded: datetime = self.recorded_at

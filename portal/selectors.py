@@ -45,8 +45,12 @@ def me_summary(*, user: User) -> dict[str, Any]:
         "mfa_required": requires_mfa(user),
         "permissions": [perm for perm in PORTAL_PERMISSIONS if user.has_perm(f"portal.{perm}")],
         "children_as_guardian": [
-            {"id": link.child_id, "name": link.child.name, "scope": effective_scope(link, now),
-             "relationship": link.relationship}
+            {
+                "id": link.child_id,
+                "name": link.child.name,
+                "scope": effective_scope(link, now),
+                "relationship": link.relationship,
+            }
             for link in links
         ],
         "children_as_clinician": list(as_clinician.values()),
@@ -100,8 +104,13 @@ def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
         .select_related("clinician", "department")
         .order_by("role", "start")
     )
-    audit.record(actor=user, action=audit.Action.READ, entity_type="CareTeam", entity_id=access.child.pk,
-                 child_id=access.child.pk)
+    audit.record(
+        actor=user,
+        action=audit.Action.READ,
+        entity_type="CareTeam",
+        entity_id=access.child.pk,
+        child_id=access.child.pk,
+    )
     return [
         {
             "id": row.pk,
@@ -138,8 +147,13 @@ def link_out(link: GuardianLink) -> dict[str, Any]:
 def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     """Staff view of every link of a child, invitations and history included."""
     links = GuardianLink.objects.filter(child=access.child).select_related("guardian").order_by("granted_at")
-    audit.record(actor=user, action=audit.Action.READ, entity_type="RelatedPerson", entity_id=access.child.pk,
-                 child_id=access.child.pk)
+    audit.record(
+        actor=user,
+        action=audit.Action.READ,
+        entity_type="RelatedPerson",
+        entity_id=access.child.pk,
+        child_id=access.child.pk,
+    )
     result = []
     for link in links:
         link.child = access.child

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit, ratelimit, realtime
-from portal.access import ChildAccess, Capability, live_link_q
+from portal.access import Capability, ChildAccess, live_link_q
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, Invitation, User
@@ -40,24 +40,37 @@ def _require(access: ChildAccess, capability: Capability) -> None:
 
 
 def child_create(
-    *, actor: User | None, name: str, mrn: str, date_of_birth: Any, sex: str = Child.Sex.UNKNOWN,
-    time_zone: str = "UTC", conditions: list[str] | None = None,
+    *,
+    actor: User | None,
+    name: str,
+    mrn: str,
+    date_of_birth: Any,
+    sex: str = Child.Sex.UNKNOWN,
+    time_zone: str = "UTC",
+    conditions: list[str] | None = None,
 ) -> Child:
     """Register a patient (staff tools and the demo loader; EHR import later)."""
-    child = Child(name=name, mrn=mrn, date_of_birth=date_of_birth, sex=sex, time_zone=time_zone,
-                  conditions=conditions or [])
+    child = Child(
+        name=name, mrn=mrn, date_of_birth=date_of_birth, sex=sex, time_zone=time_zone, conditions=conditions or []
+    )
     child.compute_age_boundaries()
     child.full_clean(exclude=["mrn_index", "adolescent_from", "adult_from"])
     with transaction.atomic():
         child.save(force_insert=True)
-        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="Patient", entity_id=child.pk,
-                     child_id=child.pk)
+        audit.record(
+            actor=actor, action=audit.Action.CREATE, entity_type="Patient", entity_id=child.pk, child_id=child.pk
+        )
     return child
 
 
 def invitation_create(
-    *, actor: User, access: ChildAccess, relationship: str, scope: str = GuardianLink.Scope.FULL,
-    court_appointed: bool = False, expires_in_hours: int | None = None,
+    *,
+    actor: User,
+    access: ChildAccess,
+    relationship: str,
+    scope: str = GuardianLink.Scope.FULL,
+    court_appointed: bool = False,
+    expires_in_hours: int | None = None,
 ) -> tuple[Invitation, str]:
     """Create an ``invited`` link and its single-use code. Returns the code once; only its hash is kept."""
     _require(access, Capability.MANAGE)
@@ -67,65 +80,105 @@ def invitation_create(
     now = timezone.now()
     with transaction.atomic():
         link = GuardianLink.objects.create(
-            child=access.child, relationship=relationship, scope=scope, court_appointed=court_appointed,
-            status=GuardianLink.Status.INVITED, granted_by=actor, granted_at=now,
+            child=access.child,
+            relationship=relationship,
+            scope=scope,
+            court_appointed=court_appointed,
+            status=GuardianLink.Status.INVITED,
+            granted_by=actor,
+            granted_at=now,
         )
         invitation = Invitation.objects.create(
-            link=link, code_hash=_code_hash(code), created_by=actor, created_at=now,
+            link=link,
+            code_hash=_code_hash(code),
+            created_by=actor,
+            created_at=now,
             expires_at=now + timedelta(hours=hours),
         )
-        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="Invitation", entity_id=invitation.pk,
-                     child_id=access.child.pk)
+        audit.record(
+            actor=actor,
+            action=audit.Action.CREATE,
+            entity_type="Invitation",
+            entity_id=invitation.pk,
+            child_id=access.child.pk,
+        )
     return invitation, code
 
 
-def _refuse_redeem(actor: User, reason: str, error: ApiError, invitation: Invitation | None = None) -> ApiError:
-    audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="Invitation",
-                 entity_id=invitation.pk if invitation else None, outcome=audit.Outcome.FAILURE, reason=reason)
-    return error
+def _redeem_refusal(actor: User, invitation: Invitation | None, now: datetime) -> tuple[str, ApiError] | None:
+    """Why this invitation cannot be redeemed by ``actor`` now, or None if it can."""
+    if invitation is None:
+        return "unknown_code", NotFound(
+            "This invitation code is not valid. Check it, or ask the care team for a new one.",
+            code="invitation_not_found",
+        )
+    link = invitation.link
+    if invitation.redeemed_at is not None or link.status != GuardianLink.Status.INVITED:
+        return "used_code", ApiError(
+            "This invitation code has already been used or withdrawn. Ask the care team for a new one.",
+            code="invitation_used",
+            status=409,
+        )
+    if invitation.expires_at <= now:
+        return "expired_code", ApiError(
+            "This invitation code has expired. Ask the care team for a new one.", code="invitation_expired", status=410
+        )
+    if not link.court_appointed and now >= link.child.adult_from:
+        return "adult_patient", Invalid(
+            "This patient is an adult; a guardian link needs a court-appointed guardianship.", code="patient_is_adult"
+        )
+    if GuardianLink.objects.filter(live_link_q(now), guardian=actor, child=link.child).exists():
+        return "already_linked", Conflict("You are already linked to this child.", code="already_linked")
+    return None
 
 
 def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> GuardianLink:
-    """A signed-in guardian takes up the link an invitation code stands for."""
-    ratelimit.enforce("invitation_redeem", [f"user:{actor.pk}", f"ip:{client_address}"],
-                      settings.PORTAL_INVITATION_REDEEM_RATE)
+    """A signed-in guardian takes up the link an invitation code stands for.
+
+    A refusal is audited after the transaction, so the audit row outlives the rollback.
+    """
+    ratelimit.enforce(
+        "invitation_redeem", [f"user:{actor.pk}", f"ip:{client_address}"], settings.PORTAL_INVITATION_REDEEM_RATE
+    )
     now = timezone.now()
     with transaction.atomic():
         invitation = (
-            Invitation.objects.select_for_update().select_related("link", "link__child")
-            .filter(code_hash=_code_hash(code)).first()
+            Invitation.objects.select_for_update(of=("self",))
+            .select_related("link", "link__child")
+            .filter(code_hash=_code_hash(code))
+            .first()
         )
-        if invitation is None:
-            raise _refuse_redeem(actor, "unknown_code", NotFound(
-                "This invitation code is not valid. Check it, or ask the care team for a new one.",
-                code="invitation_not_found"))
-        link = invitation.link
-        if invitation.redeemed_at is not None or link.status != GuardianLink.Status.INVITED:
-            raise _refuse_redeem(actor, "used_code", ApiError(
-                "This invitation code has already been used or withdrawn. Ask the care team for a new one.",
-                code="invitation_used", status=409), invitation)
-        if invitation.expires_at <= now:
-            raise _refuse_redeem(actor, "expired_code", ApiError(
-                "This invitation code has expired. Ask the care team for a new one.",
-                code="invitation_expired", status=410), invitation)
-        if not link.court_appointed and now >= link.child.adult_from:
-            raise _refuse_redeem(actor, "adult_patient", Invalid(
-                "This patient is an adult; a guardian link needs a court-appointed guardianship.",
-                code="patient_is_adult"), invitation)
-        if GuardianLink.objects.filter(live_link_q(now), guardian=actor, child=link.child).exists():
-            raise _refuse_redeem(actor, "already_linked", Conflict(
-                "You are already linked to this child.", code="already_linked"), invitation)
-        link.guardian = actor
-        link.status = GuardianLink.Status.ACTIVE
-        link.valid_from = now
-        link.save(update_fields=["guardian", "status", "valid_from"])
-        invitation.redeemed_by = actor
-        invitation.redeemed_at = now
-        invitation.save(update_fields=["redeemed_by", "redeemed_at"])
-        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=link.pk,
-                     child_id=link.child_id, reason="invitation_redeemed")
-        realtime.access_changed(user_id=actor.pk)
-    return link
+        refusal = _redeem_refusal(actor, invitation, now)
+        if refusal is None:
+            assert invitation is not None
+            link = invitation.link
+            link.guardian = actor
+            link.status = GuardianLink.Status.ACTIVE
+            link.valid_from = now
+            link.save(update_fields=["guardian", "status", "valid_from"])
+            invitation.redeemed_by = actor
+            invitation.redeemed_at = now
+            invitation.save(update_fields=["redeemed_by", "redeemed_at"])
+            audit.record(
+                actor=actor,
+                action=audit.Action.UPDATE,
+                entity_type="RelatedPerson",
+                entity_id=link.pk,
+                child_id=link.child_id,
+                reason="invitation_redeemed",
+            )
+            realtime.access_changed(user_id=actor.pk)
+            return link
+    reason, error = refusal
+    audit.record(
+        actor=actor,
+        action=audit.Action.UPDATE,
+        entity_type="Invitation",
+        entity_id=invitation.pk if invitation else None,
+        outcome=audit.Outcome.FAILURE,
+        reason=reason,
+    )
+    raise error
 
 
 def _link_of(access: ChildAccess, link_id: uuid.UUID, *, lock: bool = False) -> GuardianLink:
@@ -149,22 +202,37 @@ def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Guar
         link.revoked_by = actor
         link.revoked_at = timezone.now()
         link.save(update_fields=["status", "revoked_by", "revoked_at"])
-        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=link.pk,
-                     child_id=link.child_id, reason="revoked")
+        audit.record(
+            actor=actor,
+            action=audit.Action.UPDATE,
+            entity_type="RelatedPerson",
+            entity_id=link.pk,
+            child_id=link.child_id,
+            reason="revoked",
+        )
         if link.guardian_id:
             realtime.access_changed(user_id=link.guardian_id)
     return link
 
 
 def link_update(
-    *, actor: User, access: ChildAccess, link_id: uuid.UUID, scope: str | None = None,
-    adolescent_exception: bool | None = None, court_appointed: bool | None = None,
+    *,
+    actor: User,
+    access: ChildAccess,
+    link_id: uuid.UUID,
+    scope: str | None = None,
+    adolescent_exception: bool | None = None,
+    court_appointed: bool | None = None,
     valid_until: datetime | None = None,
 ) -> GuardianLink:
     """Staff change a link's scope, record an adolescent exception or a court appointment, or set an end."""
     _require(access, Capability.MANAGE)
-    changes = {"scope": scope, "adolescent_exception": adolescent_exception, "court_appointed": court_appointed,
-               "valid_until": valid_until}
+    changes = {
+        "scope": scope,
+        "adolescent_exception": adolescent_exception,
+        "court_appointed": court_appointed,
+        "valid_until": valid_until,
+    }
     changes = {name: value for name, value in changes.items() if value is not None}
     if not changes:
         raise Invalid("Nothing to change.", code="no_changes")
@@ -175,16 +243,28 @@ def link_update(
         for name, value in changes.items():
             setattr(link, name, value)
         link.save(update_fields=list(changes))
-        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=link.pk,
-                     child_id=link.child_id, reason="changed:" + ",".join(sorted(changes)))
+        audit.record(
+            actor=actor,
+            action=audit.Action.UPDATE,
+            entity_type="RelatedPerson",
+            entity_id=link.pk,
+            child_id=link.child_id,
+            reason="changed:" + ",".join(sorted(changes)),
+        )
         if link.guardian_id:
             realtime.access_changed(user_id=link.guardian_id)
     return link
 
 
 def care_team_add(
-    *, actor: User, access: ChildAccess, clinician_id: uuid.UUID, role: str,
-    department_id: uuid.UUID | None = None, start: datetime | None = None, end: datetime | None = None,
+    *,
+    actor: User,
+    access: ChildAccess,
+    clinician_id: uuid.UUID,
+    role: str,
+    department_id: uuid.UUID | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> CareTeamMembership:
     """Put a clinician (someone working in a department) on the child's care team."""
     _require(access, Capability.MANAGE)
@@ -201,11 +281,21 @@ def care_team_add(
         raise Invalid("The end must come after the start.", code="invalid_period")
     with transaction.atomic():
         membership = CareTeamMembership.objects.create(
-            child=access.child, clinician=clinician, department=department, role=role, start=begin, end=end,
+            child=access.child,
+            clinician=clinician,
+            department=department,
+            role=role,
+            start=begin,
+            end=end,
             added_by=actor,
         )
-        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="CareTeam", entity_id=membership.pk,
-                     child_id=access.child.pk)
+        audit.record(
+            actor=actor,
+            action=audit.Action.CREATE,
+            entity_type="CareTeam",
+            entity_id=membership.pk,
+            child_id=access.child.pk,
+        )
         realtime.access_changed(user_id=clinician.pk)
     return membership
 
@@ -215,17 +305,20 @@ def care_team_end(*, actor: User, access: ChildAccess, membership_id: uuid.UUID)
     _require(access, Capability.MANAGE)
     now = timezone.now()
     with transaction.atomic():
-        membership = (
-            CareTeamMembership.objects.select_for_update().filter(pk=membership_id, child=access.child).first()
-        )
+        membership = CareTeamMembership.objects.select_for_update().filter(pk=membership_id, child=access.child).first()
         if membership is None:
             raise NotFound("No such care-team member.")
         if membership.end is not None and membership.end <= now:
             raise Conflict("This membership has already ended.", code="membership_ended")
         membership.end = now
         membership.save(update_fields=["end"])
-        audit.record(actor=actor, action=audit.Action.DELETE, entity_type="CareTeam", entity_id=membership.pk,
-                     child_id=access.child.pk)
+        audit.record(
+            actor=actor,
+            action=audit.Action.DELETE,
+            entity_type="CareTeam",
+            entity_id=membership.pk,
+            child_id=access.child.pk,
+        )
         realtime.access_changed(user_id=membership.clinician_id)
     return membership
 
@@ -244,8 +337,16 @@ def links_expire(*, now: datetime | None = None) -> int:
         rows = list(ended.select_for_update(of=("self",)).values_list("pk", "child_id"))
         GuardianLink.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=GuardianLink.Status.EXPIRED)
         audit.record_many(
-            [audit.Entry(action=audit.Action.UPDATE, entity_type="RelatedPerson", entity_id=pk, child_id=child_id,
-                         reason="expired") for pk, child_id in rows],
+            [
+                audit.Entry(
+                    action=audit.Action.UPDATE,
+                    entity_type="RelatedPerson",
+                    entity_id=pk,
+                    child_id=child_id,
+                    reason="expired",
+                )
+                for pk, child_id in rows
+            ],
             actor=None,
         )
     return len(rows)

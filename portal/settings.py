@@ -260,6 +260,7 @@ PORTAL_ADMIN_LOGIN_RATE = env("PORTAL_ADMIN_LOGIN_RATE", "10/m") or "10/m"
 
 # Keys for PHI at rest: "kid:base64key,kid2:base64key" (first encrypts, all decrypt), or a file.
 PORTAL_ENCRYPTION_KEYS = env("PORTAL_ENCRYPTION_KEYS") or ""
+PORTAL_BLIND_INDEX_KEY = env("PORTAL_BLIND_INDEX_KEY") or ""
 PORTAL_KEY_FILE = Path(env("PORTAL_KEY_FILE") or VAR_DIR / "encryption_keys.json")
 PORTAL_ALLOW_LOCAL_KEY_FILE = env_bool("PORTAL_ALLOW_LOCAL_KEY_FILE", not PRODUCTION)
 

@@ -19,5 +19,7 @@ class Command(BaseCommand):
         for login in logins:
             extra = f"  TOTP secret {login.totp_secret}" if login.totp_secret else ""
             self.stdout.write(f"  {login.email:<28} {login.role}{extra}")
-        self.stdout.write("\nSign in: POST /_allauth/app/v1/auth/login {\"email\": ..., \"password\": ...}; "
-                          "API docs at http://127.0.0.1:8000/api/v1/docs")
+        self.stdout.write(
+            '\nSign in: POST /_allauth/app/v1/auth/login {"email": ..., "password": ...}; '
+            "API docs at http://127.0.0.1:8000/api/v1/docs"
+        )

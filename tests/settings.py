@@ -1,0 +1,20 @@
+"""The small test override of ``portal.settings``."""
+
+import os
+import uuid
+
+from portal.settings import *  # noqa: F403
+from portal.settings import CACHES, REDIS_URL
+
+# Fixed keys for tests only (they protect no real data).
+PORTAL_ENCRYPTION_KEYS = "test1:" + "A" * 43 + "="
+PORTAL_BLIND_INDEX_KEY = "B" * 43 + "="
+PORTAL_ALLOW_LOCAL_KEY_FILE = False
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PORTAL_WS_HEARTBEAT_SECONDS = 0.2
+
+if REDIS_URL:
+    # A prefix per run, so rate-limit counters never leak between runs sharing one Redis.
+    CACHES["default"]["KEY_PREFIX"] = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
