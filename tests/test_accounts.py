@@ -168,7 +168,7 @@ def test_signup_then_email_verification_by_code(world: World) -> None:
     assert response.status_code == 401  # pending email verification
     token = response.json()["meta"]["session_token"]
     assert len(mail.outbox) == 1
-    code = re.search(r"^([A-Z0-9]{4}-[A-Z0-9]{4})$", mail.outbox[0].body, re.MULTILINE)
+    code = re.search(r"^([A-Z0-9]{4}-[A-Z0-9]{4})$", str(mail.outbox[0].body), re.MULTILINE)
     assert code is not None
     verified = post_json(
         client, "/_allauth/app/v1/auth/email/verify", {"key": code.group(1)}, **{"X-Session-Token": token}

@@ -1,0 +1,46 @@
+"""The demo data ``make run`` loads has the shape the README promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management import call_command
+
+from fixtures import demo
+from portal.access import effective_scope, visible_children
+from portal.models import Child, Department, DepartmentMembership, GuardianLink, User
+
+
+def test_demo_hospital(db: Any, capsys: Any) -> None:
+    call_command("load_demo")
+    out = capsys.readouterr().out
+    assert "maria.garcia@demo.family" in out and demo.DEMO_PASSWORD in out
+    assert Department.objects.count() == 2
+    assert DepartmentMembership.objects.values("clinician").distinct().count() == 4
+    assert User.objects.filter(user_permissions__codename="view_metrics").count() == 1
+    assert Child.objects.count() == 9
+    guardians = User.objects.filter(guardian_links__status="active").distinct()
+    assert guardians.count() == 7  # and John Smith, whose link was revoked
+    # Six families: guardians who share a child are one family (the Novaks live in two households).
+    assert (
+        len(
+            {
+                frozenset(GuardianLink.objects.filter(guardian=g, status="active").values_list("child", flat=True))
+                for g in guardians
+            }
+        )
+        == 6
+    )
+    eva_links = GuardianLink.objects.filter(
+        child__in=Child.objects.filter(guardian_links__guardian__email__in=["anna.novak@demo.family"]), status="active"
+    )
+    assert eva_links.count() == 2
+    assert GuardianLink.objects.filter(status="revoked").count() == 1
+    assert GuardianLink.objects.filter(status="invited").count() == 1
+    wei_link = GuardianLink.objects.get(guardian__email="wei.chen@demo.family")
+    assert effective_scope(wei_link) == "limited"  # Mei is 14
+    john = User.objects.get(email="john.smith@demo.family")
+    assert not visible_children(john).exists()
+    # Running it again changes nothing.
+    call_command("load_demo")
+    assert Child.objects.count() == 9
