@@ -198,6 +198,10 @@ def is_administrator(user: User | Any) -> bool:
     )
 
 
+def is_portal_manager(user: User | Any) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.manage_portal"))
+
+
 def requires_mfa(user: User | Any) -> bool:
     """Clinicians and administrators hold PHI of many children: two factors are mandatory."""
     return is_administrator(user) or is_clinician(user)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import uuid
-from typing import Any, cast
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
-from django.http import HttpRequest
-from ninja import Router, Status
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import Query, Router, Schema, Status
+from pydantic import ConfigDict
 
-from portal import selectors, services
-from portal.access import Capability, child_for
+from portal import audit, selectors, services
+from portal.access import Capability, child_for, is_portal_manager
+from portal.errors import Invalid, NotFound
 from portal.models import User
 from portal.schemas import (
+    AccessLogOut,
     CareTeamIn,
     CareTeamMemberOut,
     ChildOut,
@@ -194,3 +202,67 @@ def redeem(request: HttpRequest, payload: RedeemIn) -> Status[dict[str, Any]]:
         client_address=str(request.META.get("REMOTE_ADDR", "")),
     )
     return Status(201, selectors.link_out(link))
+
+
+@router.get(
+    "/children/{child_id}/access-log",
+    response=AccessLogOut,
+    summary="Who accessed the child's record (full-scope guardians and the care team)",
+)
+def access_log(
+    request: HttpRequest, child_id: uuid.UUID, before: int | None = None, limit: int = 100
+) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    if not 1 <= limit <= 500:
+        raise Invalid("limit must be between 1 and 500.", code="invalid_limit")
+    return selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
+
+
+class ExportQuery(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+    format: Literal["csv", "json"] = "csv"
+
+
+@router.get("/audit/export", response={200: None}, summary="Administrators: export the audit trail for a period")
+def audit_export(request: HttpRequest, query: Query[ExportQuery]) -> StreamingHttpResponse:
+    user = actor(request)
+    if not is_portal_manager(user):
+        audit.deny(actor=user, entity_type="AuditEvent", entity_id=None, reason="no_export_permission")
+        raise NotFound()
+    if query.end <= query.start or query.end - query.start > timedelta(days=400):
+        raise Invalid("end must be after start, and the period at most 400 days.", code="invalid_period")
+    audit.record(
+        actor=user,
+        action=audit.Action.EXPORT,
+        entity_type="AuditEvent",
+        reason=f"period:{query.start.date()}..{query.end.date()}",
+    )
+    rows = selectors.audit_export_rows(start=query.start, end=query.end)
+    name = f"audit-{query.start.date()}-{query.end.date()}"
+    if query.format == "json":
+        response = StreamingHttpResponse(_json_lines(rows), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
+    else:
+        response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response
+
+
+def _json_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, sort_keys=True) + "\n"
+
+
+def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=selectors.EXPORT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()

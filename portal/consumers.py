@@ -22,6 +22,7 @@ from portal.sessions import check_idle
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MFA_REQUIRED = 4403
+CLOSE_ACCESS_REVOKED = 4409
 
 
 def _load_session_user(session_key: str) -> Any:
@@ -123,3 +124,6 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def access_changed(self, message: dict[str, Any]) -> None:
         # Relationship changes matter to the event stream (filtered per event); the socket stays open.
         await self.send_json({"type": "access.changed"})
+
+    async def access_revoked(self, message: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_ACCESS_REVOKED)

@@ -44,3 +44,9 @@ def end_sessions(*, user_id: uuid.UUID | str, session_key: str | None = None) ->
 def access_changed(*, user_id: uuid.UUID | str) -> None:
     """The user's relationships changed (for example a revoked link): sockets re-check access."""
     send_after_commit(user_id, {"type": "access.changed"})
+
+
+def access_revoked(*, user_id: uuid.UUID | str) -> None:
+    """The user lost (or may have lost) access to a child: close their sockets so that nothing more is
+    forwarded under the old access; clients reconnect and start again from what they may now see."""
+    send_after_commit(user_id, {"type": "access.revoked"})

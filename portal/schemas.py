@@ -121,3 +121,19 @@ class CareTeamIn(In):
     department_id: uuid.UUID | None = None
     start: datetime | None = None
     end: datetime | None = None
+
+
+class AccessLogEntryOut(Schema):
+    id: uuid.UUID
+    seq: int
+    recorded_at: datetime
+    actor_name: str
+    actor_role: str = Field(description="guardian (mother), care team (nurse), staff or system")
+    action: str
+    entity_type: str
+    outcome: str
+
+
+class AccessLogOut(Schema):
+    entries: list[AccessLogEntryOut]
+    next_before: int | None = Field(description="Pass as ?before= to get the next, older page.")

@@ -17,7 +17,7 @@ from portal.access import (
     requires_mfa,
     visible_children,
 )
-from portal.models import CareTeamMembership, GuardianLink, User
+from portal.models import AuditEvent, CareTeamMembership, GuardianLink, User
 
 PORTAL_PERMISSIONS = ("view_metrics", "manage_portal")
 
@@ -159,3 +159,93 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, An
         link.child = access.child
         result.append(link_out(link))
     return result
+
+
+ACCESS_LOG_LIMIT = 100
+
+
+def _actor_roles(child_id: Any, actor_ids: set[Any]) -> dict[Any, str]:
+    """How each actor relates to the child, in three queries whatever the number of actors."""
+    roles: dict[Any, str] = {}
+    for guardian_id, relationship in GuardianLink.objects.filter(
+        child_id=child_id, guardian_id__in=actor_ids
+    ).values_list("guardian_id", "relationship"):
+        roles[guardian_id] = f"guardian ({GuardianLink.Relationship(relationship).label.lower()})"
+    for clinician_id, role in CareTeamMembership.objects.filter(
+        child_id=child_id, clinician_id__in=actor_ids
+    ).values_list("clinician_id", "role"):
+        roles[clinician_id] = f"care team ({CareTeamMembership.Role(role).label.lower()})"
+    return roles
+
+
+def access_log(
+    *, user: User, access: ChildAccess, before: int | None = None, limit: int = ACCESS_LOG_LIMIT
+) -> dict[str, Any]:
+    """Who read or changed this child's record, newest first (FHIR AuditEvent, for families).
+
+    Clinicians and staff are named by role and name; failed sign-ins and other children's rows never
+    appear, since every row shown names this child.
+    """
+    rows = AuditEvent.objects.filter(child_id=access.child.pk).order_by("-seq")
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    page = list(rows[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    actor_ids = {row.actor_id for row in page if row.actor_id}
+    names = {pk: str(actor) for pk, actor in ((u.pk, u) for u in User.objects.filter(pk__in=actor_ids))}
+    roles = _actor_roles(access.child.pk, actor_ids)
+    audit.record(
+        actor=user,
+        action=audit.Action.READ,
+        entity_type="AuditEvent",
+        entity_id=access.child.pk,
+        child_id=access.child.pk,
+    )
+    entries = []
+    for row in page:
+        if row.actor_id is None:
+            who, role = "Care portal", "system"
+        else:
+            who = names.get(row.actor_id, "Former user")
+            role = roles.get(row.actor_id) or "staff"
+        entries.append(
+            {
+                "id": row.id,
+                "seq": row.seq,
+                "recorded_at": row.recorded_at,
+                "actor_name": who,
+                "actor_role": role,
+                "action": row.action,
+                "entity_type": row.entity_type,
+                "outcome": row.outcome,
+            }
+        )
+    return {"entries": entries, "next_before": page[-1].seq if more and page else None}
+
+
+EXPORT_COLUMNS = (
+    "seq",
+    "id",
+    "recorded_at",
+    "actor",
+    "on_behalf_of",
+    "action",
+    "entity_type",
+    "entity_id",
+    "child",
+    "outcome",
+    "reason",
+    "client_address",
+    "user_agent",
+    "prev_hash",
+    "hash",
+)
+
+
+def audit_export_rows(*, start: Any, end: Any) -> Any:
+    """Audit rows recorded in [start, end), oldest first, as the canonical entries plus their hashes
+    (so an export can be verified on its own). Streams from the database in chunks."""
+    rows = AuditEvent.objects.filter(recorded_at__gte=start, recorded_at__lt=end).order_by("seq")
+    for row in rows.iterator(chunk_size=2000):
+        yield {**row.entry(), "prev_hash": row.prev_hash, "hash": row.hash}

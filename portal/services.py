@@ -211,7 +211,7 @@ def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Guar
             reason="revoked",
         )
         if link.guardian_id:
-            realtime.access_changed(user_id=link.guardian_id)
+            realtime.access_revoked(user_id=link.guardian_id)
     return link
 
 
@@ -252,7 +252,7 @@ def link_update(
             reason="changed:" + ",".join(sorted(changes)),
         )
         if link.guardian_id:
-            realtime.access_changed(user_id=link.guardian_id)
+            realtime.access_revoked(user_id=link.guardian_id)
     return link
 
 
@@ -319,7 +319,7 @@ def care_team_end(*, actor: User, access: ChildAccess, membership_id: uuid.UUID)
             entity_id=membership.pk,
             child_id=access.child.pk,
         )
-        realtime.access_changed(user_id=membership.clinician_id)
+        realtime.access_revoked(user_id=membership.clinician_id)
     return membership
 
 
@@ -334,8 +334,8 @@ def links_expire(*, now: datetime | None = None) -> int:
         | Q(status=GuardianLink.Status.INVITED, invitation__expires_at__lte=moment)
     )
     with transaction.atomic():
-        rows = list(ended.select_for_update(of=("self",)).values_list("pk", "child_id"))
-        GuardianLink.objects.filter(pk__in=[pk for pk, _ in rows]).update(status=GuardianLink.Status.EXPIRED)
+        rows = list(ended.select_for_update(of=("self",)).values_list("pk", "child_id", "guardian_id"))
+        GuardianLink.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(status=GuardianLink.Status.EXPIRED)
         audit.record_many(
             [
                 audit.Entry(
@@ -345,8 +345,10 @@ def links_expire(*, now: datetime | None = None) -> int:
                     child_id=child_id,
                     reason="expired",
                 )
-                for pk, child_id in rows
+                for pk, child_id, _ in rows
             ],
             actor=None,
         )
+        for guardian_id in {guardian for _, _, guardian in rows if guardian}:
+            realtime.access_revoked(user_id=guardian_id)
     return len(rows)

@@ -27,11 +27,8 @@ from portal.models import CareTeamMembership, Child, Department, DepartmentMembe
 PASSWORD = "correct horse battery staple"
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
-# Planted canary PHI: none of these may appear in an error, a log line or a denied response.
-ADA_NAME = "Adaline Canaryfeather"
-ADA_MRN = "MRN-CANARY-0042"
-BEN_NAME = "Benedict Otherfamily"
-BEN_MRN = "MRN-OTHER-0099"
+# Planted canary PHI: none of these may appear in an error, a log line, a dump or a denied response.
+from tests.canaries import ADA_MRN, ADA_NAME, BEN_MRN, BEN_NAME  # noqa: E402
 
 PERSONAS = (
     "guardian",

@@ -18,3 +18,7 @@ PORTAL_WS_HEARTBEAT_SECONDS = 0.2
 if REDIS_URL:
     # A prefix per run, so rate-limit counters never leak between runs sharing one Redis.
     CACHES["default"]["KEY_PREFIX"] = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+# pytest's own handlers (and its --log-file, which ``make test`` checks for planted PHI) collect every
+# record; Django's dictConfig would replace them.
+LOGGING_CONFIG = None

@@ -115,3 +115,32 @@ async def test_deleted_session_is_noticed_by_the_heartbeat() -> None:
         if output["type"] == "websocket.close":
             break
     assert messages[-1]["code"] == CLOSE_UNAUTHENTICATED
+
+
+async def test_link_revocation_closes_the_guardians_sockets_only() -> None:
+    import json as _json
+
+    from portal.consumers import CLOSE_ACCESS_REVOKED
+
+    world = await sync_to_async(build_world)()
+    revoked_token = await sync_to_async(_session_key)(world.co_guardian)
+    kept_token = await sync_to_async(_session_key)(world.guardian)
+    revoked, connected, _ = await _connect([(b"x-session-token", revoked_token.encode())])
+    kept, connected_too, _ = await _connect([(b"x-session-token", kept_token.encode())])
+    assert connected and connected_too
+    staff = await sync_to_async(Client)(headers={"X-Session-Token": await sync_to_async(_session_key)(world.clinician)})
+    link = world.links["co_guardian"]
+    response = await sync_to_async(staff.post)(
+        f"/api/v1/children/{world.ada.pk}/guardian-links/{link.pk}/revoke",
+        data=_json.dumps({}),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    while True:
+        output = await revoked.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == CLOSE_ACCESS_REVOKED
+    # The other guardian keeps receiving heartbeats on an open socket.
+    assert (await kept.receive_json_from(timeout=2))["type"] == "heartbeat"
+    await kept.disconnect()
