@@ -132,6 +132,14 @@ class ChildAccess:
         return capability in LIMITED_CAPABILITIES
 
 
+def hide_confidential(queryset: QuerySet[Any], access: ChildAccess, field: str = "confidential") -> QuerySet[Any]:
+    """Adolescent-confidential items (apps set the flag on their rows) are for the care team only:
+    guardians never see them, whatever their scope."""
+    if access.is_clinician:
+        return queryset
+    return queryset.filter(**{field: False})
+
+
 def resolve_access(user: User | Any, child: Child, now: datetime | None = None) -> ChildAccess:
     moment = _now(now)
     access = ChildAccess(child=child)

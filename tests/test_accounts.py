@@ -213,3 +213,68 @@ def test_openapi_docs_are_served(db: Any) -> None:
     assert Client().get("/api/v1/docs").status_code == 200
     schema = Client().get("/api/v1/openapi.json").json()
     assert "/api/v1/children/{child_id}" in schema["paths"]
+
+
+def _mailed_code(message_body: str) -> str:
+    found = re.search(r"^\s*([A-Z0-9]{4,}(?:-[A-Z0-9]{4,})*)\s*$", message_body, re.MULTILINE)
+    assert found is not None, message_body
+    return found.group(1)
+
+
+def test_login_by_emailed_code(world: World) -> None:
+    from django.core import mail
+
+    client = Client()
+    requested = post_json(client, "/_allauth/app/v1/auth/code/request", {"email": "guardian@example.org"})
+    assert requested.status_code == 401  # pending: the code was sent
+    token = requested.json()["meta"]["session_token"]
+    code = _mailed_code(str(mail.outbox[-1].body))
+    confirmed = post_json(client, "/_allauth/app/v1/auth/code/confirm", {"code": code}, **{"X-Session-Token": token})
+    assert confirmed.status_code == 200, confirmed.content
+    headers = {"X-Session-Token": confirmed.json()["meta"]["session_token"]}
+    assert [c["name"] for c in client.get("/api/v1/children", headers=headers).json()] == [ADA_NAME]
+
+
+def test_password_reset_by_code(world: World) -> None:
+    from django.core import mail
+
+    client = Client()
+    requested = post_json(client, "/_allauth/app/v1/auth/password/request", {"email": "guardian@example.org"})
+    assert requested.status_code == 401
+    token = requested.json()["meta"]["session_token"]
+    code = _mailed_code(str(mail.outbox[-1].body))
+    headers = {"X-Session-Token": token}
+    checked = client.get("/_allauth/app/v1/auth/password/reset", headers={**headers, "X-Password-Reset-Key": code})
+    assert checked.status_code == 200, checked.content
+    reset = post_json(
+        client, "/_allauth/app/v1/auth/password/reset", {"key": code, "password": "a brand new passphrase"}, **headers
+    )
+    assert reset.status_code in (200, 401), reset.content
+    _, old = app_login("guardian@example.org")
+    assert old.status_code == 400
+    _, new = app_login("guardian@example.org", "a brand new passphrase")
+    assert new.status_code == 200
+
+
+def _error_codes(response: Any) -> set[str]:
+    return {error.get("code", "") for error in response.json().get("errors", [])}
+
+
+def test_failed_logins_are_rate_limited(world: World) -> None:
+    responses = [app_login("guardian@example.org", "wrong password")[1] for _ in range(6)]
+    assert [r.status_code for r in responses] == [400] * 6
+    assert all("too_many_login_attempts" not in _error_codes(r) for r in responses[:5])
+    assert "too_many_login_attempts" in _error_codes(responses[5])
+    # The right password is refused too while the account's limit holds.
+    assert "too_many_login_attempts" in _error_codes(app_login("guardian@example.org")[1])
+
+
+def test_mfa_code_entry_is_rate_limited(world: World) -> None:
+    client, response = app_login("clinician@example.org")
+    headers = {"X-Session-Token": response.json()["meta"]["session_token"]}
+    responses = [
+        post_json(client, "/_allauth/app/v1/auth/2fa/authenticate", {"code": "000000"}, **headers) for _ in range(6)
+    ]
+    assert "too_many_login_attempts" in _error_codes(responses[-1])
+    late = post_json(client, "/_allauth/app/v1/auth/2fa/authenticate", {"code": totp_code()}, **headers)
+    assert late.status_code == 400 and "too_many_login_attempts" in _error_codes(late)
