@@ -30,6 +30,7 @@ class Capability(StrEnum):
     MESSAGE = "message"  # the secure messenger: limited scope includes it
     CLINICAL = "clinical"  # conditions, medications, coverage: full scope or the care team
     MANAGE = "manage"  # invite or revoke guardians, change the care team: care team or manage_portal
+    TREAT = "treat"  # clinical decisions (appointments, prescriptions, refill approval): the care team only
 
 
 LIMITED_CAPABILITIES = frozenset({Capability.VIEW, Capability.SCHEDULE, Capability.MESSAGE})
@@ -123,6 +124,8 @@ class ChildAccess:
     def can(self, capability: Capability) -> bool:
         if capability == Capability.MANAGE:
             return self.is_clinician or self.manager
+        if capability == Capability.TREAT:
+            return self.is_clinician
         if self.is_clinician:
             return True
         if self.link is None:

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from care.api import router as care_router
 from portal.api import router as portal_router
 from portal.auth import PORTAL_AUTH
 from portal.errors import ApiError
@@ -27,6 +28,7 @@ api = NinjaAPI(
     docs_url="/docs",
 )
 api.add_router("/", portal_router)
+api.add_router("/", care_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra: object) -> HttpResponse:

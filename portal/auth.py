@@ -18,15 +18,16 @@ from portal.errors import MfaRequired
 from portal.sessions import check_idle
 
 
-def admit(request: HttpRequest, user: Any) -> Any:
-    """Final checks shared by both clients; returns the user or raises ``MfaRequired``."""
+def admit(request: HttpRequest, user: Any, staff: bool | None = None) -> Any:
+    """Final checks shared by both clients; returns the user or raises ``MfaRequired``.
+
+    ``staff`` is whether the user must use MFA, when the caller has already worked it out.
+    """
     if user is None or not user.is_active:
         return None
-    cached = getattr(request, "_portal_mfa_ok", None)
-    if cached is None:
-        cached = not requires_mfa(user) or has_mfa(user)
-        request._portal_mfa_ok = cached  # type: ignore[attr-defined]
-    if not cached:
+    if staff is None:
+        staff = requires_mfa(user)
+    if staff and not has_mfa(user):
         raise MfaRequired()
     request.user = user
     return user
@@ -46,12 +47,16 @@ class AppTokenAuth(XSessionTokenAuth):
         if not found:
             return None
         user, session = found
-        if check_idle(session, user, persist=True):
+        if not user.is_active:
+            return None
+        staff = requires_mfa(user)
+        if check_idle(session, user, persist=True, staff=staff):
             audit.record(actor=user, action=audit.Action.LOGOUT, entity_type="Session", reason="idle_timeout")
             session.flush()
             return None
-        request.session = session
-        return admit(request, user)
+        # The token's session is not attached to the request: SessionMiddleware would send it back
+        # as a cookie, turning an app token into a browser session.
+        return admit(request, user, staff)
 
 
 class BrowserSessionAuth(SessionAuth):

@@ -135,7 +135,7 @@ class Child(models.Model):
     date_of_birth = models.DateField()
     sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
-    conditions = EncryptedJSONField(default=list, help_text="Coded conditions, e.g. SNOMED CT codes.")
+    conditions = EncryptedJSONField(default=list, blank=True, help_text="Coded conditions, e.g. SNOMED CT codes.")
     # The adolescent and adult birthdays as instants, derived from the date of birth in the child's
     # time zone, so that access queries compare them with now() in SQL.
     adolescent_from = models.DateTimeField(editable=False)
@@ -323,3 +323,27 @@ class AuditEvent(models.Model):
             "client_address": self.client_address,
             "user_agent": self.user_agent,
         }
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a request sent with an ``Idempotency-Key``, replayed on retries.
+
+    The row is inserted before the work is done, inside the same transaction, so concurrent retries
+    wait on the unique index and then see the committed answer.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=60)
+    key = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "scope", "key"], name="unique_idempotency_key")]
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"Idempotency record {self.pk}"

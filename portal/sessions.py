@@ -15,19 +15,23 @@ LAST_SEEN_KEY = "portal_last_seen"
 TOUCH_EVERY = 60
 
 
-def idle_timeout_for(user: Any) -> int:
-    return int(settings.PORTAL_STAFF_IDLE_TIMEOUT if requires_mfa(user) else settings.PORTAL_IDLE_TIMEOUT)
+def idle_timeout_for(user: Any, staff: bool | None = None) -> int:
+    """Clinicians and administrators (who must use MFA) time out sooner than families."""
+    if staff is None:
+        staff = requires_mfa(user)
+    return int(settings.PORTAL_STAFF_IDLE_TIMEOUT if staff else settings.PORTAL_IDLE_TIMEOUT)
 
 
-def check_idle(session: SessionBase, user: Any, *, persist: bool) -> bool:
+def check_idle(session: SessionBase, user: Any, *, persist: bool, staff: bool | None = None) -> bool:
     """True when the session has been idle too long; otherwise note this activity.
 
     ``persist`` saves the session here (token sessions); browser sessions are saved by
-    ``SessionMiddleware`` at the end of the response.
+    ``SessionMiddleware`` at the end of the response. ``staff`` spares a lookup when the caller
+    already knows whether the user must use MFA.
     """
     now = int(time.time())
     last = session.get(LAST_SEEN_KEY)
-    if last is not None and now - int(last) > idle_timeout_for(user):
+    if last is not None and now - int(last) > idle_timeout_for(user, staff):
         return True
     if last is None or now - int(last) >= TOUCH_EVERY:
         session[LAST_SEEN_KEY] = now

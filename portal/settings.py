@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "allauth.usersessions",
     "ninja",
     "portal",
+    "care",
 ]
 
 MIDDLEWARE = [

@@ -28,7 +28,10 @@ PASSWORD = "correct horse battery staple"
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 # Planted canary PHI: none of these may appear in an error, a log line, a dump or a denied response.
-from tests.canaries import ADA_MRN, ADA_NAME, BEN_MRN, BEN_NAME  # noqa: E402
+from tests.canaries import ADA_MRN as ADA_MRN  # noqa: E402
+from tests.canaries import ADA_NAME as ADA_NAME  # noqa: E402
+from tests.canaries import BEN_MRN as BEN_MRN  # noqa: E402
+from tests.canaries import BEN_NAME as BEN_NAME  # noqa: E402
 
 PERSONAS = (
     "guardian",

@@ -7,15 +7,20 @@ audit row. ``ENDPOINTS`` must list every operation whose path names a child; a t
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from portal.models import AuditEvent
-from tests.conftest import ADA_MRN, ADA_NAME, BEN_MRN, BEN_NAME, PERSONAS, World
+from django.utils import timezone
+
+from portal.models import AuditEvent, CareTeamMembership, DepartmentMembership, GuardianLink
+from tests.conftest import ADA_MRN, ADA_NAME, BEN_MRN, BEN_NAME, PERSONAS, World, make_user
 
 READERS = frozenset({"guardian", "co_guardian", "clinician"})
 MANAGERS = frozenset({"clinician", "admin"})
+CARE_TEAM = frozenset({"clinician"})
 
 
 @dataclass
@@ -72,7 +77,7 @@ def assert_matrix(world: World, endpoint: Endpoint) -> None:
         response = call(world, persona, endpoint)
         text = response.content.decode()
         if persona in endpoint.allowed:
-            assert response.status_code < 500, (persona, response.status_code, text)
+            assert response.status_code < 400, (persona, endpoint.method, endpoint.path, response.status_code, text)
             assert response.status_code != 404, (persona, endpoint.path, text)
             continue
         assert response.status_code == 404, (persona, endpoint.method, endpoint.path, response.status_code, text)
@@ -82,3 +87,167 @@ def assert_matrix(world: World, endpoint: Endpoint) -> None:
                 leaks.append((persona, endpoint.path, secret))
         assert AuditEvent.objects.filter(action="deny").count() == denials_before + 1, (persona, endpoint.path)
     assert leaks == []
+
+
+# -- portal ---------------------------------------------------------------------------------------
+
+
+def _invited_link(world: World) -> dict[str, str]:
+    link = GuardianLink.objects.create(child=world.ada, relationship="other", status=GuardianLink.Status.INVITED)
+    return {"link": str(link.pk)}
+
+
+def _membership(world: World) -> dict[str, str]:
+    locum = make_user(f"locum{uuid.uuid4().hex[:8]}@example.org", "Dr. Locum")
+    row = CareTeamMembership.objects.create(
+        child=world.ada, clinician=locum, role="specialist", end=timezone.now() + timedelta(days=30)
+    )
+    return {"membership": str(row.pk)}
+
+
+register(Endpoint("GET", "/children/{child}", READERS))
+register(Endpoint("GET", "/children/{child}/care-team", READERS))
+register(Endpoint("GET", "/children/{child}/access-log", READERS))
+register(Endpoint("GET", "/children/{child}/guardian-links", MANAGERS))
+register(Endpoint("POST", "/children/{child}/invitations", MANAGERS, body=lambda w: {"relationship": "other"}))
+
+
+def _new_clinician(world: World) -> dict[str, str]:
+    clinician = make_user(f"locum{uuid.uuid4().hex[:8]}@example.org", "Dr. Locum")
+    DepartmentMembership.objects.create(department=world.department, clinician=clinician, role="doctor")
+    return {"clinician_id": str(clinician.pk), "role": "specialist"}
+
+
+register(Endpoint("POST", "/children/{child}/care-team", MANAGERS, body=_new_clinician))
+register(Endpoint("DELETE", "/children/{child}/care-team/{membership}", MANAGERS, params=_membership))
+register(
+    Endpoint(
+        "PATCH",
+        "/children/{child}/guardian-links/{link}",
+        MANAGERS,
+        body=lambda w: {"adolescent_exception": True},
+        params=_invited_link,
+    )
+)
+register(Endpoint("POST", "/children/{child}/guardian-links/{link}/revoke", MANAGERS, params=_invited_link))
+
+
+# -- care -----------------------------------------------------------------------------------------
+
+
+def _appointment(world: World) -> dict[str, str]:
+    from tests import care_data
+
+    return {"appointment": str(care_data.appointment(world.ada, world.clinician).pk)}
+
+
+def _plan(world: World) -> dict[str, str]:
+    from tests import care_data
+
+    return {"plan": str(care_data.plan(world.ada, world.clinician).pk)}
+
+
+def _refill(world: World) -> dict[str, str]:
+    from tests import care_data
+
+    plan = care_data.plan(world.ada, world.clinician)
+    return {"refill": str(care_data.refill(plan, world.guardian).pk)}
+
+
+def _pending_coverage(world: World) -> dict[str, str]:
+    from tests import care_data
+
+    return {"coverage": str(care_data.coverage(world.ada, world.guardian, status="pending").pk)}
+
+
+def _appointment_body(world: World) -> dict[str, Any]:
+    start = timezone.now() + timedelta(days=3, minutes=uuid.uuid4().int % 10_000)
+    return {
+        "clinician_id": str(world.clinician.pk),
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=20)).isoformat(),
+        "location": "Clinic A",
+        "visit_type": "Review",
+    }
+
+
+def _plan_body(world: World) -> dict[str, Any]:
+    return {
+        "medication": "Salbutamol",
+        "dose_quantity": "2",
+        "dose_unit": "puffs",
+        "schedule_kind": "as_needed",
+        "min_interval_minutes": 240,
+        "max_per_day": 4,
+        "start": timezone.now().isoformat(),
+    }
+
+
+register(Endpoint("GET", "/children/{child}/schedule", READERS))
+register(Endpoint("GET", "/children/{child}/appointments", READERS))
+register(Endpoint("POST", "/children/{child}/appointments", CARE_TEAM, body=_appointment_body))
+register(
+    Endpoint(
+        "PATCH",
+        "/children/{child}/appointments/{appointment}",
+        CARE_TEAM,
+        body=lambda w: {"status": "cancelled"},
+        params=_appointment,
+    )
+)
+register(Endpoint("POST", "/children/{child}/appointments/{appointment}/confirm", READERS, params=_appointment))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/appointments/{appointment}/change-request",
+        READERS,
+        body=lambda w: {"action": "reschedule", "note": "mornings"},
+        params=_appointment,
+    )
+)
+register(Endpoint("GET", "/children/{child}/medications", READERS))
+register(Endpoint("POST", "/children/{child}/medications", CARE_TEAM, body=_plan_body))
+register(Endpoint("GET", "/children/{child}/medications/{plan}/doses", READERS, params=_plan))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/medications/{plan}/doses",
+        READERS,
+        params=_plan,
+        body=lambda w: {"client_id": str(uuid.uuid4()), "status": "skipped"},
+    )
+)
+register(Endpoint("GET", "/children/{child}/refills", READERS))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/medications/{plan}/refills",
+        READERS,
+        params=_plan,
+        body=lambda w: {"note": "running low"},
+    )
+)
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/refills/{refill}/transition",
+        READERS,
+        params=_refill,
+        body=lambda w: {"to": "cancelled"},
+    )
+)
+register(Endpoint("GET", "/children/{child}/coverage", READERS))
+register(
+    Endpoint(
+        "POST", "/children/{child}/coverage", READERS, body=lambda w: {"payer": "Acme Health", "member_id": "NEW-123"}
+    )
+)
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/coverage/{coverage}/verify",
+        MANAGERS,
+        params=_pending_coverage,
+        body=lambda w: {"accept": True},
+    )
+)

@@ -36,6 +36,13 @@ def test_guardian_signs_in_with_app_client_and_sees_only_own_children(world: Wor
     assert me["children_as_clinician"] == [] and me["permissions"] == []
 
 
+def test_app_token_is_never_turned_into_a_cookie(world: World) -> None:
+    client = world.client("guardian")
+    assert client.get("/api/v1/me").status_code == 200
+    assert client.get("/api/v1/children").status_code == 200
+    assert not client.cookies
+
+
 def test_guardian_signs_in_with_browser_client_and_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
     client.get("/_allauth/browser/v1/config")

@@ -10,7 +10,8 @@ from ninja import NinjaAPI, Router
 from portal.apiroot import api
 from portal.auth import PORTAL_AUTH
 
-PUBLIC_OPERATIONS = {("GET", "/health")}
+# The calendar feed authenticates by the secret token in its URL (calendar apps send no headers).
+PUBLIC_OPERATIONS = {("GET", "/health"), ("GET", "/calendar/{token}.ics")}
 
 
 def unauthenticated_operations(target: NinjaAPI) -> set[tuple[str, str]]:

@@ -3,56 +3,12 @@
 from __future__ import annotations
 
 import re
-import uuid
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from portal.apiroot import api
-from portal.models import CareTeamMembership, DepartmentMembership, GuardianLink
-from tests.conftest import World, make_user
-from tests.matrix import ENDPOINTS, MANAGERS, READERS, Endpoint, assert_matrix, register
-
-
-def _invited_link(world: World) -> dict[str, str]:
-    link = GuardianLink.objects.create(child=world.ada, relationship="other", status=GuardianLink.Status.INVITED)
-    return {"link": str(link.pk)}
-
-
-def _membership(world: World) -> dict[str, str]:
-    locum = make_user(f"locum{uuid.uuid4().hex[:8]}@example.org", "Dr. Locum")
-    row = CareTeamMembership.objects.create(
-        child=world.ada, clinician=locum, role="specialist", end=timezone.now() + timedelta(days=30)
-    )
-    return {"membership": str(row.pk)}
-
-
-register(Endpoint("GET", "/children/{child}", READERS))
-register(Endpoint("GET", "/children/{child}/care-team", READERS))
-register(Endpoint("GET", "/children/{child}/access-log", READERS))
-register(Endpoint("GET", "/children/{child}/guardian-links", MANAGERS))
-register(Endpoint("POST", "/children/{child}/invitations", MANAGERS, body=lambda w: {"relationship": "other"}))
-
-
-def _new_clinician(world: World) -> dict[str, str]:
-    clinician = make_user(f"locum{uuid.uuid4().hex[:8]}@example.org", "Dr. Locum")
-    DepartmentMembership.objects.create(department=world.department, clinician=clinician, role="doctor")
-    return {"clinician_id": str(clinician.pk), "role": "specialist"}
-
-
-register(Endpoint("POST", "/children/{child}/care-team", MANAGERS, body=_new_clinician))
-register(Endpoint("DELETE", "/children/{child}/care-team/{membership}", MANAGERS, params=_membership))
-register(
-    Endpoint(
-        "PATCH",
-        "/children/{child}/guardian-links/{link}",
-        MANAGERS,
-        body=lambda w: {"adolescent_exception": True},
-        params=_invited_link,
-    )
-)
-register(Endpoint("POST", "/children/{child}/guardian-links/{link}/revoke", MANAGERS, params=_invited_link))
+from tests.conftest import World
+from tests.matrix import ENDPOINTS, Endpoint, assert_matrix
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")

@@ -1,0 +1,299 @@
+"""Care endpoints: schedules, appointments, medicines and doses, refills, coverage, today, calendar."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Header, Router, Status
+
+from care import selectors, services
+from care.models import CalendarFeed
+from care.schemas import (
+    AppointmentIn,
+    AppointmentOut,
+    AppointmentUpdateIn,
+    ChangeRequestIn,
+    ClinicianScheduleOut,
+    CoverageIn,
+    CoverageOut,
+    CoverageVerifyIn,
+    DoseIn,
+    DoseOut,
+    FeedIn,
+    FeedOut,
+    FeedStatusOut,
+    PlanIn,
+    PlanOut,
+    RefillIn,
+    RefillOut,
+    RefillQueueOut,
+    RefillTransitionIn,
+    TodayOut,
+)
+from portal import audit
+from portal.access import Capability, child_for
+from portal.api import actor
+from portal.errors import NotFound
+
+router = Router(tags=["care"])
+
+
+# -- schedules and appointments -----------------------------------------------------------------
+
+
+@router.get(
+    "/children/{child_id}/schedule",
+    response=list[ClinicianScheduleOut],
+    summary="The care team's clinic hours, next open slots and who is on call",
+)
+def schedule(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    return selectors.child_schedule(user=actor(request), access=access)
+
+
+@router.get("/children/{child_id}/appointments", response=list[AppointmentOut], summary="Upcoming or past visits")
+def appointments(
+    request: HttpRequest, child_id: uuid.UUID, when: Literal["upcoming", "past"] = "upcoming"
+) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    return selectors.appointments_list(user=actor(request), access=access, when=when)
+
+
+@router.post(
+    "/children/{child_id}/appointments",
+    response={201: AppointmentOut},
+    summary="Care team: book or propose an appointment (double-booking refused)",
+)
+def appointment_create(request: HttpRequest, child_id: uuid.UUID, payload: AppointmentIn) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    appointment = services.appointment_create(actor=actor(request), access=access, **payload.dict())
+    return Status(201, selectors.appointment_out(appointment))
+
+
+@router.patch(
+    "/children/{child_id}/appointments/{appointment_id}",
+    response=AppointmentOut,
+    summary="Care team: change status, time or place; answer a family's request",
+)
+def appointment_update(
+    request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID, payload: AppointmentUpdateIn
+) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    appointment = services.appointment_update(
+        actor=actor(request), access=access, appointment_id=appointment_id, **payload.dict(exclude_unset=True)
+    )
+    return selectors.appointment_out(appointment)
+
+
+@router.post(
+    "/children/{child_id}/appointments/{appointment_id}/confirm",
+    response=AppointmentOut,
+    summary="Guardian: confirm attendance",
+)
+def appointment_confirm(request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    appointment = services.appointment_confirm(actor=actor(request), access=access, appointment_id=appointment_id)
+    return selectors.appointment_out(appointment)
+
+
+@router.post(
+    "/children/{child_id}/appointments/{appointment_id}/change-request",
+    response=AppointmentOut,
+    summary="Guardian: ask staff to cancel or move the appointment",
+)
+def appointment_change_request(
+    request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID, payload: ChangeRequestIn
+) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    appointment = services.appointment_request_change(
+        actor=actor(request), access=access, appointment_id=appointment_id, **payload.dict()
+    )
+    return selectors.appointment_out(appointment)
+
+
+# -- medicines ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/children/{child_id}/medications",
+    response=list[PlanOut],
+    summary="Medication plans with the next dose, overdue doses and adherence",
+)
+def medications(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    return selectors.plans_list(user=actor(request), access=access)
+
+
+@router.post("/children/{child_id}/medications", response={201: PlanOut}, summary="Care team: prescribe")
+def medication_create(request: HttpRequest, child_id: uuid.UUID, payload: PlanIn) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    plan = services.plan_create(actor=actor(request), access=access, **payload.dict())
+    views = {view["id"]: view for view in selectors.plans_list(user=actor(request), access=access)}
+    return Status(201, views[plan.pk])
+
+
+@router.get(
+    "/children/{child_id}/medications/{plan_id}/doses",
+    response=list[DoseOut],
+    summary="Doses recorded in the last 30 days",
+)
+def doses(request: HttpRequest, child_id: uuid.UUID, plan_id: uuid.UUID) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    return selectors.doses_list(user=actor(request), access=access, plan_id=plan_id)
+
+
+@router.post(
+    "/children/{child_id}/medications/{plan_id}/doses",
+    response={200: DoseOut, 201: DoseOut},
+    summary="Record a dose given or skipped (idempotent by client_id)",
+)
+def dose_record(
+    request: HttpRequest, child_id: uuid.UUID, plan_id: uuid.UUID, payload: DoseIn
+) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    dose, created = services.dose_record(actor=actor(request), access=access, plan_id=plan_id, **payload.dict())
+    return Status(201 if created else 200, selectors.dose_out(dose))
+
+
+# -- refills ------------------------------------------------------------------------------------
+
+
+@router.get("/children/{child_id}/refills", response=list[RefillOut], summary="Refill requests")
+def refills(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    return selectors.refills_list(user=actor(request), access=access)
+
+
+@router.post(
+    "/children/{child_id}/medications/{plan_id}/refills",
+    response={200: RefillOut, 201: RefillOut},
+    summary="Guardian: request a refill (send an Idempotency-Key to retry safely)",
+)
+def refill_request(
+    request: HttpRequest,
+    child_id: uuid.UUID,
+    plan_id: uuid.UUID,
+    payload: RefillIn,
+    idempotency_key: Annotated[str | None, Header(None, alias="Idempotency-Key")] = None,
+) -> Status[Any]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    code, body = services.refill_request(
+        actor=actor(request), access=access, plan_id=plan_id, idempotency_key=idempotency_key, **payload.dict()
+    )
+    return Status(code, body)
+
+
+@router.post(
+    "/children/{child_id}/refills/{refill_id}/transition",
+    response=RefillOut,
+    summary="Care team: approve, deny (with a reason), send, mark ready or picked up; guardian: cancel",
+)
+def refill_transition(
+    request: HttpRequest, child_id: uuid.UUID, refill_id: uuid.UUID, payload: RefillTransitionIn
+) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    refill = services.refill_transition(actor=actor(request), access=access, refill_id=refill_id, **payload.dict())
+    return services.refill_out(refill)
+
+
+@router.get(
+    "/refills/queue",
+    response=list[RefillQueueOut],
+    summary="Clinician: open refill requests for my patients, oldest first",
+)
+def refill_queue(
+    request: HttpRequest, status: Literal["requested", "approved", "sent_to_pharmacy", "ready"] | None = None
+) -> list[dict[str, Any]]:
+    return selectors.refill_queue(user=actor(request), status=status)
+
+
+# -- coverage -----------------------------------------------------------------------------------
+
+
+@router.get("/children/{child_id}/coverage", response=list[CoverageOut], summary="Insurance: active and pending")
+def coverage(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    return selectors.coverage_list(user=actor(request), access=access)
+
+
+@router.post(
+    "/children/{child_id}/coverage",
+    response={201: CoverageOut},
+    summary="Guardian: submit new card details (pending until staff verify)",
+)
+def coverage_submit(request: HttpRequest, child_id: uuid.UUID, payload: CoverageIn) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    data = payload.dict()
+    data["copays"] = {name: f"{amount:.2f}" for name, amount in data["copays"].items()}
+    row = services.coverage_submit(actor=actor(request), access=access, **data)
+    return Status(201, selectors.coverage_out(row))
+
+
+@router.post(
+    "/children/{child_id}/coverage/{coverage_id}/verify",
+    response=CoverageOut,
+    summary="Staff: verify or reject submitted coverage",
+)
+def coverage_verify(
+    request: HttpRequest, child_id: uuid.UUID, coverage_id: uuid.UUID, payload: CoverageVerifyIn
+) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.MANAGE)
+    row = services.coverage_verify(actor=actor(request), access=access, coverage_id=coverage_id, **payload.dict())
+    return selectors.coverage_out(row)
+
+
+# -- one glance and the calendar feed -----------------------------------------------------------
+
+
+@router.get(
+    "/me/today",
+    response=TodayOut,
+    summary="Next appointments, doses due, open refills and unread messages for every child",
+)
+def today(request: HttpRequest) -> dict[str, Any]:
+    return selectors.today(user=actor(request))
+
+
+@router.get("/me/calendar-feed", response=FeedStatusOut, summary="Whether a calendar feed is active")
+def feed_status(request: HttpRequest) -> dict[str, Any]:
+    feed = CalendarFeed.objects.filter(guardian=actor(request), revoked_at__isnull=True).first()
+    return {
+        "active": feed is not None,
+        "include_doses": feed.include_doses if feed else None,
+        "created_at": feed.created_at if feed else None,
+    }
+
+
+@router.post(
+    "/me/calendar-feed",
+    response={201: FeedOut},
+    summary="Issue (or re-issue) the secret calendar URL; the previous one stops working",
+)
+def feed_issue(request: HttpRequest, payload: FeedIn) -> Status[dict[str, Any]]:
+    feed, token = services.calendar_feed_issue(actor=actor(request), include_doses=payload.include_doses)
+    url = request.build_absolute_uri(f"/api/v1/calendar/{token}.ics")
+    return Status(201, {"url": url, "include_doses": feed.include_doses, "created_at": feed.created_at})
+
+
+@router.delete("/me/calendar-feed", response={204: None}, summary="Revoke the calendar URL")
+def feed_revoke(request: HttpRequest) -> Status[None]:
+    services.calendar_feed_revoke(actor=actor(request))
+    return Status(204, None)
+
+
+@router.get(
+    "/calendar/{token}.ics",
+    auth=None,
+    response={200: None},
+    summary="The calendar feed itself (the secret token is the credential)",
+)
+def calendar(request: HttpRequest, token: str) -> HttpResponse:
+    body = selectors.calendar_ics(token=token) if len(token) <= 100 else None
+    if body is None:
+        audit.deny(actor=None, entity_type="CalendarFeed", entity_id=None, reason="unknown_feed_token")
+        raise NotFound()
+    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
+    response["Cache-Control"] = "private, max-age=300"
+    return response

@@ -1,0 +1,276 @@
+"""Care API schemas. Inputs forbid unknown fields (``portal.schemas.In``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import Field, field_validator
+
+from portal.schemas import In
+
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class SlotOut(Schema):
+    location: str
+    start: datetime
+    end: datetime
+
+
+class ClinicianScheduleOut(Schema):
+    clinician_id: uuid.UUID
+    clinician_name: str
+    role: str
+    department: str | None
+    on_call_now: bool
+    in_clinic_now: bool
+    clinic_hours: list[SlotOut]
+    next_open_slots: list[SlotOut]
+
+
+class AppointmentOut(Schema):
+    id: uuid.UUID
+    child_id: uuid.UUID
+    clinician_id: uuid.UUID
+    clinician_name: str
+    department: str | None
+    location: str
+    start: datetime
+    end: datetime
+    status: str
+    visit_type: str
+    preparation: str
+    guardian_confirmed_at: datetime | None
+    change_request: str | None
+    change_note: str | None
+
+
+class AppointmentIn(In):
+    clinician_id: uuid.UUID
+    start: datetime
+    end: datetime
+    location: str = Field(min_length=1, max_length=120)
+    visit_type: str = Field(min_length=1, max_length=80)
+    department_id: uuid.UUID | None = None
+    preparation: str = Field("", max_length=4000)
+    status: Literal["proposed", "booked"] = "booked"
+    confidential: bool = False
+
+
+class AppointmentUpdateIn(In):
+    status: Literal["booked", "arrived", "fulfilled", "cancelled", "noshow"] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    location: str | None = Field(None, min_length=1, max_length=120)
+    preparation: str | None = Field(None, max_length=4000)
+    clear_change_request: bool = False
+
+
+class ChangeRequestIn(In):
+    action: Literal["cancel", "reschedule"]
+    note: str = Field("", max_length=1000, description="For a new time: when would suit you.")
+
+
+class PlanIn(In):
+    medication: str = Field(min_length=1, max_length=200)
+    strength: str = Field("", max_length=40)
+    form: str = Field("", max_length=40)
+    dose_quantity: Decimal = Field(gt=0, max_digits=8, decimal_places=3)
+    dose_unit: str = Field(min_length=1, max_length=20)
+    route: str = Field("oral", max_length=40)
+    schedule_kind: Literal["fixed_times", "every_n_hours", "weekdays", "as_needed"]
+    times_of_day: list[str] = Field(default_factory=list, max_length=12)
+    weekdays: list[int] = Field(default_factory=list, max_length=7)
+    interval_hours: int | None = Field(None, ge=1, le=72)
+    min_interval_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+    max_per_day: int | None = Field(None, ge=1, le=48)
+    start: datetime
+    end: datetime | None = None
+    instructions: str = Field("", max_length=4000)
+    refills_allowed: int = Field(0, ge=0, le=12)
+    pharmacy: str = Field("", max_length=120)
+    confidential: bool = False
+
+    @field_validator("times_of_day")
+    @classmethod
+    def _times(cls, value: list[str]) -> list[str]:
+        import re
+
+        for item in value:
+            if not re.match(HHMM, item):
+                raise ValueError("times are HH:MM, 24-hour")
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(day < 0 or day > 6 for day in value):
+            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+        return value
+
+
+class AdherenceOut(Schema):
+    days: int
+    scheduled: int
+    given: int
+    skipped: int
+    missed: int
+    percent: float | None
+
+
+class PlanOut(Schema):
+    id: uuid.UUID
+    medication: str
+    strength: str
+    form: str
+    dose: str
+    route: str
+    schedule_kind: str
+    times_of_day: list[str]
+    weekdays: list[int]
+    interval_hours: int | None
+    min_interval_minutes: int | None
+    max_per_day: int | None
+    start: datetime
+    end: datetime | None
+    instructions: str
+    prescriber_name: str
+    refills_allowed: int
+    refills_remaining: int
+    pharmacy: str
+    status: str
+    next_due: datetime | None
+    overdue: list[datetime]
+    next_allowed_at: datetime | None = Field(None, description="As-needed plans: the earliest next dose.")
+    adherence: list[AdherenceOut]
+
+
+class DoseIn(In):
+    client_id: uuid.UUID = Field(description="Chosen by the client; a retry with the same id records nothing new.")
+    status: Literal["given", "skipped"]
+    occurred_at: datetime | None = None
+    scheduled_for: datetime | None = Field(None, description="The scheduled dose this answers (not for as-needed).")
+    note: str = Field("", max_length=1000)
+
+
+class DoseOut(Schema):
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    client_id: uuid.UUID
+    status: str
+    occurred_at: datetime
+    scheduled_for: datetime | None
+    note: str
+    recorded_by_name: str
+
+
+class RefillIn(In):
+    pharmacy: str = Field("", max_length=120)
+    note: str = Field("", max_length=1000)
+
+
+class RefillTransitionIn(In):
+    to: Literal["approved", "denied", "sent_to_pharmacy", "ready", "picked_up", "cancelled"]
+    reason: str = Field("", max_length=500)
+
+
+class RefillOut(Schema):
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    child_id: uuid.UUID
+    status: str
+    pharmacy: str
+    note: str
+    denial_reason: str | None
+    requested_at: datetime
+    updated_at: datetime
+
+
+class RefillQueueOut(RefillOut):
+    child_name: str
+    medication: str
+    refills_remaining: int
+
+
+class CoverageIn(In):
+    payer: str = Field(min_length=1, max_length=120)
+    plan_name: str = Field("", max_length=120)
+    member_id: str = Field(min_length=1, max_length=60)
+    group_number: str = Field("", max_length=60)
+    subscriber_name: str = Field("", max_length=150)
+    subscriber_relationship: Literal["parent", "self", "spouse", "other"] = "parent"
+    period_start: date | None = None
+    period_end: date | None = None
+    copays: dict[str, Decimal] = Field(default_factory=dict, max_length=10)
+
+
+class CoverageVerifyIn(In):
+    accept: bool
+    reason: str = Field("", max_length=200)
+
+
+class CoverageOut(Schema):
+    id: uuid.UUID
+    status: str
+    payer: str
+    plan_name: str
+    member_id: str
+    group_number: str
+    subscriber_name: str
+    subscriber_relationship: str
+    period_start: date | None
+    period_end: date | None
+    copays: dict[str, Any]
+    submitted_at: datetime
+    verified_at: datetime | None
+    rejection_reason: str | None
+
+
+class TodayChildOut(Schema):
+    id: uuid.UUID
+    name: str
+    scope: str
+
+
+class TodayDoseOut(Schema):
+    plan_id: uuid.UUID
+    medication: str
+    dose: str
+    at: datetime
+    overdue: bool
+    as_needed: bool
+
+
+class TodayEntryOut(Schema):
+    child: TodayChildOut
+    appointments: list[AppointmentOut]
+    doses: list[TodayDoseOut] | None = Field(
+        description="Doses due in the next 24 hours and overdue ones; null for limited scope."
+    )
+    open_refills: list[RefillOut] | None
+    unread_messages: int
+
+
+class TodayOut(Schema):
+    generated_at: datetime
+    children: list[TodayEntryOut]
+
+
+class FeedIn(In):
+    include_doses: bool = False
+
+
+class FeedOut(Schema):
+    url: str = Field(description="Secret: anyone with it sees the appointments. Shown once.")
+    include_doses: bool
+    created_at: datetime
+
+
+class FeedStatusOut(Schema):
+    active: bool
+    include_doses: bool | None
+    created_at: datetime | None

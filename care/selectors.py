@@ -1,0 +1,423 @@
+"""Reads of the child's care record, scoped by the access policy and audited."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from care import dosing, scheduling
+from care.models import (
+    OPEN_REFILL_STATUSES,
+    Appointment,
+    CalendarFeed,
+    Coverage,
+    DoseLog,
+    MedicationPlan,
+    RefillRequest,
+    ScheduleException,
+    WorkingHours,
+)
+from care.services import feed_token_hash, refill_out
+from portal import audit
+from portal.access import (
+    Capability,
+    ChildAccess,
+    care_team_memberships,
+    current_membership_q,
+    effective_scope,
+    guardian_links,
+    hide_confidential,
+)
+from portal.models import CareTeamMembership, Child, User
+
+SCHEDULE_DAYS = 14
+OPEN_SLOTS = 5
+
+
+def _reads(user: User, entity_type: str, access: ChildAccess) -> None:
+    audit.reads(user, entity_type, [access.child.pk])
+
+
+# -- schedules and appointments -----------------------------------------------------------------
+
+
+def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
+    """For each clinician on the child's care team: clinic hours in the next two weeks, the next open
+    slots, and whether they are on call now."""
+    moment = now or timezone.now()
+    horizon = moment + timedelta(days=SCHEDULE_DAYS)
+    members = list(
+        CareTeamMembership.objects.filter(current_membership_q(moment), child=access.child)
+        .select_related("clinician", "department")
+        .order_by("role")
+    )
+    clinician_ids = {m.clinician_id for m in members}
+    hours = list(WorkingHours.objects.filter(clinician_id__in=clinician_ids))
+    exceptions = list(
+        ScheduleException.objects.filter(clinician_id__in=clinician_ids, end__gt=moment, start__lt=horizon)
+    )
+    booked = list(
+        Appointment.objects.filter(
+            clinician_id__in=clinician_ids, status__in=("booked", "arrived"), end__gt=moment, start__lt=horizon
+        ).values_list("clinician_id", "start", "end")
+    )
+    blocks = scheduling.without_time_off(scheduling.clinic_blocks(hours, moment, horizon), exceptions)
+    on_call = scheduling.on_call_at(exceptions, moment)
+    _reads(user, "Schedule", access)
+    result = []
+    for member in members:
+        own = [b for b in blocks if b.clinician_id == member.clinician_id]
+        slots = scheduling.open_slots(own, booked, after=moment, limit=OPEN_SLOTS)
+        result.append(
+            {
+                "clinician_id": member.clinician_id,
+                "clinician_name": str(member.clinician),
+                "role": member.role,
+                "department": member.department.name if member.department else None,
+                "on_call_now": member.clinician_id in on_call,
+                "in_clinic_now": any(b.start <= moment < b.end for b in own),
+                "clinic_hours": [{"location": b.location, "start": b.start, "end": b.end} for b in own],
+                "next_open_slots": [{"location": s.location, "start": s.start, "end": s.end} for s in slots],
+            }
+        )
+    return result
+
+
+def appointment_out(appointment: Appointment) -> dict[str, Any]:
+    return {
+        "id": appointment.pk,
+        "child_id": appointment.child_id,
+        "clinician_id": appointment.clinician_id,
+        "clinician_name": str(appointment.clinician),
+        "department": appointment.department.name if appointment.department else None,
+        "location": appointment.location,
+        "start": appointment.start,
+        "end": appointment.end,
+        "status": appointment.status,
+        "visit_type": appointment.visit_type,
+        "preparation": appointment.preparation,
+        "guardian_confirmed_at": appointment.guardian_confirmed_at,
+        "change_request": appointment.change_request or None,
+        "change_note": appointment.change_note or None,
+    }
+
+
+def appointments_list(
+    *, user: User, access: ChildAccess, when: str = "upcoming", now: datetime | None = None
+) -> list[dict[str, Any]]:
+    moment = now or timezone.now()
+    rows = Appointment.objects.filter(child=access.child).select_related("clinician", "department")
+    rows = hide_confidential(rows, access)
+    rows = (
+        rows.filter(end__gt=moment).order_by("start")
+        if when == "upcoming"
+        else rows.filter(end__lte=moment).order_by("-start")
+    )
+    _reads(user, "Appointment", access)
+    return [appointment_out(row) for row in rows[:200]]
+
+
+# -- medication plans ---------------------------------------------------------------------------
+
+
+def _plan_view(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: datetime) -> dict[str, Any]:
+    recorded = {log.scheduled_for for log in logs if log.scheduled_for is not None}
+    view: dict[str, Any] = {
+        "id": plan.pk,
+        "medication": plan.medication,
+        "strength": plan.strength,
+        "form": plan.form,
+        "dose": f"{plan.dose_quantity.normalize():f} {plan.dose_unit}",
+        "route": plan.route,
+        "schedule_kind": plan.schedule_kind,
+        "times_of_day": plan.times_of_day,
+        "weekdays": plan.weekdays,
+        "interval_hours": plan.interval_hours,
+        "min_interval_minutes": plan.min_interval_minutes,
+        "max_per_day": plan.max_per_day,
+        "start": plan.start,
+        "end": plan.end,
+        "instructions": plan.instructions,
+        "prescriber_name": str(plan.prescriber),
+        "refills_allowed": plan.refills_allowed,
+        "refills_remaining": plan.refills_remaining,
+        "pharmacy": plan.pharmacy,
+        "status": plan.status,
+    }
+    if plan.status != MedicationPlan.Status.ACTIVE:
+        view.update(next_due=None, overdue=[], next_allowed_at=None)
+    elif plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
+        given = [log.occurred_at for log in logs if log.status == DoseLog.Status.GIVEN]
+        view.update(next_due=None, overdue=[], next_allowed_at=dosing.next_as_needed(plan, tz, given, now))
+    else:
+        view.update(
+            next_due=dosing.next_due(plan, tz, now, recorded),
+            overdue=[at for at in dosing.occurrences(plan, tz, now - timedelta(hours=24), now) if at not in recorded],
+            next_allowed_at=None,
+        )
+    return view
+
+
+def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Active and recent plans with the next dose, overdue doses and adherence over 7 and 30 days."""
+    moment = now or timezone.now()
+    tz = ZoneInfo(access.child.time_zone)
+    plans = list(
+        hide_confidential(MedicationPlan.objects.filter(child=access.child), access)
+        .select_related("prescriber")
+        .order_by("status", "start")
+    )
+    logs: dict[uuid.UUID, list[DoseLog]] = defaultdict(list)
+    for log in DoseLog.objects.filter(plan__in=plans, occurred_at__gte=moment - timedelta(days=31)).order_by(
+        "occurred_at"
+    ):
+        logs[log.plan_id].append(log)
+    _reads(user, "MedicationRequest", access)
+    result = []
+    for plan in plans:
+        view = _plan_view(plan, tz, logs[plan.pk], moment)
+        pairs = [(log.scheduled_for, log.status) for log in logs[plan.pk]]
+        view["adherence"] = [dosing.adherence(plan, tz, moment, days, pairs).__dict__ for days in (7, 30)]
+        result.append(view)
+    return result
+
+
+def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[dict[str, Any]]:
+    from care.services import _plan
+
+    plan = _plan(access, plan_id)
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        DoseLog.objects.filter(plan=plan, occurred_at__gte=since).select_related("recorded_by").order_by("-occurred_at")
+    )
+    _reads(user, "MedicationAdministration", access)
+    return [dose_out(row) for row in rows]
+
+
+def dose_out(dose: DoseLog) -> dict[str, Any]:
+    return {
+        "id": dose.pk,
+        "plan_id": dose.plan_id,
+        "client_id": dose.client_id,
+        "status": dose.status,
+        "occurred_at": dose.occurred_at,
+        "scheduled_for": dose.scheduled_for,
+        "note": dose.note,
+        "recorded_by_name": str(dose.recorded_by),
+    }
+
+
+# -- refills and coverage -----------------------------------------------------------------------
+
+
+def refills_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+    rows = RefillRequest.objects.filter(child=access.child).select_related("plan").order_by("-requested_at")
+    if not access.is_clinician:
+        rows = rows.filter(plan__confidential=False)
+    _reads(user, "Task", access)
+    return [refill_out(row) for row in rows[:200]]
+
+
+def refill_queue(*, user: User, status: str | None = None) -> list[dict[str, Any]]:
+    """Refill requests for the children on the clinician's care teams, oldest first."""
+    child_ids = list(care_team_memberships(user).values_list("child_id", flat=True))
+    rows = RefillRequest.objects.filter(child_id__in=child_ids).select_related("plan", "child")
+    rows = rows.filter(status=status) if status else rows.filter(status__in=OPEN_REFILL_STATUSES)
+    rows_list = list(rows.order_by("requested_at")[:500])
+    audit.reads(user, "Task", sorted({row.child_id for row in rows_list}, key=str))
+    return [
+        {
+            **refill_out(row),
+            "child_name": row.child.name,
+            "medication": row.plan.medication,
+            "refills_remaining": row.plan.refills_remaining,
+        }
+        for row in rows_list
+    ]
+
+
+def coverage_out(coverage: Coverage) -> dict[str, Any]:
+    return {
+        "id": coverage.pk,
+        "status": coverage.status,
+        "payer": coverage.payer,
+        "plan_name": coverage.plan_name,
+        "member_id": coverage.member_id,
+        "group_number": coverage.group_number,
+        "subscriber_name": coverage.subscriber_name,
+        "subscriber_relationship": coverage.subscriber_relationship,
+        "period_start": coverage.period_start,
+        "period_end": coverage.period_end,
+        "copays": coverage.copays,
+        "submitted_at": coverage.submitted_at,
+        "verified_at": coverage.verified_at,
+        "rejection_reason": coverage.rejection_reason or None,
+    }
+
+
+def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+    """Active coverage and any change waiting for verification (and, for staff, the history)."""
+    rows = Coverage.objects.filter(child=access.child).order_by("-submitted_at")
+    if not access.can(Capability.MANAGE):
+        rows = rows.filter(status__in=[Coverage.Status.ACTIVE, Coverage.Status.PENDING, Coverage.Status.REJECTED])
+    _reads(user, "Coverage", access)
+    return [coverage_out(row) for row in rows[:50]]
+
+
+# -- one glance ---------------------------------------------------------------------------------
+
+TODAY_APPOINTMENTS = 3
+
+
+def _unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Unread messages per child, from the messenger when one is installed (one query)."""
+    path = getattr(settings, "PORTAL_UNREAD_COUNTER", "")
+    if not path:
+        return {}
+    counter = import_string(path)
+    return dict(counter(user=user, child_ids=child_ids))
+
+
+def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
+    """Everything a guardian needs at a glance, for every child they may see, in a fixed number of
+    queries whatever the number of children and plans."""
+    moment = now or timezone.now()
+    links = list(guardian_links(user, moment))
+    scopes = {link.child_id: effective_scope(link, moment) for link in links}
+    children: dict[uuid.UUID, Child] = {link.child_id: link.child for link in links}
+    full = [cid for cid, scope in scopes.items() if scope == "full"]
+    child_ids = list(children)
+
+    upcoming: dict[uuid.UUID, list[Appointment]] = defaultdict(list)
+    for row in (
+        Appointment.objects.filter(
+            child_id__in=child_ids, confidential=False, end__gt=moment, status__in=("proposed", "booked", "arrived")
+        )
+        .select_related("clinician", "department")
+        .order_by("start")
+    ):
+        if len(upcoming[row.child_id]) < TODAY_APPOINTMENTS:
+            upcoming[row.child_id].append(row)
+
+    plans = list(
+        MedicationPlan.objects.filter(
+            child_id__in=full, confidential=False, status=MedicationPlan.Status.ACTIVE
+        ).filter(Q(end__isnull=True) | Q(end__gt=moment - timedelta(hours=24)))
+    )
+    logs: dict[uuid.UUID, list[DoseLog]] = defaultdict(list)
+    for log in DoseLog.objects.filter(plan__in=plans, occurred_at__gte=moment - timedelta(days=2)).only(
+        "plan_id", "scheduled_for", "occurred_at", "status"
+    ):
+        logs[log.plan_id].append(log)
+    refills: dict[uuid.UUID, list[RefillRequest]] = defaultdict(list)
+    for refill in RefillRequest.objects.filter(
+        child_id__in=full, status__in=OPEN_REFILL_STATUSES, plan__confidential=False
+    ).order_by("requested_at"):
+        refills[refill.child_id].append(refill)
+    unread = _unread_counts(user, child_ids)
+
+    doses: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for plan in plans:
+        child = children[plan.child_id]
+        tz = ZoneInfo(child.time_zone)
+        recorded = {log.scheduled_for for log in logs[plan.pk] if log.scheduled_for}
+        base = {
+            "plan_id": plan.pk,
+            "medication": plan.medication,
+            "dose": f"{plan.dose_quantity.normalize():f} {plan.dose_unit}",
+        }
+        if plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
+            given = [log.occurred_at for log in logs[plan.pk] if log.status == DoseLog.Status.GIVEN]
+            doses[plan.child_id].append(
+                {**base, "at": dosing.next_as_needed(plan, tz, given, moment), "overdue": False, "as_needed": True}
+            )
+            continue
+        for at in dosing.occurrences(plan, tz, moment - timedelta(hours=24), moment + timedelta(hours=24)):
+            if at in recorded:
+                continue
+            doses[plan.child_id].append({**base, "at": at, "overdue": at < moment, "as_needed": False})
+
+    audit.reads(user, "Patient", child_ids)
+    result = []
+    for child_id, child in sorted(children.items(), key=lambda item: (item[1].date_of_birth, str(item[0]))):
+        clinical = scopes[child_id] == "full"
+        result.append(
+            {
+                "child": {"id": child_id, "name": child.name, "scope": scopes[child_id]},
+                "appointments": [appointment_out(row) for row in upcoming[child_id]],
+                "doses": sorted(doses[child_id], key=lambda d: d["at"]) if clinical else None,
+                "open_refills": [refill_out(r) for r in refills[child_id]] if clinical else None,
+                "unread_messages": unread.get(child_id, 0),
+            }
+        )
+    return {"generated_at": moment, "children": result}
+
+
+# -- calendar -----------------------------------------------------------------------------------
+
+
+def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
+    """The guardian's feed (RFC 5545), or None for an unknown or revoked token. Appointments name the
+    child by first name, the time and the place; never a diagnosis, department or visit reason."""
+    from icalendar import Alarm, Calendar, Event
+
+    feed = (
+        CalendarFeed.objects.select_related("guardian")
+        .filter(token_hash=feed_token_hash(token), revoked_at__isnull=True)
+        .first()
+    )
+    if feed is None:
+        return None
+    moment = now or timezone.now()
+    guardian = feed.guardian
+    links = list(guardian_links(guardian, moment))
+    children = {link.child_id: link.child for link in links}
+    calendar = Calendar()
+    calendar.add("prodid", "-//Family care portal//Appointments//EN")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", "Care appointments")
+    rows = Appointment.objects.filter(
+        child_id__in=list(children),
+        confidential=False,
+        end__gt=moment - timedelta(days=30),
+        status__in=("proposed", "booked", "arrived"),
+    ).order_by("start")
+    for row in rows:
+        first_name = children[row.child_id].name.split()[0]
+        event = Event()
+        event.add("uid", f"appointment-{row.pk}@care-portal")
+        event.add("dtstamp", moment)
+        event.add("dtstart", row.start)
+        event.add("dtend", row.end)
+        event.add("summary", f"Appointment for {first_name}")
+        event.add("location", row.location)
+        event.add("status", "TENTATIVE" if row.status == "proposed" else "CONFIRMED")
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", f"Appointment for {first_name}")
+        alarm.add("trigger", timedelta(hours=-24))
+        event.add_component(alarm)
+        calendar.add_component(event)
+    if feed.include_doses:
+        full = [link.child_id for link in links if effective_scope(link, moment) == "full"]
+        for plan in MedicationPlan.objects.filter(child_id__in=full, status="active", confidential=False):
+            tz = ZoneInfo(children[plan.child_id].time_zone)
+            first_name = children[plan.child_id].name.split()[0]
+            for at in dosing.occurrences(plan, tz, moment, moment + timedelta(days=7)):
+                event = Event()
+                event.add("uid", f"dose-{plan.pk}-{int(at.timestamp())}@care-portal")
+                event.add("dtstamp", moment)
+                event.add("dtstart", at)
+                event.add("duration", timedelta(minutes=15))
+                event.add("summary", f"Medicine due for {first_name}")
+                calendar.add_component(event)
+    audit.reads(guardian, "Appointment", list(children))
+    return bytes(calendar.to_ical())
