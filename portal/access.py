@@ -214,8 +214,29 @@ def is_portal_manager(user: User | Any) -> bool:
 
 
 def requires_mfa(user: User | Any) -> bool:
-    """Clinicians and administrators hold PHI of many children: two factors are mandatory."""
-    return is_administrator(user) or is_clinician(user)
+    """Clinicians and administrators hold PHI of many children: two factors are mandatory.
+
+    One query on the hot path (every API call): staff flags, a portal permission (directly or through
+    a group), a department membership or a current or future care-team membership.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    from django.contrib.auth.models import Permission
+
+    portal_perms = Permission.objects.filter(
+        Q(user=OuterRef("pk")) | Q(group__user=OuterRef("pk")),
+        content_type__app_label="portal",
+        codename__in=["view_metrics", "manage_portal"],
+    )
+    in_department = DepartmentMembership.objects.filter(clinician=OuterRef("pk"), active=True)
+    on_care_team = CareTeamMembership.objects.filter(
+        Q(end__isnull=True) | Q(end__gt=timezone.now()), clinician=OuterRef("pk")
+    )
+    return User.objects.filter(pk=user.pk).filter(
+        Exists(portal_perms) | Exists(in_department) | Exists(on_care_team)
+    ).exists()
 
 
 def has_mfa(user: User | Any) -> bool:

@@ -41,6 +41,20 @@ def test_demo_hospital(db: Any, capsys: Any) -> None:
     assert effective_scope(wei_link) == "limited"  # Mei is 14
     john = User.objects.get(email="john.smith@demo.family")
     assert not visible_children(john).exists()
+    # Care: every child has a plan, an upcoming visit and active insurance; Lucas has a pending refill.
+    from care.models import Appointment, Coverage, MedicationPlan, RefillRequest
+    from care.selectors import today
+
+    for child in Child.objects.all():
+        assert MedicationPlan.objects.filter(child=child).exists()
+        assert Appointment.objects.filter(child=child, status="booked").exists()
+        assert Coverage.objects.filter(child=child, status="active").exists()
+    assert RefillRequest.objects.filter(status="requested").count() == 1
+    maria = User.objects.get(email="maria.garcia@demo.family")
+    glance = today(user=maria)
+    assert len(glance["children"]) == 2
+    assert any(entry["open_refills"] for entry in glance["children"])
+    assert all(entry["doses"] for entry in glance["children"])
     # Running it again changes nothing.
     call_command("load_demo")
     assert Child.objects.count() == 9

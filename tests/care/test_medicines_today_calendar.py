@@ -209,9 +209,9 @@ def _guardian_with_children(world: World, count: int) -> Client:
 def test_today_uses_a_constant_number_of_queries(world: World, count: int, django_assert_num_queries: Any) -> None:
     client = _guardian_with_children(world, count)
     client.get("/api/v1/me/today")  # the session's first touch writes its timestamp
-    # auth: token session (2) + user + permissions (2) + the MFA rule (2) = 7;
+    # auth: the token's session comes from the cache; user + the MFA rule = 2;
     # links, appointments, plans, doses, refills = 5; the audit append (savepoint, tail, insert, release) = 4
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(11):
         response = client.get("/api/v1/me/today")
     body = response.json()
     assert len(body["children"]) == count
