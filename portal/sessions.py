@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
 from portal.access import requires_mfa
 
@@ -36,5 +36,8 @@ def check_idle(session: SessionBase, user: Any, *, persist: bool, staff: bool | 
     if last is None or now - int(last) >= TOUCH_EVERY:
         session[LAST_SEEN_KEY] = now
         if persist:
-            session.save()
+            try:
+                session.save(must_create=False)
+            except UpdateError:  # the session was ended (deleted) meanwhile
+                return True
     return False
