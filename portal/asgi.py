@@ -7,6 +7,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_http = get_asgi_application()
 
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.db import connections  # noqa: E402
+
+from portal.keys import check_keys  # noqa: E402
+
+# Refuse to serve on keys that cannot read the stored PHI (or a lost key file), rather than fail on
+# every request that touches it; daphne does not run the system checks itself.
+_key_problems = check_keys()
+# Requests use their own threads' connections; the one the check opened would only sit idle.
+connections.close_all()
+if _key_problems:
+    raise ImproperlyConfigured("Encryption keys do not match the stored data: " + " ".join(_key_problems))
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

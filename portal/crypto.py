@@ -122,6 +122,16 @@ def load_keyring() -> Keyring:
                 raise ImproperlyConfigured(
                     "No encryption keys: set PORTAL_ENCRYPTION_KEYS and PORTAL_BLIND_INDEX_KEY (or PORTAL_KEY_FILE)."
                 )
+            # A lost key file must not be silently replaced: a fresh key cannot read the rows already
+            # encrypted, and every write under it would mix two unreadable generations of data.
+            # Imported here because portal.keys imports the models, whose fields import this module.
+            from portal.keys import encrypted_data_exists
+
+            if encrypted_data_exists():
+                raise ImproperlyConfigured(
+                    f"encrypted data exists but the key file {path} is missing: restore it from backup or set "
+                    "PORTAL_ENCRYPTION_KEYS; a new key cannot read the existing data"
+                )
             create_key_file(path)
         data = json.loads(path.read_text(encoding="utf-8"))
         pairs = [(item["id"], _decode_key(item["id"], item["key"])) for item in data["keys"]]
