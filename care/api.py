@@ -9,7 +9,6 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Header, Router, Status
 
 from care import selectors, services
-from care.models import CalendarFeed
 from care.schemas import (
     AppointmentIn,
     AppointmentOut,
@@ -258,12 +257,7 @@ def today(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/me/calendar-feed", response=FeedStatusOut, summary="Whether a calendar feed is active")
 def feed_status(request: HttpRequest) -> dict[str, Any]:
-    feed = CalendarFeed.objects.filter(guardian=actor(request), revoked_at__isnull=True).first()
-    return {
-        "active": feed is not None,
-        "include_doses": feed.include_doses if feed else None,
-        "created_at": feed.created_at if feed else None,
-    }
+    return selectors.calendar_feed_status(user=actor(request))
 
 
 @router.post(

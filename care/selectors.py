@@ -25,7 +25,7 @@ from care.models import (
     ScheduleException,
     WorkingHours,
 )
-from care.services import feed_token_hash, refill_out
+from care.services import feed_token_hash, plan_for, refill_out
 from portal import audit
 from portal.access import (
     Capability,
@@ -191,9 +191,7 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
 
 
 def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[dict[str, Any]]:
-    from care.services import _plan
-
-    plan = _plan(access, plan_id)
+    plan = plan_for(access, plan_id)
     since = timezone.now() - timedelta(days=days)
     rows = (
         DoseLog.objects.filter(plan=plan, occurred_at__gte=since).select_related("recorded_by").order_by("-occurred_at")
@@ -421,3 +419,12 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
                 calendar.add_component(event)
     audit.reads(guardian, "Appointment", list(children))
     return bytes(calendar.to_ical())
+
+
+def calendar_feed_status(*, user: User) -> dict[str, Any]:
+    feed = CalendarFeed.objects.filter(guardian=user, revoked_at__isnull=True).first()
+    return {
+        "active": feed is not None,
+        "include_doses": feed.include_doses if feed else None,
+        "created_at": feed.created_at if feed else None,
+    }

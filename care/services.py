@@ -360,7 +360,8 @@ def plan_create(
     return plan
 
 
-def _plan(access: ChildAccess, plan_id: uuid.UUID, *, lock: bool = False) -> MedicationPlan:
+def plan_for(access: ChildAccess, plan_id: uuid.UUID, *, lock: bool = False) -> MedicationPlan:
+    """The child's plan (confidential ones for the care team only), or 404."""
     rows = MedicationPlan.objects.filter(pk=plan_id, child=access.child)
     if not access.is_clinician:
         rows = rows.filter(confidential=False)
@@ -390,7 +391,7 @@ def dose_record(
     if moment > timezone.now() + timedelta(minutes=5):
         raise Invalid("A dose cannot be recorded in the future.", code="dose_in_future")
     with transaction.atomic():
-        plan = _plan(access, plan_id, lock=True)  # serializes doses of one plan (the limits below)
+        plan = plan_for(access, plan_id, lock=True)  # serializes doses of one plan (the limits below)
         existing = DoseLog.objects.filter(plan=plan, client_id=client_id).first()
         if existing is not None:
             return existing, False
@@ -490,7 +491,7 @@ def refill_request(
             replay = idempotency.begin(user=actor, scope="refill.request", key=idempotency_key, payload=body)
             if replay.done:
                 return replay.status_code, replay.response
-        plan = _plan(access, plan_id, lock=True)
+        plan = plan_for(access, plan_id, lock=True)
         if plan.status != MedicationPlan.Status.ACTIVE or (plan.end and plan.end <= timezone.now()):
             raise Conflict("Refills can be requested only for an active medication plan.", code="plan_not_active")
         if plan.refills_remaining <= 0:
