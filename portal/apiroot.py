@@ -9,6 +9,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from care.api import router as care_router
+from messaging.api import router as messaging_router
 from portal.api import router as portal_router
 from portal.auth import PORTAL_AUTH
 from portal.errors import ApiError
@@ -29,6 +30,9 @@ api = NinjaAPI(
 )
 api.add_router("/", portal_router)
 api.add_router("/", care_router)
+api.add_router("/", "portal.metrics.api.router")
+api.add_router("/", messaging_router)
+api.add_router("/", "community.api.router")
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra: object) -> HttpResponse:

@@ -25,9 +25,11 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from portal.consumers import EventsConsumer, WebsocketAuthMiddleware  # noqa: E402
+from messaging.consumers import StreamConsumer  # noqa: E402
+from portal.consumers import WebsocketAuthMiddleware  # noqa: E402
 
-websocket_urls = [path("ws/v1/events", EventsConsumer.as_asgi())]
+# The messenger's consumer extends portal's EventsConsumer with the persisted event stream.
+websocket_urls = [path("ws/v1/events", StreamConsumer.as_asgi())]
 
 http_app = ASGIStaticFilesHandler(django_http) if not settings.PRODUCTION else django_http
 

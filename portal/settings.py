@@ -89,7 +89,11 @@ INSTALLED_APPS = [
     "allauth.usersessions",
     "ninja",
     "portal",
+    "portal.metrics",
     "care",
+    "django_tasks_db",
+    "messaging",
+    "community",
 ]
 
 MIDDLEWARE = [
@@ -176,12 +180,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- Sessions, cookies and transport security -------------------------------------------------
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
-SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SAMESITE = "Lax"
 # Sessions (browser cookies and app tokens alike) are read from the cache and written through to the
 # database: every API call looks its session up, and the cache is Redis when REDIS_URL is set.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
@@ -284,3 +288,40 @@ HEADLESS_SERVE_SPECIFICATION = True
 PORTAL_WS_ALLOWED_ORIGINS = env_list("PORTAL_WS_ALLOWED_ORIGINS", [])
 PORTAL_WS_HEARTBEAT_SECONDS = float(env("PORTAL_WS_HEARTBEAT_SECONDS", "5") or 5)
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", True)
+
+# --- Messaging (the messaging app; see messaging/conf.py for every default) ----------------------
+# care.selectors.today() asks the messenger for unread counts per child (one query).
+PORTAL_UNREAD_COUNTER = "messaging.selectors.unread_counts"
+# Background tasks (notifications, escalation) run on django-tasks' database backend: it works on
+# SQLite and PostgreSQL alike; run `python manage.py db_worker` beside daphne.
+TASKS = {
+    "default": {
+        "BACKEND": env("PORTAL_TASK_BACKEND", "django_tasks_db.DatabaseBackend") or "django_tasks_db.DatabaseBackend"
+    }
+}
+PORTAL_BUSINESS_TIME_ZONE = env("PORTAL_BUSINESS_TIME_ZONE", TIME_ZONE) or TIME_ZONE
+PORTAL_EMERGENCY_NUMBER = env("PORTAL_EMERGENCY_NUMBER", "911") or "911"
+PORTAL_SMS_BACKEND = env("PORTAL_SMS_BACKEND", "messaging.sms.ConsoleSmsBackend") or "messaging.sms.ConsoleSmsBackend"
+PORTAL_SMS_HTTP_URL = env("PORTAL_SMS_HTTP_URL", "") or ""
+PORTAL_SMS_HTTP_TOKEN = env("PORTAL_SMS_HTTP_TOKEN", "") or ""
+
+# --- Call-deflection metrics (portal.metrics) ------------------------------------------------------
+# Webhook sources and their HMAC secrets: "source:secret,source2:secret2" (or a *_FILE).
+PORTAL_METRICS_WEBHOOK_SECRETS = env("PORTAL_METRICS_WEBHOOK_SECRETS") or ""
+PORTAL_METRICS_WEBHOOK_WINDOW_SECONDS = env_int("PORTAL_METRICS_WEBHOOK_WINDOW_SECONDS", 300)
+PORTAL_METRICS_MAX_UPLOAD_BYTES = env_int("PORTAL_METRICS_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
+PORTAL_METRICS_MAX_ROWS = env_int("PORTAL_METRICS_MAX_ROWS", 500_000)
+PORTAL_METRICS_WEBHOOK_MAX_CALLS = env_int("PORTAL_METRICS_WEBHOOK_MAX_CALLS", 1000)
+# Cells (export rows) about fewer patients than this are suppressed.
+PORTAL_METRICS_MIN_CELL = env_int("PORTAL_METRICS_MIN_CELL", 11)
+# Country calling code for national numbers without one, when caller phones are normalized to E.164.
+PORTAL_METRICS_DEFAULT_COUNTRY_CODE = env("PORTAL_METRICS_DEFAULT_COUNTRY_CODE", "1") or "1"
+# Default baseline period ("YYYY-MM-DD..YYYY-MM-DD", inclusive) and go-live date, until an
+# administrator sets them in the admin (MetricsConfig).
+PORTAL_METRICS_BASELINE = env("PORTAL_METRICS_BASELINE") or ""
+PORTAL_METRICS_GO_LIVE = env("PORTAL_METRICS_GO_LIVE") or ""
+
+# Peer groups: posting limits per member, and the reading rate past which an account is flagged to staff.
+PORTAL_GROUP_POST_RATE = env("PORTAL_GROUP_POST_RATE", "5/m") or "5/m"
+PORTAL_GROUP_POST_HOURLY_RATE = env("PORTAL_GROUP_POST_HOURLY_RATE", "30/h") or "30/h"
+PORTAL_GROUP_READ_ALERT = env("PORTAL_GROUP_READ_ALERT", "500/10m") or "500/10m"

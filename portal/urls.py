@@ -20,4 +20,5 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("_allauth/", include("allauth.headless.urls")),
     path("admin/", admin_site.urls),
+    path("metrics/", include("portal.metrics.urls")),
 ]

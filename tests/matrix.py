@@ -251,3 +251,83 @@ register(
         body=lambda w: {"accept": True},
     )
 )
+
+
+# -- messaging ------------------------------------------------------------------------------------
+
+
+def _message_thread(world: World) -> dict[str, str]:
+    from tests.messaging import data
+
+    return {"thread": str(data.thread(world).pk)}
+
+
+def _sent_attachment(world: World) -> dict[str, str]:
+    from tests.messaging import data
+
+    return {"attachment": str(data.sent_attachment(world).pk)}
+
+
+class UploadEndpoint(Endpoint):
+    """A multipart upload (``call`` sends JSON bodies); see the wrapper of ``call`` below."""
+
+
+class DownloadEndpoint(Endpoint):
+    """Answers the file's bytes; the wrapper checks them and stands a text marker in for them."""
+
+
+def _multipart_aware_call(world: World, persona: str, endpoint: Endpoint) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.messaging import data
+
+    if isinstance(endpoint, DownloadEndpoint):
+        response = _json_call(world, persona, endpoint)
+        if response.status_code == 200:
+            assert response.content == data.PNG
+            response.content = b"the attachment's bytes"
+        return response
+    if not isinstance(endpoint, UploadEndpoint):
+        return _json_call(world, persona, endpoint)
+
+    url = "/api/v1" + endpoint.path.format(child=str(world.ada.pk), **endpoint.params(world))
+    upload = SimpleUploadedFile("photo.png", data.PNG, content_type="image/png")
+    return world.client(persona).post(url, {"file": upload})
+
+
+_json_call = call
+call = _multipart_aware_call  # assert_matrix looks ``call`` up in this module at run time
+
+register(Endpoint("GET", "/children/{child}/threads", READERS))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/threads",
+        READERS,
+        body=lambda w: {"subject": "Question", "topic": "medical", "body": "Hello", "client_id": str(uuid.uuid4())},
+    )
+)
+register(Endpoint("GET", "/children/{child}/threads/{thread}", READERS, params=_message_thread))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/threads/{thread}/messages",
+        READERS,
+        params=_message_thread,
+        body=lambda w: {"body": "Thanks", "client_id": str(uuid.uuid4())},
+    )
+)
+register(Endpoint("POST", "/children/{child}/threads/{thread}/read", READERS, params=_message_thread))
+register(Endpoint("POST", "/children/{child}/threads/{thread}/claim", CARE_TEAM, params=_message_thread))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/threads/{thread}/assign",
+        CARE_TEAM,
+        params=_message_thread,
+        body=lambda w: {"assignee_id": str(w.clinician.pk)},
+    )
+)
+register(Endpoint("POST", "/children/{child}/threads/{thread}/close", CARE_TEAM, params=_message_thread))
+register(UploadEndpoint("POST", "/children/{child}/attachments", READERS))
+register(DownloadEndpoint("GET", "/children/{child}/attachments/{attachment}", READERS, params=_sent_attachment))

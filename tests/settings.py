@@ -14,6 +14,9 @@ PORTAL_ALLOW_LOCAL_KEY_FILE = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PORTAL_WS_HEARTBEAT_SECONDS = 0.2
+# Background tasks run at once, inside the test (messaging notifications, escalation).
+TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+PORTAL_SMS_BACKEND = "messaging.sms.LocmemSmsBackend"
 
 if REDIS_URL:
     # A prefix per run, so rate-limit counters never leak between runs sharing one Redis.

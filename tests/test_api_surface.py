@@ -11,7 +11,9 @@ from portal.apiroot import api
 from portal.auth import PORTAL_AUTH
 
 # The calendar feed authenticates by the secret token in its URL (calendar apps send no headers).
-PUBLIC_OPERATIONS = {("GET", "/health"), ("GET", "/calendar/{token}.ics")}
+# The phone system's call webhook authenticates by its HMAC signature per source (timestamp window,
+# replays refused: tests/metrics/test_calls_import.py), not by a session.
+PUBLIC_OPERATIONS = {("GET", "/health"), ("GET", "/calendar/{token}.ics"), ("POST", "/metrics/calls")}
 
 
 def unauthenticated_operations(target: NinjaAPI) -> set[tuple[str, str]]:

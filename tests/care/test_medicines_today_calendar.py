@@ -210,11 +210,12 @@ def test_today_uses_a_constant_number_of_queries(world: World, count: int, djang
     client = _guardian_with_children(world, count)
     client.get("/api/v1/me/today")  # the session's first touch writes its timestamp
     # auth: the token's session comes from the cache; user + the MFA rule = 2;
-    # links, appointments, plans, doses, refills = 5; the audit append (savepoint, tail, insert, release) = 4,
+    # links, appointments, plans, doses, refills, unread messages = 6; the audit append (savepoint, tail, insert,
+    # release) = 4,
     # plus the advisory lock that serializes the chain on PostgreSQL
     from django.db import connection
 
-    with django_assert_num_queries(11 + (connection.vendor == "postgresql")):
+    with django_assert_num_queries(12 + (connection.vendor == "postgresql")):
         response = client.get("/api/v1/me/today")
     body = response.json()
     assert len(body["children"]) == count

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class CommunityConfig(AppConfig):
+    name = "community"
+    verbose_name = "Peer family groups"
+    default_auto_field = "django.db.models.BigAutoField"

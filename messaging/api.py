@@ -1,0 +1,201 @@
+"""Messaging endpoints: threads and messages, attachments, read receipts, the clinician inbox and its
+statistics, the event stream for polling clients, and notification preferences."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from django.http import HttpRequest, HttpResponse
+from ninja import File, Query, Router, Schema, Status
+from ninja.files import UploadedFile
+from pydantic import ConfigDict
+
+from messaging import selectors, services, stream
+from messaging.conf import max_attachment_bytes
+from messaging.files import TooLarge
+from messaging.schemas import (
+    AssignIn,
+    AttachmentOut,
+    EventsOut,
+    InboxThreadOut,
+    MessageIn,
+    MessageOut,
+    PoolStatsOut,
+    PreferencesIn,
+    PreferencesOut,
+    StatusIn,
+    ThreadDetailOut,
+    ThreadIn,
+    ThreadOut,
+    TopicIn,
+)
+from portal.access import Capability, child_for
+from portal.api import actor
+from portal.errors import Invalid
+
+router = Router(tags=["messaging"])
+
+
+# -- threads and messages -----------------------------------------------------------------------
+
+
+@router.get("/children/{child_id}/threads", response=list[ThreadOut], summary="Conversations about the child")
+def threads(request: HttpRequest, child_id: uuid.UUID, status: StatusIn | None = None) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    return selectors.threads_list(user=actor(request), access=access, status=status)
+
+
+@router.post(
+    "/children/{child_id}/threads",
+    response={200: ThreadDetailOut, 201: ThreadDetailOut},
+    summary="Start a conversation (routed to a pool; idempotent by client_id)",
+)
+def thread_create(request: HttpRequest, child_id: uuid.UUID, payload: ThreadIn) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    thread, created = services.thread_create(actor=actor(request), access=access, **payload.dict())
+    return Status(
+        201 if created else 200, selectors.thread_detail(user=actor(request), access=access, thread_id=thread.pk)
+    )
+
+
+@router.get(
+    "/children/{child_id}/threads/{thread_id}",
+    response=ThreadDetailOut,
+    summary="A conversation with its messages and read receipts",
+)
+def thread(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    return selectors.thread_detail(user=actor(request), access=access, thread_id=thread_id)
+
+
+@router.post(
+    "/children/{child_id}/threads/{thread_id}/messages",
+    response={200: MessageOut, 201: MessageOut},
+    summary="Send a message (never edited: a correction is a new message; idempotent by client_id)",
+)
+def message_send(
+    request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID, payload: MessageIn
+) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    message, created = services.message_send(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
+    return Status(201 if created else 200, selectors.message_view(access=access, message=message))
+
+
+@router.post(
+    "/children/{child_id}/threads/{thread_id}/read", response={204: None}, summary="Read receipt: read up to now"
+)
+def thread_read(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> Status[None]:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    services.thread_mark_read(actor=actor(request), access=access, thread_id=thread_id)
+    return Status(204, None)
+
+
+@router.post("/children/{child_id}/threads/{thread_id}/claim", response=ThreadOut, summary="Care team: take it")
+def thread_claim(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    return selectors.thread_out(services.thread_claim(actor=actor(request), access=access, thread_id=thread_id))
+
+
+@router.post(
+    "/children/{child_id}/threads/{thread_id}/assign",
+    response=ThreadOut,
+    summary="Care team: assign or reassign to a clinician of the care team (history kept)",
+)
+def thread_assign(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID, payload: AssignIn) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    thread = services.thread_assign(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
+    return selectors.thread_out(thread)
+
+
+@router.post("/children/{child_id}/threads/{thread_id}/close", response=ThreadOut, summary="Care team: close")
+def thread_close(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    return selectors.thread_out(services.thread_close(actor=actor(request), access=access, thread_id=thread_id))
+
+
+# -- attachments --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/children/{child_id}/attachments",
+    response={201: AttachmentOut},
+    summary="Upload a JPEG, PNG or PDF (≤ 10 MB) to send with a message: pass its id in attachment_ids",
+)
+def attachment_upload(request: HttpRequest, child_id: uuid.UUID, file: File[UploadedFile]) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    if file.size is not None and file.size > max_attachment_bytes():
+        raise TooLarge()
+    attachment = services.attachment_upload(
+        actor=actor(request), access=access, filename=str(file.name or ""), data=file.read(max_attachment_bytes() + 1)
+    )
+    return Status(201, selectors.attachment_meta(attachment))
+
+
+@router.get(
+    "/children/{child_id}/attachments/{attachment_id}",
+    response={200: None},
+    summary="Download an attachment (participants of its conversation only)",
+)
+def attachment_download(request: HttpRequest, child_id: uuid.UUID, attachment_id: uuid.UUID) -> HttpResponse:
+    access = child_for(actor(request), child_id, Capability.MESSAGE)
+    attachment, data = selectors.attachment_content(user=actor(request), access=access, attachment_id=attachment_id)
+    response = HttpResponse(data, content_type=attachment.content_type)
+    extension = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}[attachment.content_type]
+    response["Content-Disposition"] = f'attachment; filename="{attachment.pk}.{extension}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# -- the clinician inbox ------------------------------------------------------------------------
+
+
+class InboxQuery(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    status: StatusIn | None = None
+    topic: TopicIn | None = None
+    priority: Literal["routine", "urgent"] | None = None
+    child_id: uuid.UUID | None = None
+    pool_id: uuid.UUID | None = None
+
+
+@router.get("/inbox", response=list[InboxThreadOut], summary="Clinicians: threads in my pools, by reply-by time")
+def inbox(request: HttpRequest, query: Query[InboxQuery]) -> list[dict[str, Any]]:
+    return selectors.inbox(user=actor(request), **query.dict())
+
+
+@router.get(
+    "/inbox/stats",
+    response=list[PoolStatsOut],
+    summary="Clinicians: median and 90th percentile time to first reply per pool",
+)
+def inbox_stats(request: HttpRequest, days: int = 30) -> list[dict[str, Any]]:
+    if not 1 <= days <= 365:
+        raise Invalid("days must be between 1 and 365.", code="invalid_days")
+    return selectors.response_stats(user=actor(request), days=days)
+
+
+# -- the event stream ---------------------------------------------------------------------------
+
+
+@router.get("/events", response=EventsOut, summary="My event stream after an event id (for clients that poll)")
+def events(request: HttpRequest, after: int = 0, limit: int = 500) -> dict[str, Any]:
+    if after < 0 or not 1 <= limit <= 1000:
+        raise Invalid("after must be ≥ 0 and limit between 1 and 1000.", code="invalid_range")
+    found, last_id = stream.events_after(user=actor(request), after=after, limit=limit)
+    return {"events": found, "last_id": last_id}
+
+
+# -- notification preferences -------------------------------------------------------------------
+
+
+@router.get("/me/notification-preferences", response=PreferencesOut, summary="Email, SMS and quiet hours")
+def preferences(request: HttpRequest) -> dict[str, Any]:
+    return selectors.preferences(user=actor(request))
+
+
+@router.patch("/me/notification-preferences", response=PreferencesOut, summary="Change email, SMS or quiet hours")
+def preferences_update(request: HttpRequest, payload: PreferencesIn) -> dict[str, Any]:
+    services.preferences_update(actor=actor(request), **payload.dict(exclude_unset=True))
+    return selectors.preferences(user=actor(request))

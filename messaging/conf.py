@@ -1,0 +1,88 @@
+"""Messaging configuration: every knob with its default, overridable from Django settings.
+
+Read through these functions (not at import time) so tests can change settings with
+``override_settings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+from typing import Any
+
+from django.conf import settings
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    time_zone: str
+    weekdays: frozenset[int]  # 0 = Monday
+    opens: time
+    closes: time
+    holidays: frozenset[str]  # ISO dates on which the care team is closed all day
+
+
+def _get(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def business_hours() -> BusinessHours:
+    """``PORTAL_BUSINESS_HOURS``: {"weekdays": [0..4], "opens": "08:00", "closes": "17:00",
+    "holidays": ["2026-12-25"]}, in ``PORTAL_BUSINESS_TIME_ZONE``."""
+    raw: dict[str, Any] = _get("PORTAL_BUSINESS_HOURS", {})
+    return BusinessHours(
+        time_zone=str(raw.get("time_zone") or _get("PORTAL_BUSINESS_TIME_ZONE", settings.TIME_ZONE)),
+        weekdays=frozenset(int(day) for day in raw.get("weekdays", (0, 1, 2, 3, 4))),
+        opens=time.fromisoformat(str(raw.get("opens", "08:00"))),
+        closes=time.fromisoformat(str(raw.get("closes", "17:00"))),
+        holidays=frozenset(str(day) for day in raw.get("holidays", ())),
+    )
+
+
+def reply_within() -> dict[str, tuple[int, bool]]:
+    """Default reply-by per priority when no routing rule says otherwise: (minutes, business hours
+    only). Routine: one business day (9 business hours); urgent: one hour around the clock."""
+    default = {"routine": (9 * 60, True), "urgent": (60, False)}
+    raw: dict[str, Any] = _get("PORTAL_REPLY_WITHIN", {})
+    return {**default, **{key: (int(value[0]), bool(value[1])) for key, value in raw.items()}}
+
+
+def emergency_number() -> str:
+    return str(_get("PORTAL_EMERGENCY_NUMBER", "911"))
+
+
+def max_attachment_bytes() -> int:
+    return int(_get("PORTAL_ATTACHMENT_MAX_BYTES", 10 * MB))
+
+
+def max_attachments_per_message() -> int:
+    return int(_get("PORTAL_ATTACHMENTS_PER_MESSAGE", 5))
+
+
+def resume_lookback_seconds() -> float:
+    """Event ids are allocated before commit, so on PostgreSQL a later id can commit first; a resume
+    also returns this many seconds of events before the given id (clients drop duplicates by id)."""
+    return float(_get("PORTAL_EVENTS_LOOKBACK_SECONDS", 5))
+
+
+def presence_seconds() -> float:
+    """How long a socket's last heartbeat counts as "connected" (no notification is sent)."""
+    return float(_get("PORTAL_WS_HEARTBEAT_SECONDS", 5)) * 3 + 5
+
+
+def notification_max_attempts() -> int:
+    return int(_get("PORTAL_NOTIFICATION_MAX_ATTEMPTS", 5))
+
+
+def notification_backoff_seconds(attempt: int) -> int:
+    return int(_get("PORTAL_NOTIFICATION_BACKOFF_SECONDS", 30)) * (2 ** max(attempt - 1, 0))
+
+
+def send_rate() -> str:
+    return str(_get("PORTAL_MESSAGE_RATE", "30/m"))
+
+
+def upload_rate() -> str:
+    return str(_get("PORTAL_ATTACHMENT_RATE", "20/m"))

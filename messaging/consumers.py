@@ -1,0 +1,145 @@
+"""The per-user socket with its event stream. It only authenticates (``portal.consumers``), subscribes
+and forwards: every write goes over HTTP and reaches the socket after commit.
+
+Client → server: ``{"type": "ping"}``; ``{"type": "resume", "after": <last event id>}`` (also
+``?after=<id>`` on the URL) replays the stream after that id, then live events follow.
+Server → client: ``{"type": "event", "event": {...}}`` for each event (``event.id`` orders and
+deduplicates), ``{"type": "resumed", "last_id": n}`` when a replay is done, ``heartbeat``, ``pong``.
+Every third heartbeat the socket also catches up from the database (events the channel layer dropped
+are delivered late, never lost). Each event is re-checked against the access policy before it is
+forwarded, so a guardian whose link was revoked receives nothing more (and ``access.revoked`` closes
+the socket with 4409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db.models import Max
+
+from messaging import presence, stream
+from messaging.models import UserEvent
+from portal.consumers import CLOSE_UNAUTHENTICATED, EventsConsumer, _load_session_user
+
+REPLAY_PAGE = 500
+SENT_MEMORY = 2000
+# Every third heartbeat (15 s in production) the socket checks the database for events it missed.
+CATCH_UP_EVERY = 3
+
+
+def _latest_event_id(user: Any) -> int:
+    return int(UserEvent.objects.filter(user=user).aggregate(m=Max("id"))["m"] or 0)
+
+
+class StreamConsumer(EventsConsumer):
+    replaying = False
+
+    async def connect(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+        self.replayed: set[int] = set()
+        # Ids already sent (bounded), and the stream position the catch-up continues from.
+        self.sent: OrderedDict[int, None] = OrderedDict()
+        self.cursor = 0
+        self.beats = 0
+        await super().connect()
+        if getattr(self, "group", None) is None:
+            return
+        await database_sync_to_async(presence.touch)(self.user.pk)
+        query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
+        after = query.get("after", [""])[0]
+        if after.isdigit():
+            await self._resume(int(after))
+        else:
+            self.cursor = await database_sync_to_async(_latest_event_id)(self.user)
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        if event["id"] in self.sent:
+            return
+        self.sent[event["id"]] = None
+        while len(self.sent) > SENT_MEMORY:
+            self.sent.popitem(last=False)
+        await self.send_json({"type": "event", "event": event})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "resume":
+            after = content.get("after", 0)
+            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                await self.send_json({"type": "error", "code": "invalid_after", "message": "after must be an id."})
+                return
+            await self._resume(after)
+            return
+        await super().receive_json(content, **kwargs)
+
+    async def _resume(self, after: int) -> None:
+        """Replay the stream after ``after``; live events arriving meanwhile wait, then follow (those
+        already replayed are not sent twice)."""
+        self.replaying = True
+        self.replayed = set()
+        cursor = after
+        lookback = True
+        try:
+            while True:
+                batch, last_id = await database_sync_to_async(stream.events_after)(
+                    user=self.user, after=cursor, limit=REPLAY_PAGE, lookback=lookback
+                )
+                lookback = False
+                for event in batch:
+                    self.replayed.add(event["id"])
+                    await self._send_event(event)
+                if last_id == cursor:
+                    break
+                cursor = last_id
+        finally:
+            self.replaying = False
+        self.cursor = max(self.cursor, cursor)
+        await self.send_json({"type": "resumed", "last_id": cursor})
+        waiting, self.pending = self.pending, []
+        for message in waiting:
+            await self._forward(message)
+
+    async def stream_event(self, message: dict[str, Any]) -> None:
+        if self.replaying:
+            self.pending.append(message)
+            return
+        await self._forward(message)
+
+    async def _forward(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        if event["id"] in self.replayed or event["id"] in self.sent:
+            return
+        allowed = await database_sync_to_async(stream.may_receive)(
+            self.user, event.get("child_id"), message.get("capability", "message"), bool(message.get("confidential"))
+        )
+        if allowed:
+            await self._send_event(event)
+
+    async def _catch_up(self) -> None:
+        """Forward events the channel layer dropped (a full channel, a Redis outage): the database is
+        the source of truth, so a socket never stays behind for longer than the catch-up period."""
+        batch, last_id = await database_sync_to_async(stream.events_after)(
+            user=self.user, after=self.cursor, limit=REPLAY_PAGE
+        )
+        for event in batch:
+            await self._send_event(event)
+        self.cursor = max(self.cursor, last_id)
+
+    async def _heartbeat(self) -> None:
+        """Re-check the session on a short period (a signed-out or idle session closes the socket) and
+        keep the user's presence mark fresh (no email or SMS while connected)."""
+        interval = float(getattr(settings, "PORTAL_WS_HEARTBEAT_SECONDS", 5))
+        while True:
+            await asyncio.sleep(interval)
+            user = await database_sync_to_async(_load_session_user)(self.session_key)
+            if user is None:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+            await database_sync_to_async(presence.touch)(user.pk)
+            self.beats += 1
+            if self.beats % CATCH_UP_EVERY == 0 and not self.replaying:
+                await self._catch_up()
+            await self.send_json({"type": "heartbeat"})

@@ -1,0 +1,176 @@
+"""Email and SMS notifications for users who are not connected, sent by background tasks.
+
+The texts are fixed and free of PHI: they say that something happened and ask the user to sign in,
+never which child, which condition or what was written. Preferences decide the channels; quiet hours
+defer non-urgent notices to their end; an urgent notice (a red flag, for the on-call clinician) goes
+out at once on every channel the user has.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from messaging import presence, sms
+from messaging.conf import notification_backoff_seconds, notification_max_attempts
+from messaging.models import Notification, NotificationPreference
+from portal.models import User
+
+logger = logging.getLogger(__name__)
+
+TEXTS: dict[str, tuple[str, str]] = {
+    "new_message": (
+        "New message from the care team",
+        "You have a new message from the care team. Sign in to the family care portal to read it.",
+    ),
+    "family_message": (
+        "New message from a family",
+        "A family sent a new message in a conversation assigned to you. Sign in to the portal to read it.",
+    ),
+    "urgent_message": (
+        "URGENT: message flagged by triage",
+        "URGENT: a family message was flagged by triage and needs attention now. Sign in to the portal.",
+    ),
+    "escalation": (
+        "Overdue conversation escalated to you",
+        "A conversation in your pool is past its reply-by time and was escalated to you. Sign in to the portal.",
+    ),
+}
+
+
+def preference(user: User) -> NotificationPreference:
+    found = NotificationPreference.objects.filter(user=user).first()
+    return found or NotificationPreference(user=user)
+
+
+def in_quiet_hours(pref: NotificationPreference, tz_name: str, moment: datetime) -> datetime | None:
+    """The end of the quiet period ``moment`` falls in, or None when it is not quiet."""
+    if pref.quiet_start is None or pref.quiet_end is None or pref.quiet_start == pref.quiet_end:
+        return None
+    tz = ZoneInfo(tz_name)
+    local = moment.astimezone(tz)
+    now_t: time = local.time()
+    start, end = pref.quiet_start, pref.quiet_end
+    if start < end:
+        quiet = start <= now_t < end
+        end_day = local.date()
+    else:  # crosses midnight
+        quiet = now_t >= start or now_t < end
+        end_day = local.date() + timedelta(days=1) if now_t >= start else local.date()
+    if not quiet:
+        return None
+    return datetime.combine(end_day, end, tzinfo=tz)
+
+
+def schedule(user_ids: Iterable[uuid.UUID], kind: str, *, urgent: bool = False) -> list[Notification]:
+    """Create the notifications for these users on the channels they chose and queue their sending
+    after commit. Precondition: inside the transaction of the change that causes them."""
+    if kind not in TEXTS:
+        raise ValueError(f"unknown notification kind {kind}")
+    users = list(User.objects.filter(pk__in=set(user_ids), is_active=True))
+    prefs = {p.user_id: p for p in NotificationPreference.objects.filter(user__in=users)}
+    rows = []
+    for user in users:
+        pref = prefs.get(user.pk) or NotificationPreference(user=user)
+        if pref.email or urgent:
+            rows.append(Notification(user=user, channel=Notification.Channel.EMAIL, kind=kind, urgent=urgent))
+        if (pref.sms or urgent) and user.phone:
+            rows.append(Notification(user=user, channel=Notification.Channel.SMS, kind=kind, urgent=urgent))
+    Notification.objects.bulk_create(rows)
+    ids = [str(row.pk) for row in rows]
+    if ids:
+        transaction.on_commit(lambda: _enqueue_all(ids), robust=True)
+    return rows
+
+
+def _enqueue_all(ids: list[str]) -> None:
+    from messaging.tasks import deliver_notification
+
+    for notification_id in ids:
+        deliver_notification.enqueue(notification_id)
+
+
+def _defer(notification_id: str, when: datetime) -> None:
+    """Queue a later attempt where the task backend can defer; otherwise ``send_notifications``
+    (run periodically) picks the row up once ``not_before`` has passed."""
+    from messaging.tasks import deliver_notification
+
+    if deliver_notification.get_backend().supports_defer:
+        deliver_notification.using(run_after=when).enqueue(notification_id)
+
+
+def _send(notification: Notification) -> None:
+    subject, body = TEXTS[notification.kind]
+    user = notification.user
+    if notification.channel == Notification.Channel.EMAIL:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email], fail_silently=False)
+    else:
+        sms.backend().send(user.phone, body)
+
+
+def deliver(notification_id: uuid.UUID | str, now: datetime | None = None) -> str:
+    """Send one notification if it is still due; returns its status afterwards."""
+    moment = now or timezone.now()
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update().select_related("user").filter(pk=notification_id).first()
+        )
+        if notification is None or notification.status != Notification.Status.PENDING:
+            return notification.status if notification else "missing"
+        if notification.not_before > moment:
+            return notification.status
+        user = notification.user
+        if not notification.urgent:
+            if presence.is_connected(user.pk):
+                notification.status = Notification.Status.SKIPPED
+                notification.last_error = "connected"
+                notification.save(update_fields=["status", "last_error"])
+                return notification.status
+            quiet_end = in_quiet_hours(preference(user), user.time_zone, moment)
+            if quiet_end is not None:
+                notification.not_before = quiet_end
+                notification.save(update_fields=["not_before"])
+                transaction.on_commit(lambda: _defer(str(notification.pk), quiet_end), robust=True)
+                return notification.status
+        notification.attempts += 1
+        try:
+            _send(notification)
+        except Exception as exc:
+            # The exception type only: provider messages can echo the number or the text.
+            notification.last_error = type(exc).__name__[:60]
+            if notification.attempts >= notification_max_attempts():
+                notification.status = Notification.Status.FAILED
+                logger.warning(
+                    "notification %s failed for good after %s attempts", notification.pk, notification.attempts
+                )
+            else:
+                retry_at = moment + timedelta(seconds=notification_backoff_seconds(notification.attempts))
+                notification.not_before = retry_at
+                transaction.on_commit(lambda: _defer(str(notification.pk), retry_at), robust=True)
+        else:
+            notification.status = Notification.Status.SENT
+            notification.sent_at = moment
+            notification.last_error = ""
+        notification.save(update_fields=["attempts", "status", "sent_at", "not_before", "last_error"])
+        return notification.status
+
+
+def send_due(now: datetime | None = None, limit: int = 500) -> int:
+    """Attempt every pending notification whose time has come (retries and quiet-hour deferrals)."""
+    moment = now or timezone.now()
+    due = list(
+        Notification.objects.filter(status=Notification.Status.PENDING, not_before__lte=moment)
+        .order_by("not_before")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for notification_id in due:
+        deliver(notification_id, now=moment)
+    return len(due)

@@ -1,0 +1,289 @@
+"""Reads of the messenger, scoped by the access policy and audited."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from messaging.models import Attachment, Message, NotificationPreference, Thread, ThreadAssignment, ThreadRead
+from messaging.services import BINARY, MESSAGE, thread_for
+from portal import audit
+from portal.access import ChildAccess, care_team_memberships, current_membership_q, hide_confidential
+from portal.errors import NotFound
+from portal.models import CareTeamMembership, DepartmentMembership, User
+
+# -- unread counts ------------------------------------------------------------------------------
+
+
+def _unread_messages(user: User, now: datetime) -> QuerySet[Message]:
+    """Messages by others, in threads the user may see, newer than the user's read receipt."""
+    on_team = CareTeamMembership.objects.filter(
+        current_membership_q(now), clinician=user, child_id=OuterRef("thread__child_id")
+    )
+    read = ThreadRead.objects.filter(thread_id=OuterRef("thread_id"), user=user, read_at__gte=OuterRef("created_at"))
+    return (
+        Message.objects.filter(Q(thread__confidential=False) | Q(Exists(on_team)))
+        .exclude(author=user)
+        .exclude(Exists(read))
+    )
+
+
+def unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Unread messages per child for ``/me/today`` (``PORTAL_UNREAD_COUNTER``), in one query. The
+    caller passes children the user may see; confidential threads count for the care team only."""
+    if not child_ids:
+        return {}
+    rows = (
+        _unread_messages(user, timezone.now())
+        .filter(thread__child_id__in=child_ids)
+        .values("thread__child_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["thread__child_id"]: row["n"] for row in rows}
+
+
+def _unread_by_thread(user: User, thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not thread_ids:
+        return {}
+    rows = (
+        _unread_messages(user, timezone.now())
+        .filter(thread_id__in=thread_ids)
+        .values("thread_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["thread_id"]: row["n"] for row in rows}
+
+
+# -- threads ------------------------------------------------------------------------------------
+
+
+def thread_out(thread: Thread, *, unread: int = 0, include_child_name: bool = False) -> dict[str, Any]:
+    now = timezone.now()
+    out: dict[str, Any] = {
+        "id": thread.pk,
+        "child_id": thread.child_id,
+        "subject": thread.subject,
+        "topic": thread.topic,
+        "priority": thread.priority,
+        "status": thread.status,
+        "confidential": thread.confidential,
+        "pool_id": thread.pool_id,
+        "pool": thread.pool.name if thread.pool else None,
+        "assignee_id": thread.assignee_id,
+        "assignee_name": str(thread.assignee) if thread.assignee else None,
+        "created_at": thread.created_at,
+        "last_message_at": thread.last_message_at,
+        "reply_by": thread.reply_by,
+        "overdue": bool(
+            thread.reply_by and thread.reply_by < now and thread.status == Thread.Status.AWAITING_CARE_TEAM
+        ),
+        "escalated_at": thread.escalated_at,
+        "unread": unread,
+    }
+    if include_child_name:
+        out["child_name"] = thread.child.name
+    return out
+
+
+def threads_list(*, user: User, access: ChildAccess, status: str | None = None) -> list[dict[str, Any]]:
+    rows = hide_confidential(Thread.objects.filter(child=access.child), access).select_related("pool", "assignee")
+    if status:
+        rows = rows.filter(status=status)
+    threads = list(rows.order_by("-last_message_at")[:200])
+    unread = _unread_by_thread(user, [t.pk for t in threads])
+    audit.reads(user, MESSAGE, [access.child.pk])
+    return [thread_out(t, unread=unread.get(t.pk, 0)) for t in threads]
+
+
+def _author_role(message: Message) -> str:
+    return {"family": "guardian", "care_team": "care_team", "automatic": "automatic"}[message.kind]
+
+
+def message_out(message: Message, attachments: list[Attachment]) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "thread_id": message.thread_id,
+        "client_id": message.client_id,
+        "author_id": message.author_id,
+        "author_name": str(message.author) if message.author else "Automatic reply",
+        "author_role": _author_role(message),
+        "automatic": message.kind == Message.Kind.AUTOMATIC,
+        "automatic_reason": message.automatic_reason or None,
+        "body": message.body,
+        "created_at": message.created_at,
+        "attachments": [attachment_meta(a) for a in attachments],
+    }
+
+
+def attachment_meta(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "id": attachment.pk,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+    }
+
+
+def _attachments_of(message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Attachment]]:
+    found: dict[uuid.UUID, list[Attachment]] = defaultdict(list)
+    for row in Attachment.objects.filter(message_id__in=message_ids).defer("content").order_by("uploaded_at"):
+        if row.message_id is not None:
+            found[row.message_id].append(row)
+    return found
+
+
+def thread_detail(*, user: User, access: ChildAccess, thread_id: uuid.UUID) -> dict[str, Any]:
+    """The thread with its messages (oldest first), read receipts, and for the care team the
+    assignment history."""
+    thread = thread_for(access, thread_id)
+    messages = list(Message.objects.filter(thread=thread).select_related("author").order_by("position"))
+    attachments = _attachments_of([m.pk for m in messages])
+    receipts = [
+        {"user_id": r.user_id, "name": str(r.user), "read_at": r.read_at}
+        for r in ThreadRead.objects.filter(thread=thread).select_related("user").order_by("read_at")
+    ]
+    history = None
+    if access.is_clinician:
+        history = [
+            {
+                "kind": row.kind,
+                "from_user_id": row.from_user_id,
+                "to_user_id": row.to_user_id,
+                "by_id": row.by_id,
+                "at": row.at,
+            }
+            for row in ThreadAssignment.objects.filter(thread=thread).order_by("at", "id")
+        ]
+    unread = _unread_by_thread(user, [thread.pk])
+    audit.reads(user, MESSAGE, [access.child.pk])
+    return {
+        **thread_out(thread, unread=unread.get(thread.pk, 0)),
+        "messages": [message_out(m, attachments.get(m.pk, [])) for m in messages],
+        "read_receipts": receipts,
+        "assignment_history": history,
+    }
+
+
+def message_view(*, access: ChildAccess, message: Message) -> dict[str, Any]:
+    attachments = _attachments_of([message.pk])
+    return message_out(message, attachments.get(message.pk, []))
+
+
+# -- attachments --------------------------------------------------------------------------------
+
+
+def attachment_content(*, user: User, access: ChildAccess, attachment_id: uuid.UUID) -> tuple[Attachment, bytes]:
+    """The file, for a participant of its thread (or its uploader before it is sent)."""
+    attachment = (
+        Attachment.objects.filter(pk=attachment_id, child=access.child).select_related("message__thread").first()
+    )
+    if attachment is None:
+        raise NotFound("No such attachment.")
+    if attachment.message is None:
+        if attachment.uploaded_by_id != user.pk:
+            raise NotFound("No such attachment.")
+    else:
+        thread_for(access, attachment.message.thread_id)
+    audit.record(
+        actor=user, action=audit.Action.READ, entity_type=BINARY, entity_id=attachment.pk, child_id=access.child.pk
+    )
+    return attachment, base64.b64decode(attachment.content)
+
+
+# -- the clinician inbox ------------------------------------------------------------------------
+
+
+def _my_pools(user: User) -> list[uuid.UUID]:
+    return list(
+        DepartmentMembership.objects.filter(clinician=user, active=True).values_list("department_id", flat=True)
+    )
+
+
+def inbox(
+    *,
+    user: User,
+    status: str | None = None,
+    topic: str | None = None,
+    priority: str | None = None,
+    child_id: uuid.UUID | None = None,
+    pool_id: uuid.UUID | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Threads in my pools (or assigned to me) about children whose care team I am on, the most
+    pressing reply-by first. Open threads by default."""
+    children = care_team_memberships(user).values("child_id")
+    rows = Thread.objects.filter(child_id__in=children).filter(Q(pool_id__in=_my_pools(user)) | Q(assignee=user))
+    rows = rows.filter(status=status) if status else rows.exclude(status=Thread.Status.CLOSED)
+    if topic:
+        rows = rows.filter(topic=topic)
+    if priority:
+        rows = rows.filter(priority=priority)
+    if child_id:
+        rows = rows.filter(child_id=child_id)
+    if pool_id:
+        rows = rows.filter(pool_id=pool_id)
+    threads = list(
+        rows.select_related("pool", "assignee", "child").order_by(
+            timezone_nulls_last("reply_by"), "-priority", "created_at"
+        )[:limit]
+    )
+    unread = _unread_by_thread(user, [t.pk for t in threads])
+    audit.reads(user, MESSAGE, sorted({t.child_id for t in threads}, key=str))
+    return [thread_out(t, unread=unread.get(t.pk, 0), include_child_name=True) for t in threads]
+
+
+def timezone_nulls_last(field: str) -> Any:
+    from django.db.models import F
+
+    return F(field).asc(nulls_last=True)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (the value at or below which ``fraction`` of the values fall)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))
+    return ordered[int(rank) - 1]
+
+
+def response_stats(*, user: User, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per pool I work in: threads opened by families in the period, how many got a first reply, and
+    the median and 90th percentile time to it (seconds). No clinical content, no child."""
+    moment = now or timezone.now()
+    since = moment - timedelta(days=days)
+    pools = DepartmentMembership.objects.filter(clinician=user, active=True).select_related("department")
+    result = []
+    for membership in pools:
+        rows = list(
+            Thread.objects.filter(pool=membership.department, created_at__gte=since, opened_by_family=True).values_list(
+                "created_at", "first_reply_at"
+            )
+        )
+        waits = [(first - created).total_seconds() for created, first in rows if first is not None]
+        result.append(
+            {
+                "pool_id": membership.department_id,
+                "pool": membership.department.name,
+                "threads": len(rows),
+                "answered": len(waits),
+                "median_seconds": statistics.median(waits) if waits else None,
+                "p90_seconds": _percentile(waits, 0.9) if waits else None,
+            }
+        )
+    return result
+
+
+# -- preferences --------------------------------------------------------------------------------
+
+
+def preferences(*, user: User) -> dict[str, Any]:
+    pref = NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
+    return {"email": pref.email, "sms": pref.sms, "quiet_start": pref.quiet_start, "quiet_end": pref.quiet_end}

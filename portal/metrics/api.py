@@ -1,0 +1,119 @@
+"""Metrics endpoints under /api/v1/metrics: reports for ``view_metrics`` holders, the phone webhook."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Schema, Status
+
+from portal import audit
+from portal.api import actor
+from portal.errors import Invalid, NotFound
+from portal.metrics import selectors, services
+from portal.metrics.schemas import ComparisonOut, ComparisonQuery, ReportOut, ReportQuery, ReportRowOut, WebhookOut
+
+router = Router(tags=["metrics"])
+
+
+def require_metrics_viewer(user: Any, what: str) -> None:
+    """``view_metrics`` or a 404 that reveals nothing, audited (MFA is enforced by the API auth)."""
+    if not (getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.view_metrics")):
+        audit.deny(actor=user, entity_type="MetricsReport", entity_id=what, reason="no_view_metrics")
+        raise NotFound()
+
+
+def _known_parameters(request: HttpRequest, schema: type[Schema]) -> None:
+    """Unknown query parameters are an error, as unknown body fields are (ninja ignores them)."""
+    unknown = sorted(set(request.GET) - set(schema.model_fields))
+    if unknown:
+        details = [
+            {"loc": ["query", name[:40]], "type": "extra_forbidden", "msg": "Unknown parameter"} for name in unknown
+        ]
+        raise Invalid("The request is not valid; see errors.", details=details)
+
+
+def _report(query: ReportQuery) -> dict[str, Any]:
+    end = query.end or selectors.latest_day() or date.today()  # noqa: DTZ011  (only when nothing is stored)
+    start = query.start or (end - timedelta(days=365))
+    window = selectors.check_window(start, end)
+    baseline = selectors.baseline_window(query.baseline_start, query.baseline_end)
+    rows = selectors.report(
+        period=query.period,
+        window=window,
+        group_by=query.group_by,
+        department=query.department,
+        topic=query.topic,
+        baseline=baseline,
+    )
+    return {
+        "period": query.period,
+        "start": window.start,
+        "end": window.end,
+        "baseline_start": baseline.start if baseline else None,
+        "baseline_end": baseline.end if baseline else None,
+        "rows": rows,
+    }
+
+
+@router.get("/metrics/report", response=ReportOut, summary="Administrators: calls, rates, deflection per period")
+def report(request: HttpRequest, query: Query[ReportQuery]) -> dict[str, Any]:
+    require_metrics_viewer(actor(request), "report")
+    _known_parameters(request, ReportQuery)
+    return _report(query)
+
+
+@router.get(
+    "/metrics/comparison",
+    response=ComparisonOut,
+    summary="Administrators: enrolled vs not enrolled, difference-in-differences with a 95% interval",
+)
+def comparison(request: HttpRequest, query: Query[ComparisonQuery]) -> dict[str, Any]:
+    require_metrics_viewer(actor(request), "comparison")
+    _known_parameters(request, ComparisonQuery)
+    baseline = selectors.baseline_window(query.baseline_start, query.baseline_end)
+    if baseline is None:
+        raise Invalid("No baseline period is configured; pass baseline_start and baseline_end.", code="no_baseline")
+    if query.start and query.end:
+        window = selectors.check_window(query.start, query.end)
+    else:
+        found = selectors.default_comparison_window()
+        if found is None:
+            raise NotFound("No metrics data yet.")
+        window = found
+    return selectors.comparison(baseline=baseline, window=window, topic=query.topic)
+
+
+@router.get("/metrics/export", response={200: None}, summary="Administrators: the report as CSV (small cells hidden)")
+def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
+    user = actor(request)
+    require_metrics_viewer(user, "export")
+    _known_parameters(request, ReportQuery)
+    body = _report(query)
+    services.export_record(actor=user, what="report", period=f"{query.period}:{body['start']}..{body['end']}")
+    buffer = io.StringIO()
+    columns = list(ReportRowOut.model_fields)
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in body["rows"]:
+        writer.writerow({**row, "suppressed": " ".join(row["suppressed"])})
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="metrics-{query.period}-{body["start"]}-{body["end"]}.csv"'
+    return response
+
+
+# Authenticated by its HMAC signature per source (no session): see tests/test_api_surface.py.
+@router.post("/metrics/calls", auth=None, response={201: WebhookOut}, summary="Phone system: push calls (HMAC)")
+def calls_webhook(request: HttpRequest) -> Status[dict[str, Any]]:
+    batch = services.calls_webhook_receive(
+        source=str(request.headers.get("X-Metrics-Source", ""))[:40],
+        timestamp=str(request.headers.get("X-Metrics-Timestamp", ""))[:20],
+        signature=str(request.headers.get("X-Metrics-Signature", ""))[:100],
+        body=request.body,
+    )
+    return Status(
+        201, {"import_id": str(batch.pk), "rows": batch.rows, "added": batch.added, "duplicates": batch.duplicates}
+    )

@@ -1,0 +1,103 @@
+"""Metrics API schemas: queries forbid unknown parameters; outputs are aggregates only."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+TopicName = Literal["scheduling", "medication", "refill", "advice", "results", "billing", "other"]
+
+
+class ReportQuery(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Literal["day", "week", "month"] = "month"
+    start: date | None = Field(None, description="Default: 12 months before end.")
+    end: date | None = Field(None, description="Inclusive. Default: the last day with data.")
+    group_by: Literal["none", "topic", "department"] = "none"
+    department: str | None = Field(None, max_length=40)
+    topic: TopicName | None = None
+    baseline_start: date | None = Field(None, description="Default: the configured baseline.")
+    baseline_end: date | None = None
+
+
+class ComparisonQuery(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    start: date | None = Field(None, description="Comparison period; default: the last 90 days with data.")
+    end: date | None = None
+    topic: TopicName | None = None
+    baseline_start: date | None = None
+    baseline_end: date | None = None
+
+
+class ReportRowOut(Schema):
+    period_start: date
+    topic: str | None
+    department: str | None
+    calls: int | None = Field(description="Inbound calls (null: suppressed small cell).")
+    callbacks: int | None = Field(description="Calls on a topic the family used the portal for in the 7 days before.")
+    calls_enrolled: int | None
+    calls_not_enrolled: int | None
+    actions: int | None = Field(description="Self-service actions in the portal.")
+    patients: int | None = Field(description="Mean patients in the population over the period.")
+    enrolled: int | None = Field(description="Mean patients with an active guardian link.")
+    calls_per_1000_patients: float | None
+    calls_per_1000_enrolled: float | None
+    calls_per_1000_not_enrolled: float | None
+    baseline_per_1000: float | None = Field(description="The baseline rate over a period of the same length.")
+    gross_deflection: float | None = Field(description="1 - rate / baseline rate.")
+    net_deflection: float | None = Field(description="Like gross, with each call-back counted against it.")
+    actions_per_call: float | None
+    active_guardians: int | None = Field(description="Monthly active guardians (period=month).")
+    responses: int | None
+    mean_response_minutes: float | None
+    responded_within_1h: float | None
+    responded_within_24h: float | None
+    suppressed: list[str] = Field(description="Parts hidden because they concern fewer than 11 patients.")
+
+
+class ReportOut(Schema):
+    period: str
+    start: date
+    end: date
+    baseline_start: date | None
+    baseline_end: date | None
+    rows: list[ReportRowOut]
+
+
+class RatesOut(Schema):
+    treated_baseline: float | None
+    treated_period: float | None
+    control_baseline: float | None
+    control_period: float | None
+
+
+class ComparisonOut(Schema):
+    baseline_start: date
+    baseline_end: date
+    period_start: date
+    period_end: date
+    topic: str | None
+    treated_patients: int | None
+    control_patients: int | None
+    rates_per_1000_per_30_days: RatesOut
+    effect: float | None = Field(description="Difference-in-differences: relative call reduction due to the portal.")
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float
+    dispersion: float | None
+    naive_before_after: float | None = Field(description="Enrolled families before vs after: includes the trend.")
+    naive_enrolled_vs_not: float | None = Field(description="Enrolled vs not in the period: includes selection.")
+    hospital_before_after: float | None
+    suppressed: bool
+
+
+class WebhookOut(Schema):
+    import_id: str
+    rows: int
+    added: int
+    duplicates: int
