@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Max
@@ -49,7 +50,7 @@ class StreamConsumer(EventsConsumer):
         await super().connect()
         if getattr(self, "group", None) is None:
             return
-        await database_sync_to_async(presence.touch)(self.user.pk)
+        await sync_to_async(presence.touch, thread_sensitive=False)(self.user.pk)
         query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
         after = query.get("after", [""])[0]
         if after.isdigit():
@@ -138,7 +139,8 @@ class StreamConsumer(EventsConsumer):
             if user is None:
                 await self.close(code=CLOSE_UNAUTHENTICATED)
                 return
-            await database_sync_to_async(presence.touch)(user.pk)
+            # Cache only (no database): off the single database thread that every socket shares.
+            await sync_to_async(presence.touch, thread_sensitive=False)(user.pk)
             self.beats += 1
             if self.beats % CATCH_UP_EVERY == 0 and not self.replaying:
                 await self._catch_up()

@@ -234,9 +234,11 @@ def requires_mfa(user: User | Any) -> bool:
     on_care_team = CareTeamMembership.objects.filter(
         Q(end__isnull=True) | Q(end__gt=timezone.now()), clinician=OuterRef("pk")
     )
-    return User.objects.filter(pk=user.pk).filter(
-        Exists(portal_perms) | Exists(in_department) | Exists(on_care_team)
-    ).exists()
+    return (
+        User.objects.filter(pk=user.pk)
+        .filter(Exists(portal_perms) | Exists(in_department) | Exists(on_care_team))
+        .exists()
+    )
 
 
 def has_mfa(user: User | Any) -> bool:

@@ -304,6 +304,7 @@ PORTAL_EMERGENCY_NUMBER = env("PORTAL_EMERGENCY_NUMBER", "911") or "911"
 PORTAL_SMS_BACKEND = env("PORTAL_SMS_BACKEND", "messaging.sms.ConsoleSmsBackend") or "messaging.sms.ConsoleSmsBackend"
 PORTAL_SMS_HTTP_URL = env("PORTAL_SMS_HTTP_URL", "") or ""
 PORTAL_SMS_HTTP_TOKEN = env("PORTAL_SMS_HTTP_TOKEN", "") or ""
+PORTAL_MESSAGE_RATE = env("PORTAL_MESSAGE_RATE", "30/m") or "30/m"
 
 # --- Call-deflection metrics (portal.metrics) ------------------------------------------------------
 # Webhook sources and their HMAC secrets: "source:secret,source2:secret2" (or a *_FILE).

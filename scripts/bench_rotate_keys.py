@@ -147,7 +147,7 @@ def read_randomly(pks: list[Any], stop: threading.Event, stats: ReaderStats) -> 
 
     from portal.models import Child
 
-    chooser = random.Random(7)  # noqa: S311  (picks rows to read; nothing secret)
+    chooser = random.Random(7)
     try:
         while not stop.is_set():
             pk = chooser.choice(pks)

@@ -57,21 +57,48 @@ def _prepare() -> str:
     parent = User.objects.create_user(f"parent-{suffix}@bench.invalid", "bench-password-1", display_name="Parent")
     now = timezone.now()
     for index in range(3):
-        child = services.child_create(actor=None, name=f"Bench Child {index}", mrn=f"BENCH-{suffix}-{index}",
-                                      date_of_birth=date(2018, 1, 1), time_zone="America/New_York",
-                                      conditions=["46635009"])
+        child = services.child_create(
+            actor=None,
+            name=f"Bench Child {index}",
+            mrn=f"BENCH-{suffix}-{index}",
+            date_of_birth=date(2018, 1, 1),
+            time_zone="America/New_York",
+            conditions=["46635009"],
+        )
         GuardianLink.objects.create(guardian=parent, child=child, relationship="mother", status="active")
         for day in range(3):
             start = now + timedelta(days=day + 1, hours=index)
-            Appointment.objects.create(child=child, clinician=doctor, location="Clinic", visit_type="Review",
-                                       start=start, end=start + timedelta(minutes=30))
+            Appointment.objects.create(
+                child=child,
+                clinician=doctor,
+                location="Clinic",
+                visit_type="Review",
+                start=start,
+                end=start + timedelta(minutes=30),
+            )
         plan = MedicationPlan.objects.create(
-            child=child, prescriber=doctor, medication="Insulin", dose_quantity=6, dose_unit="units",
-            schedule_kind="fixed_times", times_of_day=["07:30", "19:30"], start=now - timedelta(days=30),
-            refills_allowed=3, refills_remaining=3)
+            child=child,
+            prescriber=doctor,
+            medication="Insulin",
+            dose_quantity=6,
+            dose_unit="units",
+            schedule_kind="fixed_times",
+            times_of_day=["07:30", "19:30"],
+            start=now - timedelta(days=30),
+            refills_allowed=3,
+            refills_remaining=3,
+        )
         MedicationPlan.objects.create(
-            child=child, prescriber=doctor, medication="Salbutamol", dose_quantity=2, dose_unit="puffs",
-            schedule_kind="as_needed", min_interval_minutes=240, max_per_day=4, start=now - timedelta(days=30))
+            child=child,
+            prescriber=doctor,
+            medication="Salbutamol",
+            dose_quantity=2,
+            dose_unit="puffs",
+            schedule_kind="as_needed",
+            min_interval_minutes=240,
+            max_per_day=4,
+            start=now - timedelta(days=30),
+        )
         RefillRequest.objects.create(plan=plan, child=child, pharmacy="Bench Pharmacy", requested_by=parent)
     session = SessionStore()
     session[SESSION_KEY] = str(parent.pk)
@@ -131,9 +158,13 @@ def main() -> int:
     token = _prepare()
     port = _free_port()
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "portal.asgi:application"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -157,8 +188,10 @@ def main() -> int:
         errors = sum(r[2] for r in rounds)
         rate = count / (args.seconds * args.rounds)
         summary[path] = rate
-        print(f"{path:<20} {rate:8.1f} req/s   p50 {1000 * statistics.median(latencies):6.1f} ms   "
-              f"p99 {1000 * _quantile(latencies, 0.99):6.1f} ms   errors {errors}")
+        print(
+            f"{path:<20} {rate:8.1f} req/s   p50 {1000 * statistics.median(latencies):6.1f} ms   "
+            f"p99 {1000 * _quantile(latencies, 0.99):6.1f} ms   errors {errors}"
+        )
     ratio = summary["/api/v1/me/today"] / summary["/api/v1/health"]
     print(f"me/today throughput = {ratio:.2f} x health (goal >= 0.5)")
     return 0

@@ -18,8 +18,8 @@ CLINIC = BusinessHours(
 )
 
 
-def ny(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NY)
+def ny(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=NY)
 
 
 def test_open_and_closed() -> None:

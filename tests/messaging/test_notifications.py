@@ -25,7 +25,7 @@ def _clean(settings):
 
 
 def _all_texts() -> str:
-    return "\n".join([m.subject + m.body for m in mail.outbox] + [s.body for s in sms.LocmemSmsBackend.outbox])
+    return "\n".join([f"{m.subject} {m.body}" for m in mail.outbox] + [s.body for s in sms.LocmemSmsBackend.outbox])
 
 
 def test_a_care_team_reply_notifies_guardians_who_are_not_connected(world: World) -> None:

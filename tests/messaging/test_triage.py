@@ -96,7 +96,7 @@ def test_red_flag_marks_urgent_replies_at_once_and_pages_the_on_call_clinician(
     assert {p.channel for p in pages} == {"email", "sms"} and {p.status for p in pages} == {"sent"}
     assert [m.to for m in mail.outbox if "URGENT" in m.subject] == [[doctor.email]]
     assert [s.to for s in sms.LocmemSmsBackend.outbox] == [doctor.phone]
-    texts = [m.subject + m.body for m in mail.outbox] + [s.body for s in sms.LocmemSmsBackend.outbox]
+    texts = [f"{m.subject} {m.body}" for m in mail.outbox] + [s.body for s in sms.LocmemSmsBackend.outbox]
     assert not any(canary in text for text in texts for canary in CANARIES)
     assert "not breathing" not in " ".join(texts) and "convulsi" not in " ".join(texts)
     assert UserEvent.objects.filter(user=doctor, type="notification").exists()
