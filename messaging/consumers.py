@@ -114,7 +114,11 @@ class StreamConsumer(EventsConsumer):
         if event["id"] in self.replayed or event["id"] in self.sent:
             return
         allowed = await database_sync_to_async(stream.may_receive)(
-            self.user, event.get("child_id"), message.get("capability", "message"), bool(message.get("confidential"))
+            self.user,
+            event.get("child_id"),
+            message.get("capability", "message"),
+            bool(message.get("confidential")),
+            (event.get("data") or {}).get("group_id"),
         )
         if allowed:
             await self._send_event(event)

@@ -177,8 +177,13 @@ class AccessCache:
     def __init__(self, user: User) -> None:
         self.user = user
         self._children: dict[uuid.UUID, ChildAccess | None] = {}
+        self._groups: dict[str, bool] = {}
 
-    def allows(self, child_id: uuid.UUID | None, capability: str, confidential: bool) -> bool:
+    def allows(
+        self, child_id: uuid.UUID | None, capability: str, confidential: bool, group_id: str | None = None
+    ) -> bool:
+        if group_id is not None:
+            return self._group_member(group_id)
         if child_id is None:
             return True
         if child_id not in self._children:
@@ -191,10 +196,22 @@ class AccessCache:
             return False
         return access.can(Capability(capability))
 
+    def _group_member(self, group_id: str) -> bool:
+        """Peer-group events reach live members only: a member who left or was banned gets nothing more."""
+        if group_id not in self._groups:
+            from community.models import LIVE_MEMBER_STATUSES, Membership
 
-def may_receive(user: User, child_id: uuid.UUID | str | None, capability: str, confidential: bool) -> bool:
-    """The access policy, asked again at delivery time for one event."""
-    return AccessCache(user).allows(uuid.UUID(str(child_id)) if child_id else None, capability, confidential)
+            self._groups[group_id] = Membership.objects.filter(
+                group_id=group_id, user=self.user, status__in=LIVE_MEMBER_STATUSES
+            ).exists()
+        return self._groups[group_id]
+
+
+def may_receive(
+    user: User, child_id: uuid.UUID | str | None, capability: str, confidential: bool, group_id: str | None = None
+) -> bool:
+    """The access policy (or, for a peer-group event, the membership), asked again at delivery time."""
+    return AccessCache(user).allows(uuid.UUID(str(child_id)) if child_id else None, capability, confidential, group_id)
 
 
 def events_after(
@@ -214,5 +231,9 @@ def events_after(
             recent = rows.filter(pk__lte=after, created_at__gte=since).order_by("-id")[: min(limit, 100)]
             batch = list(reversed(recent)) + batch
     checker = AccessCache(user)
-    visible = [event_payload(row) for row in batch if checker.allows(row.child_id, row.capability, row.confidential)]
+    visible = [
+        event_payload(row)
+        for row in batch
+        if checker.allows(row.child_id, row.capability, row.confidential, (row.data or {}).get("group_id"))
+    ]
     return visible, max([after, *(row.pk for row in batch)])  # lookback rows are ≤ after

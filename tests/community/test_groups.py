@@ -316,3 +316,17 @@ def test_group_endpoint_matrix(groups: Groups, method: str, path: str, body: Any
     assert response.status_code == 404, response.content
     assert "Sensor tips" not in response.content.decode() and "SunnyMum" not in response.content.decode()
     assert AuditEvent.objects.filter(action="deny").count() == denials + 1
+
+
+def test_the_stream_rechecks_membership_when_delivering(groups: Groups) -> None:
+    """An event written while someone was a member is not delivered after they leave or are banned."""
+    from messaging import stream
+
+    post(groups.world.client("guardian"), groups.url("/posts"), {"body": "Before"})
+    world = groups.world
+    events, _ = stream.events_after(user=world.co_guardian, after=0)
+    assert [event["type"] for event in events] == ["group.post"]
+    assert stream.may_receive(world.co_guardian, None, "message", False, str(groups.diabetes.pk))
+    post(world.client("clinician"), groups.url(f"/members/{groups.newcomer.pk}/moderate"), {"action": "ban"})
+    assert stream.events_after(user=world.co_guardian, after=0)[0] == []
+    assert not stream.may_receive(world.co_guardian, None, "message", False, str(groups.diabetes.pk))
