@@ -28,8 +28,11 @@ migrate: install
 demo: migrate
 	$(BIN)/python manage.py load_demo
 
+# The background worker (notifications with retries, escalations) runs beside daphne and stops with it.
 run: demo
 	@echo "Serving the portal on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
+	$(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) portal.asgi:application
 
 lint: install-dev

@@ -101,25 +101,18 @@ def test_at_most_five_per_message_and_only_ones_own(world: World) -> None:
 
 
 def test_stored_encrypted_and_bound_to_its_row(world: World) -> None:
-    marker = b"CANARY-PIXELS-1234"
-    content = data.PNG[:-12] + marker + data.PNG[-12:]
-    # The marker sits before IEND (inside the file), so the file is acceptable.
-    content = data.PNG.replace(b"IDAT", b"IDAT", 1)
     first = upload(world, "a.png", data.PNG).json()["id"]
     second = upload(world, "b.png", data.PNG).json()["id"]
+    key = first.replace("-", "") if connection.vendor == "sqlite" else first
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT content, filename FROM messaging_attachment WHERE id = %s",
-            [first.replace("-", "") if connection.vendor == "sqlite" else first],
-        )
+        cursor.execute("SELECT content, filename FROM messaging_attachment WHERE id = %s", [key])
         raw_content, raw_name = cursor.fetchone()
     assert raw_content.startswith("pe1:") and raw_name.startswith("pe1:")
-    assert "iVBOR" not in raw_content and "a.png" not in raw_name and marker.decode() not in raw_content
+    assert "iVBOR" not in raw_content and "a.png" not in raw_name  # neither the PNG's base64 nor its name
     # A ciphertext copied to another row does not decrypt (the associated data names the row).
     Attachment.objects.filter(pk=second).update(content=raw_content)
     with pytest.raises(DecryptionError):
         _ = Attachment.objects.get(pk=second).content
-    assert content
 
 
 def test_served_only_to_participants(world: World) -> None:
