@@ -26,7 +26,7 @@ from care.models import (
     RefillTransition,
 )
 from portal import audit, events, idempotency
-from portal.access import Capability, ChildAccess
+from portal.access import Capability, ChildAccess, hide_confidential
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.models import DepartmentMembership, User
@@ -163,16 +163,19 @@ def appointment_create(
     return appointment
 
 
-def _appointment(access: ChildAccess, appointment_id: uuid.UUID, *, lock: bool = False) -> Appointment:
-    rows = Appointment.objects.filter(pk=appointment_id, child=access.child)
-    if not access.is_clinician:
-        rows = rows.filter(confidential=False)
+def _child_row(queryset: Any, access: ChildAccess, pk: uuid.UUID, *, lock: bool, what: str) -> Any:
+    """One row about the child (confidential ones for the care team only), optionally locked, or 404."""
+    rows = hide_confidential(queryset.filter(pk=pk, child=access.child), access)
     if lock:
         rows = rows.select_for_update()
-    appointment = rows.first()
-    if appointment is None:
-        raise NotFound("No such appointment.")
-    return appointment
+    row = rows.first()
+    if row is None:
+        raise NotFound(f"No such {what}.")
+    return row
+
+
+def _appointment(access: ChildAccess, appointment_id: uuid.UUID, *, lock: bool = False) -> Appointment:
+    return _child_row(Appointment.objects.all(), access, appointment_id, lock=lock, what="appointment")
 
 
 def appointment_update(
@@ -362,15 +365,7 @@ def plan_create(
 
 def plan_for(access: ChildAccess, plan_id: uuid.UUID, *, lock: bool = False) -> MedicationPlan:
     """The child's plan (confidential ones for the care team only), or 404."""
-    rows = MedicationPlan.objects.filter(pk=plan_id, child=access.child)
-    if not access.is_clinician:
-        rows = rows.filter(confidential=False)
-    if lock:
-        rows = rows.select_for_update()
-    plan = rows.first()
-    if plan is None:
-        raise NotFound("No such medication plan.")
-    return plan
+    return _child_row(MedicationPlan.objects.all(), access, plan_id, lock=lock, what="medication plan")
 
 
 def dose_record(
