@@ -68,15 +68,10 @@ def _publish(
     )
 
 
-def _audit(actor: User, action: str, entity_type: str, entity_id: Any, access: ChildAccess, reason: str = "") -> None:
-    audit.record(
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        child_id=access.child.pk,
-        reason=reason,
-    )
+def _audit(
+    actor: User | None, action: str, entity_type: str, entity_id: Any, access: ChildAccess, reason: str = ""
+) -> None:
+    audit.record_for_child(actor, action, entity_type, entity_id, access.child.pk, reason)
 
 
 # -- appointments -------------------------------------------------------------------------------

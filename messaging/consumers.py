@@ -13,19 +13,17 @@ the socket with 4409).
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db.models import Max
 
 from messaging import presence, stream
 from messaging.models import UserEvent
-from portal.consumers import CLOSE_UNAUTHENTICATED, EventsConsumer, _load_session_user
+from portal.consumers import EventsConsumer
 
 REPLAY_PAGE = 500
 SENT_MEMORY = 2000
@@ -133,19 +131,11 @@ class StreamConsumer(EventsConsumer):
             await self._send_event(event)
         self.cursor = max(self.cursor, last_id)
 
-    async def _heartbeat(self) -> None:
-        """Re-check the session on a short period (a signed-out or idle session closes the socket) and
-        keep the user's presence mark fresh (no email or SMS while connected)."""
-        interval = float(getattr(settings, "PORTAL_WS_HEARTBEAT_SECONDS", 5))
-        while True:
-            await asyncio.sleep(interval)
-            user = await database_sync_to_async(_load_session_user)(self.session_key)
-            if user is None:
-                await self.close(code=CLOSE_UNAUTHENTICATED)
-                return
-            # Cache only (no database): off the single database thread that every socket shares.
-            await sync_to_async(presence.touch, thread_sensitive=False)(user.pk)
-            self.beats += 1
-            if self.beats % CATCH_UP_EVERY == 0 and not self.replaying:
-                await self._catch_up()
-            await self.send_json({"type": "heartbeat"})
+    async def on_heartbeat(self, user: Any) -> None:
+        """Keep the user's presence mark fresh (no email or SMS while connected) and catch up on events
+        the channel layer may have dropped."""
+        # Cache only (no database): off the single database thread that every socket shares.
+        await sync_to_async(presence.touch, thread_sensitive=False)(user.pk)
+        self.beats += 1
+        if self.beats % CATCH_UP_EVERY == 0 and not self.replaying:
+            await self._catch_up()

@@ -47,14 +47,7 @@ def _require(access: ChildAccess, capability: Capability) -> None:
 def _audit(
     actor: User | None, action: str, entity_type: str, entity_id: Any, access: ChildAccess, reason: str = ""
 ) -> None:
-    audit.record(
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        child_id=access.child.pk,
-        reason=reason,
-    )
+    audit.record_for_child(actor, action, entity_type, entity_id, access.child.pk, reason)
 
 
 def thread_for(access: ChildAccess, thread_id: uuid.UUID, *, lock: bool = False) -> Thread:

@@ -21,7 +21,19 @@ from django.utils import timezone
 
 from portal.models import Action, AuditEvent, Outcome
 
-__all__ = ["Action", "AuditEvent", "ClientInfo", "Entry", "Outcome", "deny", "reads", "record", "record_many", "verify"]
+__all__ = [
+    "Action",
+    "AuditEvent",
+    "ClientInfo",
+    "Entry",
+    "Outcome",
+    "deny",
+    "reads",
+    "record",
+    "record_for_child",
+    "record_many",
+    "verify",
+]
 
 GENESIS = "0" * 64
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock that serializes appends.
@@ -142,6 +154,15 @@ def record(
         action=action, entity_type=entity_type, entity_id=entity_id, child_id=child_id, outcome=outcome, reason=reason
     )
     return record_many([entry], actor=actor, on_behalf_of=on_behalf_of, client=client)[0]
+
+
+def record_for_child(
+    actor: Any, action: str, entity_type: str, entity_id: Any, child_id: Any, reason: str = ""
+) -> AuditEvent:
+    """Append one row about a child's record (the shape every clinical service writes)."""
+    return record(
+        actor=actor, action=action, entity_type=entity_type, entity_id=entity_id, child_id=child_id, reason=reason
+    )
 
 
 def reads(actor: Any, entity_type: str, child_ids: list[Any]) -> None:

@@ -114,7 +114,11 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             if user is None:
                 await self.close(code=CLOSE_UNAUTHENTICATED)
                 return
+            await self.on_heartbeat(user)
             await self.send_json({"type": "heartbeat"})
+
+    async def on_heartbeat(self, user: Any) -> None:
+        """A hook for subclasses: runs on every beat while the session is still valid."""
 
     async def session_ended(self, message: dict[str, Any]) -> None:
         key = message.get("session_key")
