@@ -92,7 +92,7 @@ def appointment_update(
     summary="Guardian: confirm attendance",
 )
 def appointment_confirm(request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID) -> dict[str, Any]:
-    access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    access = child_for(actor(request), child_id, Capability.FAMILY_SCHEDULE)
     appointment = services.appointment_confirm(actor=actor(request), access=access, appointment_id=appointment_id)
     return selectors.appointment_out(appointment)
 
@@ -105,7 +105,7 @@ def appointment_confirm(request: HttpRequest, child_id: uuid.UUID, appointment_i
 def appointment_change_request(
     request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID, payload: ChangeRequestIn
 ) -> dict[str, Any]:
-    access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    access = child_for(actor(request), child_id, Capability.FAMILY_SCHEDULE)
     appointment = services.appointment_request_change(
         actor=actor(request), access=access, appointment_id=appointment_id, **payload.dict()
     )
@@ -177,7 +177,7 @@ def refill_request(
     payload: RefillIn,
     idempotency_key: Annotated[str | None, Header(None, alias="Idempotency-Key")] = None,
 ) -> Status[Any]:
-    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    access = child_for(actor(request), child_id, Capability.FAMILY_CLINICAL)
     code, body = services.refill_request(
         actor=actor(request), access=access, plan_id=plan_id, idempotency_key=idempotency_key, **payload.dict()
     )
@@ -223,7 +223,7 @@ def coverage(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     summary="Guardian: submit new card details (pending until staff verify)",
 )
 def coverage_submit(request: HttpRequest, child_id: uuid.UUID, payload: CoverageIn) -> Status[dict[str, Any]]:
-    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    access = child_for(actor(request), child_id, Capability.FAMILY_CLINICAL)
     data = payload.dict()
     data["copays"] = {name: f"{amount:.2f}" for name, amount in data["copays"].items()}
     row = services.coverage_submit(actor=actor(request), access=access, **data)

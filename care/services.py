@@ -235,7 +235,7 @@ def appointment_update(
 
 def appointment_confirm(*, actor: User, access: ChildAccess, appointment_id: uuid.UUID) -> Appointment:
     """A guardian confirms they will come."""
-    _require(access, Capability.SCHEDULE)
+    _require(access, Capability.FAMILY_SCHEDULE)
     with transaction.atomic():
         appointment = _appointment(access, appointment_id, lock=True)
         if appointment.status not in (Appointment.Status.PROPOSED, Appointment.Status.BOOKED):
@@ -255,7 +255,7 @@ def appointment_request_change(
     *, actor: User, access: ChildAccess, appointment_id: uuid.UUID, action: str, note: str = ""
 ) -> Appointment:
     """A guardian asks staff to cancel or move an appointment; staff act on it (nothing changes silently)."""
-    _require(access, Capability.SCHEDULE)
+    _require(access, Capability.FAMILY_SCHEDULE)
     with transaction.atomic():
         appointment = _appointment(access, appointment_id, lock=True)
         if appointment.status not in (Appointment.Status.PROPOSED, Appointment.Status.BOOKED):
@@ -473,7 +473,7 @@ def refill_request(
     With an ``Idempotency-Key``, a retry returns the first answer and the same key with another body
     is refused (422). Returns (status code, body).
     """
-    _require(access, Capability.CLINICAL)
+    _require(access, Capability.FAMILY_CLINICAL)
     body = {"plan_id": str(plan_id), "pharmacy": pharmacy, "note": note, "child_id": str(access.child.pk)}
     with transaction.atomic():
         replay = None
@@ -574,7 +574,7 @@ def coverage_submit(
     copays: dict[str, str] | None = None,
 ) -> Coverage:
     """A guardian submits new card details; they show as pending until staff verify them."""
-    _require(access, Capability.CLINICAL)
+    _require(access, Capability.FAMILY_CLINICAL)
     with transaction.atomic():
         Coverage.objects.filter(child=access.child, status=Coverage.Status.PENDING).update(
             status=Coverage.Status.SUPERSEDED

@@ -31,6 +31,9 @@ class Capability(StrEnum):
     CLINICAL = "clinical"  # conditions, medications, coverage: full scope or the care team
     MANAGE = "manage"  # invite or revoke guardians, change the care team: care team or manage_portal
     TREAT = "treat"  # clinical decisions (appointments, prescriptions, refill approval): the care team only
+    # Actions that speak for the family, guardians only (never the care team or staff acting as them):
+    FAMILY_SCHEDULE = "family_schedule"  # confirm attendance, ask to move or cancel a visit: any live link
+    FAMILY_CLINICAL = "family_clinical"  # request a refill, submit insurance: a full-scope link
 
 
 LIMITED_CAPABILITIES = frozenset({Capability.VIEW, Capability.SCHEDULE, Capability.MESSAGE})
@@ -126,6 +129,10 @@ class ChildAccess:
             return self.is_clinician or self.manager
         if capability == Capability.TREAT:
             return self.is_clinician
+        if capability == Capability.FAMILY_SCHEDULE:
+            return self.link is not None
+        if capability == Capability.FAMILY_CLINICAL:
+            return self.link is not None and self.scope == GuardianLink.Scope.FULL
         if self.is_clinician:
             return True
         if self.link is None:

@@ -21,6 +21,9 @@ from tests.conftest import ADA_MRN, ADA_NAME, BEN_MRN, BEN_NAME, PERSONAS, World
 READERS = frozenset({"guardian", "co_guardian", "clinician"})
 MANAGERS = frozenset({"clinician", "admin"})
 CARE_TEAM = frozenset({"clinician"})
+# Actions that speak for the family (confirm, change request, refill request, new insurance): guardians
+# only; the care team and staff get 404 like anyone else without the right.
+GUARDIANS = frozenset({"guardian", "co_guardian"})
 
 
 @dataclass
@@ -195,12 +198,12 @@ register(
         params=_appointment,
     )
 )
-register(Endpoint("POST", "/children/{child}/appointments/{appointment}/confirm", READERS, params=_appointment))
+register(Endpoint("POST", "/children/{child}/appointments/{appointment}/confirm", GUARDIANS, params=_appointment))
 register(
     Endpoint(
         "POST",
         "/children/{child}/appointments/{appointment}/change-request",
-        READERS,
+        GUARDIANS,
         body=lambda w: {"action": "reschedule", "note": "mornings"},
         params=_appointment,
     )
@@ -222,7 +225,7 @@ register(
     Endpoint(
         "POST",
         "/children/{child}/medications/{plan}/refills",
-        READERS,
+        GUARDIANS,
         params=_plan,
         body=lambda w: {"note": "running low"},
     )
@@ -239,7 +242,7 @@ register(
 register(Endpoint("GET", "/children/{child}/coverage", READERS))
 register(
     Endpoint(
-        "POST", "/children/{child}/coverage", READERS, body=lambda w: {"payer": "Acme Health", "member_id": "NEW-123"}
+        "POST", "/children/{child}/coverage", GUARDIANS, body=lambda w: {"payer": "Acme Health", "member_id": "NEW-123"}
     )
 )
 register(
