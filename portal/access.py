@@ -31,6 +31,7 @@ class Capability(StrEnum):
     CLINICAL = "clinical"  # conditions, medications, coverage: full scope or the care team
     MANAGE = "manage"  # invite or revoke guardians, change the care team: care team or manage_portal
     TREAT = "treat"  # clinical decisions (appointments, prescriptions, refill approval): the care team only
+    APPROVE = "approve"  # approve a staff member's guardian link (the second person): manage_portal only
     # Actions that speak for the family, guardians only (never the care team or staff acting as them):
     FAMILY_SCHEDULE = "family_schedule"  # confirm attendance, ask to move or cancel a visit: any live link
     FAMILY_CLINICAL = "family_clinical"  # request a refill, submit insurance: a full-scope link
@@ -129,6 +130,8 @@ class ChildAccess:
             return self.is_clinician or self.manager
         if capability == Capability.TREAT:
             return self.is_clinician
+        if capability == Capability.APPROVE:
+            return self.manager
         if capability == Capability.FAMILY_SCHEDULE:
             return self.link is not None
         if capability == Capability.FAMILY_CLINICAL:
@@ -220,16 +223,9 @@ def is_portal_manager(user: User | Any) -> bool:
     return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.manage_portal"))
 
 
-def requires_mfa(user: User | Any) -> bool:
-    """Clinicians and administrators hold PHI of many children: two factors are mandatory.
-
-    One query on the hot path (every API call): staff flags, a portal permission (directly or through
-    a group), a department membership or a current or future care-team membership.
-    """
-    if not getattr(user, "is_authenticated", False):
-        return False
-    if user.is_staff or user.is_superuser:
-        return True
+def _portal_role_q() -> Q:
+    """A portal permission (directly or through a group), a department membership or a current or
+    future care-team membership, as a filter on users."""
     from django.contrib.auth.models import Permission
 
     portal_perms = Permission.objects.filter(
@@ -241,11 +237,30 @@ def requires_mfa(user: User | Any) -> bool:
     on_care_team = CareTeamMembership.objects.filter(
         Q(end__isnull=True) | Q(end__gt=timezone.now()), clinician=OuterRef("pk")
     )
-    return (
-        User.objects.filter(pk=user.pk)
-        .filter(Exists(portal_perms) | Exists(in_department) | Exists(on_care_team))
-        .exists()
-    )
+    return Q(Exists(portal_perms)) | Q(Exists(in_department)) | Q(Exists(on_care_team))
+
+
+def staff_accounts() -> QuerySet[User]:
+    """Accounts with any staff role: Django staff, ``view_metrics``/``manage_portal``, a department or a
+    care team. Such an account holds a guardian link only after a second staff member approves it."""
+    return User.objects.filter(Q(is_staff=True) | Q(is_superuser=True) | _portal_role_q())
+
+
+def holds_staff_role(user: User | Any) -> bool:
+    return requires_mfa(user)
+
+
+def requires_mfa(user: User | Any) -> bool:
+    """Clinicians and administrators hold PHI of many children: two factors are mandatory.
+
+    One query on the hot path (every API call): staff flags, a portal permission (directly or through
+    a group), a department membership or a current or future care-team membership.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return User.objects.filter(pk=user.pk).filter(_portal_role_q()).exists()
 
 
 def has_mfa(user: User | Any) -> bool:

@@ -160,6 +160,7 @@ def invite(request: HttpRequest, child_id: uuid.UUID, payload: InvitationIn) -> 
             "id": invitation.pk,
             "child_id": access.child.pk,
             "code": code,
+            "recipient_email": invitation.recipient_email,
             "relationship": invitation.link.relationship,
             "scope": invitation.link.scope,
             "expires_at": invitation.expires_at,
@@ -191,6 +192,17 @@ def link_update(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID, p
 def link_revoke(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
     link = services.link_revoke(actor=actor(request), access=access, link_id=link_id)
+    return selectors.link_out(link)
+
+
+@router.post(
+    "/children/{child_id}/guardian-links/{link_id}/approve",
+    response=GuardianLinkOut,
+    summary="Staff (manage_portal): approve a staff member's guardian link as the second person",
+)
+def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.APPROVE)
+    link = services.link_approve(actor=actor(request), access=access, link_id=link_id)
     return selectors.link_out(link)
 
 

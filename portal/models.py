@@ -174,6 +174,8 @@ class GuardianLink(models.Model):
 
     class Status(models.TextChoices):
         INVITED = "invited", "Invited"
+        # Redeemed by an account with a staff role: no access until a second staff member approves.
+        PENDING_APPROVAL = "pending_approval", "Waiting for a second staff member's approval"
         ACTIVE = "active", "Active"
         REVOKED = "revoked", "Revoked"
         EXPIRED = "expired", "Expired"
@@ -184,7 +186,7 @@ class GuardianLink(models.Model):
     child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="guardian_links")
     relationship = models.CharField(max_length=20, choices=Relationship.choices)
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FULL)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.INVITED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.INVITED)
     court_appointed = models.BooleanField(
         default=False, help_text="A court-appointed guardianship continues past the adult birthday."
     )
@@ -197,13 +199,16 @@ class GuardianLink(models.Model):
     granted_at = models.DateTimeField(default=timezone.now)
     revoked_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The second staff member who approved a link held by an account with a staff role.
+    approved_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             # One live link per guardian and child; revoked and expired ones stay as history.
             models.UniqueConstraint(
                 fields=["guardian", "child"],
-                condition=models.Q(status__in=["invited", "active"]),
+                condition=models.Q(status__in=["invited", "pending_approval", "active"]),
                 name="one_live_link_per_guardian_child",
             ),
         ]
@@ -214,7 +219,7 @@ class GuardianLink(models.Model):
 
 
 class Invitation(models.Model):
-    """A single-use, expiring code that lets a signed-in guardian take up an ``invited`` link.
+    """A single-use, expiring code that lets the signed-in recipient take up an ``invited`` link.
 
     Only a hash of the code is stored; the code itself is shown once, to the staff member who made it.
     """
@@ -223,6 +228,9 @@ class Invitation(models.Model):
     # The link in status ``invited`` that redeeming this code activates.
     link = models.OneToOneField(GuardianLink, on_delete=models.CASCADE, related_name="invitation")
     code_hash = models.CharField(max_length=64, unique=True)
+    # The address the invitation was sent to: only an account that has verified it may redeem the code.
+    # Empty only on invitations made before invitations were bound to their recipient.
+    recipient_email = models.EmailField(blank=True)
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 
 class In(Schema):
@@ -73,15 +73,33 @@ class ChildOut(Schema):
 
 class InvitationIn(In):
     relationship: Literal["mother", "father", "legal_guardian", "foster_parent", "other"]
+    recipient_email: str = Field(
+        max_length=254,
+        description="The address the invitation is sent to: only an account that has verified it may redeem it.",
+    )
     scope: Literal["full", "limited"] = "full"
     court_appointed: bool = False
     expires_in_hours: int | None = Field(None, ge=1, le=24 * 14)
+
+    @field_validator("recipient_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_email
+
+        value = value.strip().lower()
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise ValueError("not an email address") from None
+        return value
 
 
 class InvitationOut(Schema):
     id: uuid.UUID
     child_id: uuid.UUID
     code: str = Field(description="Shown once; give it to the guardian. Only a hash is stored.")
+    recipient_email: str
     relationship: str
     scope: str
     expires_at: datetime
@@ -99,13 +117,15 @@ class GuardianLinkOut(Schema):
     relationship: str
     scope: str
     effective_scope: str
-    status: str
+    status: str = Field(description="invited, pending_approval (a staff account's link), active, revoked, expired")
     court_appointed: bool
     adolescent_exception: bool
     valid_from: datetime
     valid_until: datetime | None
     granted_at: datetime
     revoked_at: datetime | None
+    recipient_email: str | None = Field(None, description="The invited address (staff views only).")
+    approved_at: datetime | None = Field(None, description="When a second staff member approved a staff link.")
 
 
 class LinkUpdateIn(In):

@@ -141,12 +141,15 @@ def link_out(link: GuardianLink) -> dict[str, Any]:
         "valid_until": link.valid_until,
         "granted_at": link.granted_at,
         "revoked_at": link.revoked_at,
+        "approved_at": link.approved_at,
     }
 
 
 def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     """Staff view of every link of a child, invitations and history included."""
-    links = GuardianLink.objects.filter(child=access.child).select_related("guardian").order_by("granted_at")
+    links = (
+        GuardianLink.objects.filter(child=access.child).select_related("guardian", "invitation").order_by("granted_at")
+    )
     audit.record(
         actor=user,
         action=audit.Action.READ,
@@ -157,7 +160,8 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, An
     result = []
     for link in links:
         link.child = access.child
-        result.append(link_out(link))
+        invitation = getattr(link, "invitation", None)
+        result.append({**link_out(link), "recipient_email": invitation.recipient_email if invitation else None})
     return result
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit, ratelimit, realtime
-from portal.access import Capability, ChildAccess, live_link_q
+from portal.access import Capability, ChildAccess, holds_staff_role, live_link_q, staff_accounts
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, Invitation, User
@@ -63,17 +65,35 @@ def child_create(
     return child
 
 
+def _owns_address(user: User, email: str, *, verified_only: bool) -> bool:
+    addresses = EmailAddress.objects.filter(user=user, email__iexact=email)
+    if verified_only:
+        return addresses.filter(verified=True).exists()
+    return addresses.exists() or user.email.lower() == email.lower()
+
+
 def invitation_create(
     *,
     actor: User,
     access: ChildAccess,
     relationship: str,
+    recipient_email: str,
     scope: str = GuardianLink.Scope.FULL,
     court_appointed: bool = False,
     expires_in_hours: int | None = None,
 ) -> tuple[Invitation, str]:
-    """Create an ``invited`` link and its single-use code. Returns the code once; only its hash is kept."""
+    """Create an ``invited`` link and its single-use code, bound to the address it is sent to.
+
+    Returns the code once; only its hash is kept. Only an account that has verified
+    ``recipient_email`` may redeem it, and never the creator: staff cannot invite themselves.
+    """
     _require(access, Capability.MANAGE)
+    recipient_email = recipient_email.strip().lower()
+    if _owns_address(actor, recipient_email, verified_only=False):
+        raise Invalid(
+            "You cannot invite yourself. Another staff member must invite you, and a second one approve it.",
+            code="invitation_to_self",
+        )
     ratelimit.enforce("invitation_create", [str(actor.pk)], settings.PORTAL_INVITATION_CREATE_RATE)
     hours = expires_in_hours or settings.PORTAL_INVITATION_TTL_HOURS
     code = _new_code()
@@ -91,6 +111,7 @@ def invitation_create(
         invitation = Invitation.objects.create(
             link=link,
             code_hash=_code_hash(code),
+            recipient_email=recipient_email,
             created_by=actor,
             created_at=now,
             expires_at=now + timedelta(hours=hours),
@@ -127,15 +148,30 @@ def _redeem_refusal(actor: User, invitation: Invitation | None, now: datetime) -
         return "adult_patient", Invalid(
             "This patient is an adult; a guardian link needs a court-appointed guardianship.", code="patient_is_adult"
         )
+    if actor.pk in (invitation.created_by_id, link.granted_by_id):
+        return "own_invitation", ApiError(
+            "You created this invitation: only the person it was sent to may redeem it.",
+            code="invitation_own",
+            status=403,
+        )
+    if not invitation.recipient_email or not _owns_address(actor, invitation.recipient_email, verified_only=True):
+        return "wrong_recipient", ApiError(
+            "This invitation was sent to another email address. Sign in with the account that has verified "
+            "that address, or ask the care team for a new invitation.",
+            code="invitation_wrong_recipient",
+            status=403,
+        )
     if GuardianLink.objects.filter(live_link_q(now), guardian=actor, child=link.child).exists():
         return "already_linked", Conflict("You are already linked to this child.", code="already_linked")
     return None
 
 
 def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> GuardianLink:
-    """A signed-in guardian takes up the link an invitation code stands for.
+    """The invitation's recipient (signed in, with the address verified) takes up the link.
 
-    A refusal is audited after the transaction, so the audit row outlives the rollback.
+    An account with a staff role gets a ``pending_approval`` link, no access until a second staff
+    member approves it (``link_approve``). A refusal is audited after the transaction, so the audit
+    row outlives the rollback.
     """
     ratelimit.enforce(
         "invitation_redeem", [f"user:{actor.pk}", f"ip:{client_address}"], settings.PORTAL_INVITATION_REDEEM_RATE
@@ -152,8 +188,9 @@ def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> Gu
         if refusal is None:
             assert invitation is not None
             link = invitation.link
+            staff = holds_staff_role(actor)
             link.guardian = actor
-            link.status = GuardianLink.Status.ACTIVE
+            link.status = GuardianLink.Status.PENDING_APPROVAL if staff else GuardianLink.Status.ACTIVE
             link.valid_from = now
             link.save(update_fields=["guardian", "status", "valid_from"])
             invitation.redeemed_by = actor
@@ -165,9 +202,10 @@ def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> Gu
                 entity_type="RelatedPerson",
                 entity_id=link.pk,
                 child_id=link.child_id,
-                reason="invitation_redeemed",
+                reason="invitation_redeemed_pending_approval" if staff else "invitation_redeemed",
             )
-            realtime.access_changed(user_id=actor.pk)
+            if not staff:
+                realtime.access_changed(user_id=actor.pk)
             return link
     reason, error = refusal
     audit.record(
@@ -189,6 +227,54 @@ def _link_of(access: ChildAccess, link_id: uuid.UUID, *, lock: bool = False) -> 
     if link is None:
         raise NotFound("No such guardian link.")
     return link
+
+
+def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> GuardianLink:
+    """The second staff member approves a guardian link held by an account with a staff role.
+
+    The approver holds ``manage_portal`` and is neither the link's holder nor the invitation's
+    creator; a refusal is audited (after the transaction, so it outlives the rollback).
+    """
+    _require(access, Capability.APPROVE)
+    now = timezone.now()
+    with transaction.atomic():
+        link = _link_of(access, link_id, lock=True)
+        if link.status != GuardianLink.Status.PENDING_APPROVAL:
+            raise Conflict("This link is not waiting for approval.", code="not_pending_approval")
+        creator_id = Invitation.objects.filter(link=link).values_list("created_by_id", flat=True).first()
+        refused = actor.pk in {link.guardian_id, link.granted_by_id, creator_id}
+        if not refused:
+            link.status = GuardianLink.Status.ACTIVE
+            link.approved_by = actor
+            link.approved_at = now
+            link.valid_from = now
+            link.save(update_fields=["status", "approved_by", "approved_at", "valid_from"])
+            audit.record(
+                actor=actor,
+                action=audit.Action.UPDATE,
+                entity_type="RelatedPerson",
+                entity_id=link.pk,
+                child_id=link.child_id,
+                reason="staff_link_approved",
+            )
+            if link.guardian_id:
+                realtime.access_changed(user_id=link.guardian_id)
+            return link
+    audit.record(
+        actor=actor,
+        action=audit.Action.UPDATE,
+        entity_type="RelatedPerson",
+        entity_id=link.pk,
+        child_id=link.child_id,
+        outcome=audit.Outcome.DENIED,
+        reason="second_person_required",
+    )
+    raise ApiError(
+        "A staff member's guardian link needs a second person: neither its holder nor the staff member "
+        "who made the invitation may approve it.",
+        code="second_person_required",
+        status=403,
+    )
 
 
 def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> GuardianLink:
@@ -352,3 +438,76 @@ def links_expire(*, now: datetime | None = None) -> int:
         for guardian_id in {guardian for _, _, guardian in rows if guardian}:
             realtime.access_revoked(user_id=guardian_id)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class LinkBreach:
+    link_id: uuid.UUID
+    child_id: uuid.UUID
+    guardian_id: uuid.UUID
+    status: str
+    reasons: tuple[str, ...]
+
+
+def link_breaches() -> list[LinkBreach]:
+    """Live or waiting links that break the invitation and staff-as-parent rules:
+
+    - ``staff_unapproved``: the holder has a staff role and no second staff member approved the link;
+    - ``redeemed_by_creator``: the holder made the invitation (or granted the link) themselves;
+    - ``recipient_not_verified``: the invitation names no address, or one the holder has not verified.
+
+    A fixed number of queries whatever the number of links.
+    """
+    links = list(
+        GuardianLink.objects.filter(status=GuardianLink.Status.ACTIVE, guardian__isnull=False)
+        .select_related("invitation")
+        .order_by("granted_at", "pk")
+    )
+    guardian_ids = {link.guardian_id for link in links}
+    staff = set(staff_accounts().filter(pk__in=guardian_ids).values_list("pk", flat=True))
+    verified = {
+        (user_id, email.lower())
+        for user_id, email in EmailAddress.objects.filter(user_id__in=guardian_ids, verified=True).values_list(
+            "user_id", "email"
+        )
+    }
+    found = []
+    for link in links:
+        assert link.guardian_id is not None
+        reasons = []
+        if link.guardian_id in staff and link.approved_at is None:
+            reasons.append("staff_unapproved")
+        invitation = getattr(link, "invitation", None)
+        if link.granted_by_id == link.guardian_id or (
+            invitation is not None and invitation.created_by_id == link.guardian_id
+        ):
+            reasons.append("redeemed_by_creator")
+        if invitation is not None and (link.guardian_id, invitation.recipient_email.lower()) not in verified:
+            reasons.append("recipient_not_verified")
+        if reasons:
+            found.append(LinkBreach(link.pk, link.child_id, link.guardian_id, link.status, tuple(reasons)))
+    return found
+
+
+def link_suspend_for_approval(*, link_id: uuid.UUID) -> bool:
+    """Send an active staff member's link back to ``pending_approval`` (the guardian-link report's
+    ``--suspend``); audited, and the holder's sockets are told at once. Returns whether it changed."""
+    with transaction.atomic():
+        link = GuardianLink.objects.select_for_update().filter(pk=link_id, status=GuardianLink.Status.ACTIVE).first()
+        if link is None:
+            return False
+        link.status = GuardianLink.Status.PENDING_APPROVAL
+        link.approved_by = None
+        link.approved_at = None
+        link.save(update_fields=["status", "approved_by", "approved_at"])
+        audit.record(
+            actor=None,
+            action=audit.Action.UPDATE,
+            entity_type="RelatedPerson",
+            entity_id=link.pk,
+            child_id=link.child_id,
+            reason="suspended_for_approval",
+        )
+        if link.guardian_id:
+            realtime.access_revoked(user_id=link.guardian_id)
+    return True

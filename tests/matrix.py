@@ -112,7 +112,14 @@ register(Endpoint("GET", "/children/{child}", READERS))
 register(Endpoint("GET", "/children/{child}/care-team", READERS))
 register(Endpoint("GET", "/children/{child}/access-log", READERS))
 register(Endpoint("GET", "/children/{child}/guardian-links", MANAGERS))
-register(Endpoint("POST", "/children/{child}/invitations", MANAGERS, body=lambda w: {"relationship": "other"}))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/invitations",
+        MANAGERS,
+        body=lambda w: {"relationship": "other", "recipient_email": f"invitee{uuid.uuid4().hex[:8]}@example.org"},
+    )
+)
 
 
 def _new_clinician(world: World) -> dict[str, str]:
@@ -133,6 +140,29 @@ register(
     )
 )
 register(Endpoint("POST", "/children/{child}/guardian-links/{link}/revoke", MANAGERS, params=_invited_link))
+
+
+def _staff_link_waiting(world: World) -> dict[str, str]:
+    """A clinician (a staff role) redeemed Ada's clinician's invitation: waiting for a second person."""
+    parent = make_user(f"staffparent{uuid.uuid4().hex[:8]}@example.org", "Dr. Parent")
+    DepartmentMembership.objects.create(department=world.other_department, clinician=parent, role="doctor")
+    link = GuardianLink.objects.create(
+        child=world.ada,
+        guardian=parent,
+        relationship="father",
+        status=GuardianLink.Status.PENDING_APPROVAL,
+        granted_by=world.clinician,
+    )
+    return {"link": str(link.pk)}
+
+
+# Approving a staff member's link is for manage_portal alone (the care team manages links but is not
+# the second person).
+register(
+    Endpoint(
+        "POST", "/children/{child}/guardian-links/{link}/approve", frozenset({"admin"}), params=_staff_link_waiting
+    )
+)
 
 
 # -- care -----------------------------------------------------------------------------------------

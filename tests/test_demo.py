@@ -37,6 +37,13 @@ def test_demo_hospital(db: Any, capsys: Any) -> None:
     assert eva_links.count() == 2
     assert GuardianLink.objects.filter(status="revoked").count() == 1
     assert GuardianLink.objects.filter(status="invited").count() == 1
+    # Demo invitations are bound to their recipients, and no demo link breaks the access rules.
+    from portal.models import Invitation
+    from portal.services import link_breaches
+
+    assert Invitation.objects.count() == 1
+    assert not Invitation.objects.filter(recipient_email="").exists()
+    assert link_breaches() == []
     wei_link = GuardianLink.objects.get(guardian__email="wei.chen@demo.family")
     assert effective_scope(wei_link) == "limited"  # Mei is 14
     john = User.objects.get(email="john.smith@demo.family")

@@ -22,14 +22,14 @@ def invite(world: World, persona: str = "clinician", **body: Any) -> dict[str, A
     response = post(
         world.client(persona),
         f"/api/v1/children/{world.ada.pk}/invitations",
-        {"relationship": "legal_guardian", **body},
+        {"relationship": "legal_guardian", "recipient_email": "stranger@example.org", **body},
     )
     assert response.status_code == 201, response.content
     return response.json()
 
 
 def test_invite_redeem_and_see_the_child(world: World) -> None:
-    created = invite(world)
+    created = invite(world, recipient_email="newguardian@example.org")
     assert len(created["code"]) == 14
     stored = Invitation.objects.get(pk=created["id"])
     assert created["code"] not in json.dumps([stored.code_hash, str(stored.pk)])
@@ -94,7 +94,7 @@ def test_twenty_wrong_codes_in_a_minute_are_rate_limited(world: World) -> None:
 
 
 def test_already_linked_guardian_gets_conflict(world: World) -> None:
-    code = invite(world)["code"]
+    code = invite(world, recipient_email="guardian@example.org")["code"]
     response = post(world.client("guardian"), "/api/v1/invitations/redeem", {"code": code})
     assert response.status_code == 409 and response.json()["code"] == "already_linked"
 
