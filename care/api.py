@@ -94,7 +94,7 @@ def appointment_update(
 def appointment_confirm(request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.FAMILY_SCHEDULE)
     appointment = services.appointment_confirm(actor=actor(request), access=access, appointment_id=appointment_id)
-    return selectors.appointment_out(appointment)
+    return selectors.appointment_out(appointment, limited=access.limited_view)
 
 
 @router.post(
@@ -109,7 +109,7 @@ def appointment_change_request(
     appointment = services.appointment_request_change(
         actor=actor(request), access=access, appointment_id=appointment_id, **payload.dict()
     )
-    return selectors.appointment_out(appointment)
+    return selectors.appointment_out(appointment, limited=access.limited_view)
 
 
 # -- medicines ----------------------------------------------------------------------------------

@@ -47,6 +47,11 @@ class AppointmentOut(Schema):
     guardian_confirmed_at: datetime | None
     change_request: str | None
     change_note: str | None
+    limited_view: bool = Field(
+        False,
+        description="True for a limited-scope guardian: a neutral place and label, no visit type, department "
+        "or preparation notes (they could reveal the diagnosis).",
+    )
 
 
 class AppointmentIn(In):

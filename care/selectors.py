@@ -72,6 +72,11 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
     blocks = scheduling.without_time_off(scheduling.clinic_blocks(hours, moment, horizon), exceptions)
     on_call = scheduling.on_call_at(exceptions, moment)
     _reads(user, "Schedule", access)
+    limited = access.limited_view
+
+    def place(location: str) -> str:
+        return settings.PORTAL_NEUTRAL_LOCATION if limited else location
+
     result = []
     for member in members:
         own = [b for b in blocks if b.clinician_id == member.clinician_id]
@@ -81,18 +86,21 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
                 "clinician_id": member.clinician_id,
                 "clinician_name": str(member.clinician),
                 "role": member.role,
-                "department": member.department.name if member.department else None,
+                "department": member.department.name if member.department and not limited else None,
                 "on_call_now": member.clinician_id in on_call,
                 "in_clinic_now": any(b.start <= moment < b.end for b in own),
-                "clinic_hours": [{"location": b.location, "start": b.start, "end": b.end} for b in own],
-                "next_open_slots": [{"location": s.location, "start": s.start, "end": s.end} for s in slots],
+                "clinic_hours": [{"location": place(b.location), "start": b.start, "end": b.end} for b in own],
+                "next_open_slots": [{"location": place(s.location), "start": s.start, "end": s.end} for s in slots],
             }
         )
     return result
 
 
-def appointment_out(appointment: Appointment) -> dict[str, Any]:
-    return {
+def appointment_out(appointment: Appointment, *, limited: bool = False) -> dict[str, Any]:
+    """An appointment as its reader may see it. ``limited`` (a limited-scope guardian): the time, the
+    clinician, a neutral place and label; no visit type, department, clinic name or preparation notes,
+    which name or imply the diagnosis."""
+    out = {
         "id": appointment.pk,
         "child_id": appointment.child_id,
         "clinician_id": appointment.clinician_id,
@@ -107,7 +115,16 @@ def appointment_out(appointment: Appointment) -> dict[str, Any]:
         "guardian_confirmed_at": appointment.guardian_confirmed_at,
         "change_request": appointment.change_request or None,
         "change_note": appointment.change_note or None,
+        "limited_view": limited,
     }
+    if limited:
+        out.update(
+            department=None,
+            location=settings.PORTAL_NEUTRAL_LOCATION,
+            visit_type=settings.PORTAL_NEUTRAL_VISIT_LABEL,
+            preparation="",
+        )
+    return out
 
 
 def appointments_list(
@@ -122,7 +139,7 @@ def appointments_list(
         else rows.filter(end__lte=moment).order_by("-start")
     )
     _reads(user, "Appointment", access)
-    return [appointment_out(row) for row in rows[:200]]
+    return [appointment_out(row, limited=access.limited_view) for row in rows[:200]]
 
 
 # -- medication plans ---------------------------------------------------------------------------
@@ -350,7 +367,7 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
         result.append(
             {
                 "child": {"id": child_id, "name": child.name, "scope": scopes[child_id]},
-                "appointments": [appointment_out(row) for row in upcoming[child_id]],
+                "appointments": [appointment_out(row, limited=not clinical) for row in upcoming[child_id]],
                 "doses": sorted(doses[child_id], key=lambda d: d["at"]) if clinical else None,
                 "open_refills": [refill_out(r) for r in refills[child_id]] if clinical else None,
                 "unread_messages": unread.get(child_id, 0),
@@ -364,7 +381,9 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
 
 def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
     """The guardian's feed (RFC 5545), or None for an unknown or revoked token. Appointments name the
-    child by first name, the time and the place; never a diagnosis, department or visit reason."""
+    child by first name, the time and a neutral place (``PORTAL_NEUTRAL_LOCATION``, whatever the
+    scope: feeds end up in shared and synced calendars); never a diagnosis, department, clinic name or
+    visit reason."""
     from icalendar import Alarm, Calendar, Event
 
     feed = (
@@ -396,7 +415,7 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
         event.add("dtstart", row.start)
         event.add("dtend", row.end)
         event.add("summary", f"Appointment for {first_name}")
-        event.add("location", row.location)
+        event.add("location", settings.PORTAL_NEUTRAL_LOCATION)
         event.add("status", "TENTATIVE" if row.status == "proposed" else "CONFIRMED")
         alarm = Alarm()
         alarm.add("action", "DISPLAY")

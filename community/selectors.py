@@ -10,12 +10,13 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from community.models import LIVE_MEMBER_STATUSES, Group, Membership, Post, Reaction, ReadingFlag, Report
 from portal import audit, ratelimit
-from portal.access import guardian_links, is_portal_manager
+from portal.access import effective_scope, guardian_links, is_portal_manager
 from portal.errors import NotFound
-from portal.models import User
+from portal.models import GuardianLink, User
 
 VISIBLE_TO_MEMBER = (*LIVE_MEMBER_STATUSES, Membership.Status.PENDING, Membership.Status.INVITED)
 
@@ -70,6 +71,17 @@ def _summary(group: Group, membership: Membership | None, member_count: int, mat
     }
 
 
+def _my_children_conditions(user: User) -> set[str]:
+    """The conditions of the children the user sees at full scope. A child seen at limited scope (an
+    adolescent) never counts: a group "matching my child" would reveal the diagnosis."""
+    now = timezone.now()
+    conditions: set[str] = set()
+    for link in guardian_links(user, now):
+        if effective_scope(link, now) == GuardianLink.Scope.FULL:
+            conditions.update(str(code) for code in (link.child.conditions or []))
+    return conditions
+
+
 def discover(*, user: User) -> list[dict[str, Any]]:
     """Listed groups (and the user's own), the ones matching the user's children's conditions first.
 
@@ -81,9 +93,7 @@ def discover(*, user: User) -> list[dict[str, Any]]:
             members=Count("memberships", filter=Q(memberships__status__in=LIVE_MEMBER_STATUSES))
         )
     )
-    conditions: set[str] = set()
-    for link in guardian_links(user):
-        conditions.update(str(code) for code in (link.child.conditions or []))
+    conditions = _my_children_conditions(user)
     result = []
     for group in groups:
         matches = bool(conditions & {str(code) for code in group.condition_codes})
@@ -94,9 +104,7 @@ def discover(*, user: User) -> list[dict[str, Any]]:
 
 def group_detail(*, user: User, group: Group, membership: Membership | None) -> dict[str, Any]:
     count = Membership.objects.filter(group=group, status__in=LIVE_MEMBER_STATUSES).count()
-    conditions: set[str] = set()
-    for link in guardian_links(user):
-        conditions.update(str(code) for code in (link.child.conditions or []))
+    conditions = _my_children_conditions(user)
     detail = _summary(group, membership, count, bool(conditions & set(map(str, group.condition_codes))))
     is_member = membership is not None and membership.status in LIVE_MEMBER_STATUSES
     detail["rules"] = group.rules if is_member or is_portal_manager(user) else None

@@ -66,7 +66,11 @@ def _unread_by_thread(user: User, thread_ids: list[uuid.UUID]) -> dict[uuid.UUID
 # -- threads ------------------------------------------------------------------------------------
 
 
-def thread_out(thread: Thread, *, unread: int = 0, include_child_name: bool = False) -> dict[str, Any]:
+def thread_out(
+    thread: Thread, *, unread: int = 0, include_child_name: bool = False, limited: bool = False
+) -> dict[str, Any]:
+    """A thread as its reader may see it; ``limited`` (a limited-scope guardian) hides the pool, a
+    department whose name can reveal the diagnosis."""
     now = timezone.now()
     out: dict[str, Any] = {
         "id": thread.pk,
@@ -76,8 +80,8 @@ def thread_out(thread: Thread, *, unread: int = 0, include_child_name: bool = Fa
         "priority": thread.priority,
         "status": thread.status,
         "confidential": thread.confidential,
-        "pool_id": thread.pool_id,
-        "pool": thread.pool.name if thread.pool else None,
+        "pool_id": None if limited else thread.pool_id,
+        "pool": thread.pool.name if thread.pool and not limited else None,
         "assignee_id": thread.assignee_id,
         "assignee_name": str(thread.assignee) if thread.assignee else None,
         "created_at": thread.created_at,
@@ -101,7 +105,7 @@ def threads_list(*, user: User, access: ChildAccess, status: str | None = None) 
     threads = list(rows.order_by("-last_message_at")[:200])
     unread = _unread_by_thread(user, [t.pk for t in threads])
     audit.reads(user, MESSAGE, [access.child.pk])
-    return [thread_out(t, unread=unread.get(t.pk, 0)) for t in threads]
+    return [thread_out(t, unread=unread.get(t.pk, 0), limited=access.limited_view) for t in threads]
 
 
 def _author_role(message: Message) -> str:
@@ -166,7 +170,7 @@ def thread_detail(*, user: User, access: ChildAccess, thread_id: uuid.UUID) -> d
     unread = _unread_by_thread(user, [thread.pk])
     audit.reads(user, MESSAGE, [access.child.pk])
     return {
-        **thread_out(thread, unread=unread.get(thread.pk, 0)),
+        **thread_out(thread, unread=unread.get(thread.pk, 0), limited=access.limited_view),
         "messages": [message_out(m, attachments.get(m.pk, [])) for m in messages],
         "read_receipts": receipts,
         "assignment_history": history,

@@ -125,6 +125,12 @@ class ChildAccess:
     def is_clinician(self) -> bool:
         return bool(self.care_roles)
 
+    @property
+    def limited_view(self) -> bool:
+        """A guardian at limited scope (not also on the care team): shown when and where a visit is,
+        never what it is for (no visit type, specialty department or condition-named clinic)."""
+        return not self.is_clinician and self.link is not None and self.scope == GuardianLink.Scope.LIMITED
+
     def can(self, capability: Capability) -> bool:
         if capability == Capability.MANAGE:
             return self.is_clinician or self.manager

@@ -117,7 +117,8 @@ def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
             "clinician_id": row.clinician_id,
             "clinician_name": str(row.clinician),
             "role": row.role,
-            "department": row.department.name if row.department else None,
+            # A specialty department can name the diagnosis: not for a limited-scope guardian.
+            "department": row.department.name if row.department and not access.limited_view else None,
             "start": row.start,
             "end": row.end,
         }

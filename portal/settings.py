@@ -326,3 +326,13 @@ PORTAL_METRICS_GO_LIVE = env("PORTAL_METRICS_GO_LIVE") or ""
 PORTAL_GROUP_POST_RATE = env("PORTAL_GROUP_POST_RATE", "5/m") or "5/m"
 PORTAL_GROUP_POST_HOURLY_RATE = env("PORTAL_GROUP_POST_HOURLY_RATE", "30/h") or "30/h"
 PORTAL_GROUP_READ_ALERT = env("PORTAL_GROUP_READ_ALERT", "500/10m") or "500/10m"
+
+# --- Limited scope reveals no diagnosis (care, messaging, calendar feed) ----------------------------
+# Where a limited-scope guardian (and every calendar feed) is told an appointment takes place, instead of
+# the clinic's own name ("Endocrine clinic, 3rd floor" names the condition): the hospital's address.
+PORTAL_NEUTRAL_LOCATION = (
+    env("PORTAL_NEUTRAL_LOCATION", "Children's Hospital, main entrance (ask at reception)")
+    or "Children's Hospital, main entrance (ask at reception)"
+)
+# The label a limited-scope guardian sees instead of the visit type ("Epilepsy follow-up").
+PORTAL_NEUTRAL_VISIT_LABEL = env("PORTAL_NEUTRAL_VISIT_LABEL", "Appointment") or "Appointment"
