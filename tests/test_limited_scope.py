@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -25,10 +23,10 @@ from django.test import Client
 from care.models import ScheduleException, WorkingHours
 from community.models import Group
 from portal import services
-from portal.apiroot import api
 from portal.conditions import CONDITIONS
 from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, User
 from tests.conftest import World, app_client, enrol_mfa, make_user
+from tests.matrix import scan_gets
 
 EPILEPSY = "84757009"
 DEPARTMENT = "Epilepsy & Seizure Service"
@@ -179,42 +177,6 @@ class Scene:
         for answer in answers:
             assert answer.status_code < 300, answer.content
         return answers
-
-
-def _get_paths() -> Iterator[str]:
-    for bound in api._get_bound_routers():
-        for path, path_view in bound.path_operations.items():
-            for operation in path_view.operations:
-                if "GET" in operation.methods:
-                    yield path
-
-
-def _fill(path: str, ids: dict[str, str]) -> str:
-    missing = [name for name in re.findall(r"\{(\w+)\}", path) if name not in ids]
-    assert not missing, f"give the scan a value for {missing} in {path}"
-    return "/api/v1" + path.format(**ids)
-
-
-def scan_gets(client: Client, stranger: Client, ids: dict[str, str], check: Any) -> tuple[dict[str, list[str]], int]:
-    """GET every operation of the API as ``client``; return what ``check`` found in each answer."""
-    found: dict[str, list[str]] = {}
-    walked = 0
-    for path in _get_paths():
-        url = _fill(path, ids)
-        reader = Client() if path.startswith("/calendar/") else client
-        for suffix in ("", "?when=past") if path.endswith("/appointments") else ("",):
-            response = reader.get(url + suffix)
-            walked += 1
-            if path.startswith("/groups"):
-                # Listed groups are named after conditions for everyone: the guardian must see
-                # exactly what a stranger sees (no match, no order, no membership hint).
-                if response.content != stranger.get(url + suffix).content:
-                    found[path] = ["differs from a stranger's view"]
-                continue
-            hit = check(response.content.decode(errors="replace"))
-            if hit:
-                found[path + suffix] = hit
-    return found, walked
 
 
 def test_limited_scope_guardian_sees_no_diagnosis_anywhere(world: World) -> None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
 from portal.apiroot import api
 from tests.conftest import World
-from tests.matrix import ENDPOINTS, Endpoint, assert_matrix
+from tests.matrix import ENDPOINTS, SCENARIOS, Endpoint, assert_matrix
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
 def test_persona_matrix(world: World, endpoint: Endpoint) -> None:
     assert_matrix(world, endpoint)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_persona_scenario(world: World, scenario: Callable[[World], None]) -> None:
+    """Staff self-invitation, creator redemption, clinician after removal, the limited-scope diagnosis
+    scan and guardian-only actions as clinicians."""
+    scenario(world)
 
 
 def _child_scoped_operations() -> set[tuple[str, str]]:
