@@ -161,7 +161,8 @@ def _redeem_refusal(actor: User, invitation: Invitation | None, now: datetime) -
             code="invitation_wrong_recipient",
             status=403,
         )
-    if GuardianLink.objects.filter(live_link_q(now), guardian=actor, child=link.child).exists():
+    waiting = Q(status=GuardianLink.Status.PENDING_APPROVAL)
+    if GuardianLink.objects.filter(live_link_q(now) | waiting, guardian=actor, child=link.child).exists():
         return "already_linked", Conflict("You are already linked to this child.", code="already_linked")
     return None
 

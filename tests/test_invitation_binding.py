@@ -108,6 +108,9 @@ def test_a_staff_account_waits_for_a_second_staff_member(world: World) -> None:
     assert redeemed.json()["status"] == "pending_approval"
     link_id = redeemed.json()["id"]
     assert other.get(f"/api/v1/children/{world.ada.pk}").status_code == 404
+    # A second invitation while the first waits is a conflict, not a second waiting link.
+    second = redeem(other, invite(world, "clinician", world.other_clinician.email).json()["code"])
+    assert second.status_code == 409 and second.json()["code"] == "already_linked"
     approve_url = f"/api/v1/children/{world.ada.pk}/guardian-links/{link_id}/approve"
     # Neither the invitation's creator nor the holder may approve it.
     by_creator = post(world.client("admin"), approve_url)
