@@ -18,10 +18,12 @@ from typing import Any
 
 import time_machine
 from django.core import mail
-from django.test import Client
+from django.test import Client, TestCase
 
 from care.models import ScheduleException, WorkingHours
 from community.models import Group
+from messaging.models import NotificationPreference
+from messaging.sms import LocmemSmsBackend
 from portal import services
 from portal.conditions import CONDITIONS
 from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, User
@@ -46,7 +48,9 @@ def leaks(text: str) -> list[str]:
 
 
 def post(client: Client, url: str, body: dict[str, Any] | None = None) -> Any:
-    return client.post(url, data=json.dumps(body or {}), content_type="application/json")
+    """POST JSON and run the after-commit callbacks (event pushes, notifications) as a commit would."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(url, data=json.dumps(body or {}), content_type="application/json")
 
 
 class Scene:
@@ -69,7 +73,8 @@ class Scene:
         CareTeamMembership.objects.create(
             child=self.child, clinician=self.doctor, department=self.department, role="primary"
         )
-        self.parent = make_user("lin@example.org", "Lin Lindqvist")
+        self.parent = make_user("lin@example.org", "Lin Lindqvist", phone="+15550142")
+        NotificationPreference.objects.create(user=self.parent, email=True, sms=True)
         GuardianLink.objects.create(guardian=self.parent, child=self.child, relationship="father", status="active")
         for weekday in range(7):
             WorkingHours.objects.create(
@@ -184,6 +189,7 @@ def test_limited_scope_guardian_sees_no_diagnosis_anywhere(world: World) -> None
         scene = Scene(world)
         scene.clinical_activity()
         mail.outbox.clear()
+        LocmemSmsBackend.outbox.clear()
         answers = scene.family_answers()
         feed = post(scene.parent_client, "/api/v1/me/calendar-feed", {"include_doses": True})
         assert feed.status_code == 201
@@ -203,12 +209,13 @@ def test_limited_scope_guardian_sees_no_diagnosis_anywhere(world: World) -> None
             hit = leaks(answer.content.decode())
             if hit:
                 found[answer.request["PATH_INFO"]] = hit
+        # The care team's reply was notified by email and SMS (the parent is not connected).
+        assert any(scene.parent.email in message.to for message in mail.outbox)
+        assert any(sent.to == scene.parent.phone for sent in LocmemSmsBackend.outbox)
         for message in mail.outbox:
             hit = leaks(f"{message.subject}\n{message.body}")
             if hit:
                 found["email"] = hit
-        from messaging.sms import LocmemSmsBackend
-
         for sent in LocmemSmsBackend.outbox:
             hit = leaks(sent.body)
             if hit:
