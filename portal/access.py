@@ -253,6 +253,7 @@ def staff_accounts() -> QuerySet[User]:
 
 
 def holds_staff_role(user: User | Any) -> bool:
+    """Any staff role (the accounts ``staff_accounts`` lists): the same people who must use MFA."""
     return requires_mfa(user)
 
 
