@@ -32,6 +32,25 @@ def test_capabilities_by_scope(world: World) -> None:
         assert not any(nobody.can(capability) for capability in Capability), persona
 
 
+def test_family_actions_approval_and_the_limited_view(world: World) -> None:
+    """Guardian-only actions are the guardians' alone; approving a staff link is manage_portal's alone;
+    only a limited-scope guardian gets the limited view."""
+    full = resolve_access(world.guardian, world.ada)
+    assert full.can(Capability.FAMILY_SCHEDULE) and full.can(Capability.FAMILY_CLINICAL)
+    assert not full.can(Capability.APPROVE) and not full.limited_view
+    link = world.links["co_guardian"]
+    link.scope = "limited"
+    link.save(update_fields=["scope"])
+    limited = resolve_access(world.co_guardian, world.ada)
+    assert limited.can(Capability.FAMILY_SCHEDULE) and not limited.can(Capability.FAMILY_CLINICAL)
+    assert limited.limited_view
+    clinician = resolve_access(world.clinician, world.ada)
+    assert not clinician.can(Capability.FAMILY_SCHEDULE) and not clinician.can(Capability.FAMILY_CLINICAL)
+    assert not clinician.can(Capability.APPROVE) and not clinician.limited_view
+    admin = resolve_access(world.admin, world.ada)
+    assert admin.can(Capability.APPROVE) and not admin.can(Capability.FAMILY_SCHEDULE)
+
+
 def test_confidential_items_are_hidden_from_guardians(world: World) -> None:
     # Any boolean column stands in for an app's "confidential" flag here.
     rows = GuardianLink.objects.filter(child=world.ada)
