@@ -32,6 +32,7 @@ from portal.schemas import (
     InvitationOut,
     LinkUpdateIn,
     MeOut,
+    PendingLinkOut,
     RedeemIn,
 )
 
@@ -204,6 +205,15 @@ def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) 
     access = child_for(actor(request), child_id, Capability.APPROVE)
     link = services.link_approve(actor=actor(request), access=access, link_id=link_id)
     return selectors.link_out(link)
+
+
+@router.get(
+    "/guardian-links/pending-approval",
+    response=list[PendingLinkOut],
+    summary="Staff (manage_portal): staff accounts' guardian links waiting for a second person",
+)
+def links_awaiting_approval(request: HttpRequest) -> list[dict[str, Any]]:
+    return selectors.links_awaiting_approval(user=actor(request))
 
 
 @router.post("/invitations/redeem", response={201: GuardianLinkOut}, summary="Guardian: redeem an invitation code")

@@ -128,6 +128,19 @@ class GuardianLinkOut(Schema):
     approved_at: datetime | None = Field(None, description="When a second staff member approved a staff link.")
 
 
+class PendingLinkOut(Schema):
+    id: uuid.UUID
+    child_id: uuid.UUID
+    guardian_id: uuid.UUID | None
+    guardian_name: str
+    relationship: str
+    scope: str
+    invited_by_id: uuid.UUID | None
+    invited_by_name: str
+    recipient_email: str | None
+    redeemed_at: datetime | None
+
+
 class LinkUpdateIn(In):
     scope: Literal["full", "limited"] | None = None
     adolescent_exception: bool | None = None

@@ -14,9 +14,11 @@ from portal.access import (
     effective_scope,
     guardian_links,
     has_mfa,
+    is_portal_manager,
     requires_mfa,
     visible_children,
 )
+from portal.errors import NotFound
 from portal.models import AuditEvent, CareTeamMembership, GuardianLink, User
 
 PORTAL_PERMISSIONS = ("view_metrics", "manage_portal")
@@ -163,6 +165,40 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, An
         link.child = access.child
         invitation = getattr(link, "invitation", None)
         result.append({**link_out(link), "recipient_email": invitation.recipient_email if invitation else None})
+    return result
+
+
+def links_awaiting_approval(*, user: User) -> list[dict[str, Any]]:
+    """For ``manage_portal``: staff accounts' guardian links waiting for a second staff member, oldest
+    first, with who holds each and who made the invitation (so the approver can see they are neither).
+    Ids and people only, no clinical content. Anyone else gets 404, audited."""
+    if not is_portal_manager(user):
+        audit.deny(actor=user, entity_type="RelatedPerson", entity_id=None, reason="not_staff")
+        raise NotFound()
+    rows = list(
+        GuardianLink.objects.filter(status=GuardianLink.Status.PENDING_APPROVAL)
+        .select_related("guardian", "granted_by", "invitation", "invitation__created_by")
+        .order_by("valid_from", "pk")[:500]
+    )
+    audit.reads(user, "RelatedPerson", sorted({row.child_id for row in rows}, key=str))
+    result = []
+    for row in rows:
+        invitation = getattr(row, "invitation", None)
+        creator = invitation.created_by if invitation else row.granted_by
+        result.append(
+            {
+                "id": row.pk,
+                "child_id": row.child_id,
+                "guardian_id": row.guardian_id,
+                "guardian_name": str(row.guardian) if row.guardian else "",
+                "relationship": row.relationship,
+                "scope": row.scope,
+                "invited_by_id": creator.pk if creator else None,
+                "invited_by_name": str(creator) if creator else "",
+                "recipient_email": invitation.recipient_email if invitation else None,
+                "redeemed_at": invitation.redeemed_at if invitation else None,
+            }
+        )
     return result
 
 

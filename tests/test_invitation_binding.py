@@ -108,6 +108,17 @@ def test_a_staff_account_waits_for_a_second_staff_member(world: World) -> None:
     assert redeemed.json()["status"] == "pending_approval"
     link_id = redeemed.json()["id"]
     assert other.get(f"/api/v1/children/{world.ada.pk}").status_code == 404
+    # The waiting link is visible to manage_portal, with its holder and the invitation's creator.
+    queue = world.client("admin").get("/api/v1/guardian-links/pending-approval")
+    assert queue.status_code == 200
+    assert [(row["id"], row["guardian_id"], row["invited_by_id"]) for row in queue.json()] == [
+        (link_id, str(world.other_clinician.pk), str(world.admin.pk))
+    ]
+    assert "Canary" not in queue.content.decode()
+    for persona in ("guardian", "clinician", "stranger"):
+        denials = AuditEvent.objects.filter(action="deny").count()
+        assert world.client(persona).get("/api/v1/guardian-links/pending-approval").status_code == 404, persona
+        assert AuditEvent.objects.filter(action="deny").count() == denials + 1
     # A second invitation while the first waits is a conflict, not a second waiting link.
     second = redeem(other, invite(world, "clinician", world.other_clinician.email).json()["code"])
     assert second.status_code == 409 and second.json()["code"] == "already_linked"
@@ -127,6 +138,7 @@ def test_a_staff_account_waits_for_a_second_staff_member(world: World) -> None:
     assert approved.json()["status"] == "active" and approved.json()["approved_at"]
     assert AuditEvent.objects.filter(entity_id=link_id, reason="staff_link_approved").exists()
     assert other.get(f"/api/v1/children/{world.ada.pk}").status_code == 200
+    assert world.client("admin").get("/api/v1/guardian-links/pending-approval").json() == []
     again = post(approver, approve_url)
     assert again.status_code == 409
 
