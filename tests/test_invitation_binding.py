@@ -203,3 +203,15 @@ def test_breach_report_is_quiet_when_all_is_well(world: World) -> None:
     out = io.StringIO()
     call_command("guardian_link_report", stdout=out)
     assert "0 links" in out.getvalue()
+
+
+def test_staff_decline_a_waiting_link(world: World) -> None:
+    created = invite(world, "admin", world.other_clinician.email)
+    link_id = redeem(world.client("other_clinician"), created.json()["code"]).json()["id"]
+    declined = post(world.client("clinician"), f"/api/v1/children/{world.ada.pk}/guardian-links/{link_id}/revoke")
+    assert declined.status_code == 200 and declined.json()["status"] == "revoked"
+    _, approver = second_admin()
+    late = post(approver, f"/api/v1/children/{world.ada.pk}/guardian-links/{link_id}/approve")
+    assert late.status_code == 409 and late.json()["code"] == "not_pending_approval"
+    assert world.client("other_clinician").get(f"/api/v1/children/{world.ada.pk}").status_code == 404
+    assert approver.get("/api/v1/guardian-links/pending-approval").json() == []
