@@ -157,6 +157,11 @@ _SPANISH = frozenset(
         "este",
         "son",
         "fue",
+        "tuvo",
+        "dio",
+        "dijo",
+        "otra",
+        "otro",
     ]
 )
 _ENGLISH = frozenset(

@@ -70,7 +70,7 @@ INGEST = w(r"swallow\w*", "ate", "eaten", "eat", "eating", "drank", r"drink\w*",
            "tomado", r"ingiri\w*", r"ingest\w*", r"mordi\w*", "chupo", "lamio", "in (?:his|her) mouth",
            "en la boca")  # fmt: skip
 HARMFUL = w(r"batter(?:y|ies)", "button cell", "coin cell", r"magnets?", "bleach", r"detergent\w*",
-            r"(?:laundry|tide|dishwasher) pods?", r"pods?", r"cleaner\w*", "antifreeze", "lighter fluid",
+            r"(?:laundry|tide|dishwasher) pods?", "dishwasher", "dish soap", "windex", "lysol", r"pods?", r"cleaner\w*", "antifreeze", "lighter fluid",
             "gasoline", "kerosene", "lamp oil", "paint thinner", "drano", "lye", r"vapes?", "vape juice",
             r"e ?liquid", "nicotine", r"cigarettes?", r"edibles?", "weed", "marijuana", "thc", r"poison\w*",
             r"mothballs?", r"pesticide\w*", "bug spray", "roach", r"pilas?", r"bateria\w*", r"imane?s?", "cloro",
@@ -110,6 +110,9 @@ RULES: dict[str, list[str]] = {
                 "working",
                 "work",
                 "dificultad",
+                "no puede",
+                "le falta",
+                "falta",
                 "cuesta",
                 "costando",
                 "costaba",
@@ -636,6 +639,7 @@ RULES: dict[str, list[str]] = {
             "se esta cortando",
             "me corto",
             "me quiero matar",
+            r"(?:se|me) (?:va|voy|vaya) a matar",
             "se quiere matar",
             "end it all",
             r"end (?:my|his|her|their) li(?:fe|ves)",
@@ -685,7 +689,7 @@ RULES: dict[str, list[str]] = {
         r"\b(?:dont|do not|doesnt|does not|not|no longer) (?:want|wanna|wants) (?:to )?(?:be )?"
         r"(?:alive|live|exist|be here|here)\b",
         near(
-            w("cuts", "cortes", "scars", "cicatrices", "marks", "burns", "quemaduras"),
+            w("cuts", "cutting", "cortando", "cortandose", "cortes", "scars", "cicatrices", "marks", "burns", "quemaduras"),
             w(r"arms?", r"wrists?", r"thighs?", r"legs?", "brazos", "munecas", "piernas", "muslos"),
             3,
         ),
@@ -828,7 +832,7 @@ RULES: dict[str, list[str]] = {
             r"(?:\b(?:wont|cant|doesnt|isnt|not|wouldnt|cannot|will not|can not|didnt|hasnt)(?: \S+){0,4} stop\w*\b"
             r"|\bkeeps? (?:going|coming|pouring|bleeding)\b|\bno (?:para|paro|se detiene|se para|deja|dejo|se quita|"
             r"se corta|puedo parar)\b|\bsin parar\b|\b(?:a lot|lots|heav\w*|so much|everywhere|soak\w*|spurt\w*|"
-            r"gush\w*|pour\w*|pool\w*|mucha|mucho|muchisim\w*|chorro\w*|empap\w*|por todos lados|tons)\b)",
+            r"gush\w*|pour\w*|pool\w*|mucha|mucho|muchisim\w*|chorro\w*|empap\w*|por todos lados|tons|un monton)\b)",
             6,
         ),
         w(r"hemorrhag\w*", r"hemorrag\w*", "spurting", "gushing blood"),
@@ -961,7 +965,7 @@ RULES: dict[str, list[str]] = {
             r"|\bno (?:better|improvement|change|relief|difference)\b|\bnot better\b|\bstill (?:wheez\w*|struggl\w*|"
             r"cough\w*|breathing hard|tight|bad|cant)\b|\bno (?:le )?(?:ayuda|ayudo|hace nada|hizo nada|funciona|funciono|"
             r"sirve|sirvio|mejora|mejoro|hace efecto|hizo efecto)\b|\bsigue (?:igual|con|mal|ahogad\w*|silb\w*)\b"
-            r"|\bempeora\w*\b|\bwear\w* off\b)",
+            r"|\bempeora\w*\b|\bwear\w* off\b|\bno (?:le )?(?:esta )?haciendo (?:nada|efecto)\b)",
             8,
         ),
         near(
