@@ -689,7 +689,18 @@ RULES: dict[str, list[str]] = {
         r"\b(?:dont|do not|doesnt|does not|not|no longer) (?:want|wanna|wants) (?:to )?(?:be )?"
         r"(?:alive|live|exist|be here|here)\b",
         near(
-            w("cuts", "cutting", "cortando", "cortandose", "cortes", "scars", "cicatrices", "marks", "burns", "quemaduras"),
+            w(
+                "cuts",
+                "cutting",
+                "cortando",
+                "cortandose",
+                "cortes",
+                "scars",
+                "cicatrices",
+                "marks",
+                "burns",
+                "quemaduras",
+            ),
             w(r"arms?", r"wrists?", r"thighs?", r"legs?", "brazos", "munecas", "piernas", "muslos"),
             3,
         ),
