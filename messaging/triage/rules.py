@@ -1,3 +1,4 @@
+# ruff: noqa: E501 (long regular expressions read better unbroken)
 """The red-flag rules: for each category, regular expressions over the normalised, spelling-repaired
 words of a message (lower-case ASCII, single spaces, numbers as digits; see ``normalize``).
 
@@ -20,7 +21,7 @@ def w(*alternatives: str) -> str:
 
 def near(a: str, b: str, gap: int) -> str:
     """``a`` and ``b`` in either order with at most ``gap`` words between them."""
-    between = r"(?: \S+){0,%d} " % gap
+    between = r"(?: \S+){0,%s} " % (gap,)  # noqa: UP031 (braces of the regex would need escaping in an f-string)
     return f"(?:{a}{between}{b}|{b}{between}{a})"
 
 
