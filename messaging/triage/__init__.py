@@ -224,7 +224,7 @@ def detect_language(text: str) -> str:
 
 def categories(text: str, context: TriageContext | None = None) -> tuple[str, ...]:
     """The red-flag categories of ``text`` (empty if none)."""
-    words = normalized(text)
+    words = f" {normalized(text)} "  # the rules' word boundaries are these spaces (rules.spaced)
     found = {category for category, pattern in rules.COMPILED.items() if pattern.search(words)}
     if context is not None:
         if context.infant and rules.INFANT_FEVER.search(words):
