@@ -39,7 +39,10 @@ NUMBERS = {
 def fold(text: str) -> str:
     """Lower case ASCII without accents or apostrophes ("can't" -> "cant", "convulsión" ->
     "convulsion"), whitespace collapsed. Kept for callers of the earlier triage module."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
+    text = text.translate(_APOSTROPHES)
+    if text.isascii():  # most messages: nothing to decompose
+        return " ".join(text.lower().split())
+    decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(bare.casefold().split())
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 
-
 _BOUNDARY = re.compile(r"\\b")
 _GAP_END = re.compile(r"\(\?: \\S\+\)\{0,\d+\}$")
 
