@@ -104,6 +104,12 @@ MEDICINE = w(r"pills?", r"tablets?", r"medicines?", "meds", r"medications?", "ty
              "advil", "acetaminophen", "paracetamol", "benadryl", r"vitamins?", "gummies", "gummy", "iron",
              r"pastillas?", r"medicinas?", r"medicamentos?", r"pildoras?", "jarabe", "melatonin", "aspirin",
              "aspirina", "clonidine", "adderall", r"antidepress\w*", "insulin", "insulina")  # fmt: skip
+# Several doses or another person's medicine: "swallowed his pill" is a child taking a dose, "swallowed
+# some pills" an ingestion.
+SEVERAL_MEDICINES = w("pills", "tablets", "medicines", "meds", "medications", "tylenol", "ibuprofen", "motrin",
+                      "advil", "acetaminophen", "paracetamol", "benadryl", "vitamins", "gummies", "gummy", "iron",
+                      "pastillas", "medicinas", "medicamentos", "pildoras", "melatonin", "aspirin", "aspirina",
+                      "clonidine", "adderall", r"antidepress\w*")  # fmt: skip
 TOO_MUCH = w("whole bottle", "bottle", "handful", "bunch", "lot of", "lots of", "too many", "too much",
              r"all (?:of )?(?:the|his|her|my)", r"grand(?:ma|pa|mother|father)\w*", r"abuel\w*", "on purpose",
              "missing", "empty", "overdose", "double dose", "doble dosis", "dosis doble", r"todas? las",
@@ -623,7 +629,7 @@ RULES: dict[str, list[str]] = {
                 "se tomo",
                 "found (?:him|her) with",
             ),
-            MEDICINE,
+            SEVERAL_MEDICINES,
             4,
         ),
         w(
@@ -747,7 +753,7 @@ RULES: dict[str, list[str]] = {
         then(
             w("no", "not", "hasnt", "havent", "has not", "didnt", "nothing", "without", "sin", "any", "dry"),
             w(
-                r"wet (?:diapers?|nappy|nappies)",
+                r"wet (?:a |any |her |his |one )?(?:diapers?|nappy|nappies)",
                 r"pee\w*",
                 r"urin\w*",
                 r"orin\w*",
@@ -1014,21 +1020,21 @@ RULES: dict[str, list[str]] = {
         near(
             RESCUE_SEIZURE,
             w(
-                "still",
+                r"still (?:seiz\w*|shak\w*|jerk\w*|convuls\w*|going|having|fitting|twitch\w*|not)",
                 "sigue",
                 r"not stop\w*",
                 "hasnt stopped",
                 "no para",
                 "no se detiene",
                 r"continu\w*",
-                "keeps",
+                r"keeps? (?:seiz\w*|shak\w*|jerk\w*|going|having)",
                 "wont stop",
                 "didnt help",
                 "didnt work",
                 "no funciono",
                 "no sirvio",
                 "no paro",
-                "todavia",
+                r"todavia (?:convuls\w*|sigue|tiembla\w*|no)",
             ),
             8,
         ),
