@@ -87,14 +87,10 @@ def common_words() -> frozenset[str]:
 
 
 def _same_stem(word: str, candidate: str) -> bool:
-    """Only the last two letters differ ("desmaya"/"desmayo", "breathin"/"breathing"): another form of
-    the same word, which the rules' stems already match; changing it would only change its tense."""
-    shared = 0
-    for a, b in zip(word, candidate, strict=False):
-        if a != b:
-            break
-        shared += 1
-    return shared >= min(len(word), len(candidate)) - 2
+    """Only the ending differs, letter for letter ("desmaya"/"desmayo", "moradas"/"morados"): another
+    form of the same word, which the rules' stems already match; "repairing" it would change its tense
+    or number. A letter missing or added ("chokng"/"choking") is a typo and is repaired."""
+    return len(word) == len(candidate) and word[:-2] == candidate[:-2]
 
 
 class Speller:

@@ -62,11 +62,11 @@ def _typo(word: str, rng: random.Random) -> str:
 
 def test_one_typo_in_every_long_word_still_flags_nearly_everything() -> None:
     """Each red-flag message of the development part with one random edit in every word of six or
-    more letters (harsher than real typing): 149 of 173 still flagged (0.86, see the README)."""
+    more letters (harsher than real typing): 161 of 173 still flagged (0.93, see the README)."""
     rng = random.Random(12)
     red = [s for s in triage_corpus.load("dev") if s.labels]
     flagged = 0
     for sample in red:
         words = [_typo(word, rng) if len(word) >= 6 and word.isalpha() else word for word in sample.text.split()]
         flagged += triage.check(" ".join(words), sample.context) is not None
-    assert flagged / len(red) >= 0.85
+    assert flagged / len(red) >= 0.9
