@@ -100,12 +100,12 @@ class Speller:
         self.vocabulary = frozenset(vocabulary)
         self.known = frozenset(known) | self.vocabulary
         self._skeletons = {skeleton(word): word for word in sorted(self.vocabulary)}
-        # Candidates share the first letter: misspellings rarely change it, and it keeps each
-        # lookup to a few dozen comparisons (see scripts/bench_triage.py).
-        buckets: dict[str, list[str]] = {}
+        # Candidates share the first letter (misspellings rarely change it) and are within the edit
+        # limit in length: a few dozen comparisons per unknown word (see scripts/bench_triage.py).
+        buckets: dict[tuple[str, int], list[str]] = {}
         for word in sorted(self.vocabulary):
             if len(word) >= 5:
-                buckets.setdefault(word[0], []).append(word)
+                buckets.setdefault((word[0], len(word)), []).append(word)
         self._buckets = buckets
         self.repair = lru_cache(maxsize=8192)(self._repair)
 
@@ -118,7 +118,12 @@ class Speller:
         limit = fuzzy_limit(word)
         if not limit:
             return word
-        best = process.extractOne(word, self._buckets.get(word[0], ()), scorer=OSA.distance, score_cutoff=limit)
+        candidates = [
+            candidate
+            for length in range(len(word) - limit, len(word) + limit + 1)
+            for candidate in self._buckets.get((word[0], length), ())
+        ]
+        best = process.extractOne(word, candidates, scorer=OSA.distance, score_cutoff=limit)
         if best is None or _same_stem(word, str(best[0])):
             return word
         return str(best[0])
