@@ -82,7 +82,8 @@ def common_words() -> frozenset[str]:
     words: set[str] = set()
     for language, least in COMMON_WORD_COUNT.items():
         frequency = SpellChecker(language=language, distance=1).word_frequency
-        words.update(fold(word) for word, count in frequency.dictionary.items() if count >= least)
+        # Words under five letters are never repaired, so they need not be remembered.
+        words.update(fold(word) for word, count in frequency.dictionary.items() if count >= least and len(word) >= 5)
     return frozenset(words)
 
 
