@@ -44,6 +44,21 @@ ADVICE = {
         "says and call {emergency}."
     ),
     "bleeding": gettext_noop("Bleeding: press firmly on the wound with a clean cloth and keep pressing."),
+    "infant_fever": gettext_noop(
+        "A fever (38 °C / 100.4 °F or more) in a baby under 3 months needs a doctor now: go to the nearest "
+        "emergency department."
+    ),
+    "meningitis": gettext_noop(
+        "A stiff neck with fever, or a rash that does not fade when pressed with a glass, needs an emergency "
+        "department now."
+    ),
+    "diabetic": gettext_noop(
+        "Follow your child's diabetes emergency plan: glucagon for a severe low; with ketones and vomiting, go "
+        "to an emergency department."
+    ),
+    "asthma_rescue_failed": gettext_noop(
+        "Keep giving the reliever inhaler as the asthma action plan says while you call {emergency}."
+    ),
 }
 
 SPANISH = {
@@ -73,6 +88,21 @@ SPANISH = {
         "convulsiones y llame al {emergency}."
     ),
     ADVICE["bleeding"]: "Sangrado: presione fuerte la herida con un paño limpio y no deje de presionar.",
+    ADVICE["infant_fever"]: (
+        "La fiebre (38 °C / 100.4 °F o más) en un bebé de menos de 3 meses necesita un médico ahora: vaya a la "
+        "sala de urgencias más cercana."
+    ),
+    ADVICE["meningitis"]: (
+        "El cuello rígido con fiebre, o manchas que no desaparecen al presionarlas con un vaso, necesitan "
+        "urgencias ahora."
+    ),
+    ADVICE["diabetic"]: (
+        "Siga el plan de emergencia de diabetes de su hijo o hija: glucagón para una hipoglucemia grave; con "
+        "cetonas y vómitos, vaya a urgencias."
+    ),
+    ADVICE["asthma_rescue_failed"]: (
+        "Siga dando el inhalador de rescate como dice el plan de acción para el asma mientras llama al {emergency}."
+    ),
 }
 
 

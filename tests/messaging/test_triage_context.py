@@ -96,6 +96,18 @@ def test_replies_carry_each_categorys_number(settings) -> None:
     )
 
 
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_every_advice_has_its_spanish_and_fills_its_numbers(language: str) -> None:
+    from messaging.triage import replies
+
+    for category in replies.ADVICE:
+        text = triage.emergency_reply(language, categories=(category,))
+        assert "{" not in text and "}" not in text
+        if language == "es":
+            numbers = {"emergency": "911", "poison": "1-800-222-1222", "crisis": "988"}
+            assert replies.SPANISH[replies.ADVICE[category]].format(**numbers) in text
+
+
 def test_a_deployment_replaces_a_categorys_advice(settings) -> None:
     settings.PORTAL_TRIAGE_REPLIES = {
         "poisoning": {"en": "Ring the poison line on {poison}.", "es": "Llame al {poison}."}
