@@ -53,6 +53,25 @@ def emergency_number() -> str:
     return str(_get("PORTAL_EMERGENCY_NUMBER", "911"))
 
 
+def triage_numbers() -> dict[str, str]:
+    """Numbers the red-flag replies give: ``emergency`` (``PORTAL_EMERGENCY_NUMBER``), ``poison``
+    (``PORTAL_POISON_CONTROL_NUMBER``, US Poison Control by default) and ``crisis``
+    (``PORTAL_CRISIS_LINE_NUMBER``, the US 988 Suicide and Crisis Lifeline by default)."""
+    return {
+        "emergency": emergency_number(),
+        "poison": str(_get("PORTAL_POISON_CONTROL_NUMBER", "1-800-222-1222")),
+        "crisis": str(_get("PORTAL_CRISIS_LINE_NUMBER", "988")),
+    }
+
+
+def triage_replies() -> dict[str, dict[str, str]]:
+    """``PORTAL_TRIAGE_REPLIES``: per category and language, the advice a deployment gives instead of
+    the built-in one, e.g. ``{"poisoning": {"en": "Call the poison centre on {poison}.", "es": ...}}``
+    (placeholders: ``{emergency}``, ``{poison}``, ``{crisis}``)."""
+    raw: dict[str, dict[str, str]] = _get("PORTAL_TRIAGE_REPLIES", {}) or {}
+    return {str(category): {str(k): str(v) for k, v in texts.items()} for category, texts in raw.items()}
+
+
 def max_attachment_bytes() -> int:
     return int(_get("PORTAL_ATTACHMENT_MAX_BYTES", 10 * MB))
 

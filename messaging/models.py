@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from portal.fields import EncryptedTextField
+from portal.fields import EncryptedJSONField, EncryptedTextField
 from portal.models import Child, Department, User
 
 
@@ -141,6 +141,9 @@ class Message(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     automatic_reason = models.CharField(max_length=12, choices=Reason.choices, blank=True, default="")
     body = EncryptedTextField()
+    # The red-flag categories triage found in a family message (e.g. ["breathing"]), never the words
+    # that matched (null: none); encrypted like the body, since a category such as self-harm is PHI.
+    triage_categories = EncryptedJSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     position = models.PositiveIntegerField()
 

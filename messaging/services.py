@@ -157,6 +157,14 @@ def _local_when(moment: datetime, tz_name: str) -> str:
     return moment.astimezone(ZoneInfo(tz_name)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _triage_context(access: ChildAccess, moment: datetime) -> triage.TriageContext:
+    """The child's age (on the child's local date at ``moment``) and coded conditions, for triage."""
+    child = access.child
+    return triage.context_for(
+        date_of_birth=child.date_of_birth, conditions=child.conditions or [], today=child.local_today(moment)
+    )
+
+
 def _family_message(
     *, actor: User, access: ChildAccess, thread: Thread, message: Message, moment: datetime, crowd: stream.Audience
 ) -> None:
@@ -170,15 +178,21 @@ def _family_message(
         thread.reply_by = routing.route(
             child=access.child, topic=thread.topic, priority=thread.priority, moment=moment
         ).reply_by(moment)
-    hit = triage.check(message.body)
+    hit = triage.check(message.body, _triage_context(access, moment))
     if hit is not None:
+        message.triage_categories = list(hit.categories)
+        message.save(update_fields=["triage_categories"])
         thread.red_flag = True
         if thread.priority != Priority.URGENT:
             thread.priority = Priority.URGENT
             urgent = routing.route(child=access.child, topic=thread.topic, priority=Priority.URGENT, moment=moment)
             thread.reply_by = min(filter(None, [thread.reply_by, urgent.reply_by(moment)]))
         _automatic_reply(
-            thread, Message.Reason.EMERGENCY, triage.emergency_reply(hit.language, emergency_number()), moment, crowd
+            thread,
+            Message.Reason.EMERGENCY,
+            triage.emergency_reply(hit.language, emergency_number(), categories=hit.categories),
+            moment,
+            crowd,
         )
         duty = routing.on_call(child=access.child, pool=thread.pool, moment=moment)
         notify.schedule(duty, "urgent_message", urgent=True)

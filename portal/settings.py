@@ -306,6 +306,12 @@ PORTAL_SMS_HTTP_URL = env("PORTAL_SMS_HTTP_URL", "") or ""
 PORTAL_SMS_HTTP_TOKEN = env("PORTAL_SMS_HTTP_TOKEN", "") or ""
 PORTAL_MESSAGE_RATE = env("PORTAL_MESSAGE_RATE", "30/m") or "30/m"
 
+# --- Messenger triage replies (messaging/triage): numbers each red-flag category's reply gives ------
+# Poison Control for swallowed medicines, chemicals, batteries; the crisis line for self-harm (US
+# defaults). Per-category advice texts can be replaced with PORTAL_TRIAGE_REPLIES (see messaging/conf.py).
+PORTAL_POISON_CONTROL_NUMBER = env("PORTAL_POISON_CONTROL_NUMBER", "1-800-222-1222") or "1-800-222-1222"
+PORTAL_CRISIS_LINE_NUMBER = env("PORTAL_CRISIS_LINE_NUMBER", "988") or "988"
+
 # --- Call-deflection metrics (portal.metrics) ------------------------------------------------------
 # Webhook sources and their HMAC secrets: "source:secret,source2:secret2" (or a *_FILE).
 PORTAL_METRICS_WEBHOOK_SECRETS = env("PORTAL_METRICS_WEBHOOK_SECRETS") or ""
