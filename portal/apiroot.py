@@ -41,7 +41,10 @@ def _error(request: HttpRequest, status: int, code: str, message: str, **extra: 
 
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return api.create_response(request, exc.payload(), status=exc.status)
+    response = api.create_response(request, exc.payload(), status=exc.status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 @api.exception_handler(ValidationError)
