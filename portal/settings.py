@@ -134,6 +134,29 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# --- Database connections: psycopg's pool, one per process (PostgreSQL) ----------------------------
+# Each process (daphne or the task worker) keeps between MIN and MAX connections open; a request that
+# cannot get one within TIMEOUT seconds is answered 503 "overloaded" with Retry-After (portal/overload.py).
+# Size MAX so that processes times MAX stays under PostgreSQL's max_connections. Pooled connections stay
+# open between requests and between the worker's tasks (persistent), so CONN_MAX_AGE must stay 0.
+# PORTAL_DB_POOL=0 turns the pool off (e.g. behind PgBouncer); DATABASE_CONN_MAX_AGE then applies.
+PORTAL_DB_POOL = env_bool("PORTAL_DB_POOL", True)
+PORTAL_DB_POOL_MIN_SIZE = env_int("PORTAL_DB_POOL_MIN_SIZE", 2)
+PORTAL_DB_POOL_MAX_SIZE = env_int("PORTAL_DB_POOL_MAX_SIZE", 20)
+PORTAL_DB_POOL_TIMEOUT = float(env("PORTAL_DB_POOL_TIMEOUT", "5") or 5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PORTAL_DB_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": PORTAL_DB_POOL_MIN_SIZE,
+            "max_size": PORTAL_DB_POOL_MAX_SIZE,
+            "timeout": PORTAL_DB_POOL_TIMEOUT,
+            # Connections idle this long are closed (down to min_size); none lives longer than max_lifetime.
+            "max_idle": 300,
+            "max_lifetime": 3600,
+        },
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several requests write at once under daphne; wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
