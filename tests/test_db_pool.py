@@ -9,10 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connections
+from django.db import connection as default_connection
 from django.test import Client
 
 from tests.conftest import build_world
+
+# The PostgreSQL wrapper (``pool``, ``close_pool``); these tests run on PostgreSQL only.
+connection: Any = default_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
