@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from messaging.models import UserEvent
-from tests.conftest import build_world
+from portal import resilience
+from tests.conftest import app_client, build_world
 from tests.messaging.test_scale_out import ROOT, _database_url, _free_port, _start, _wait_healthy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
@@ -227,3 +229,43 @@ def test_redis_outage_while_requests_flow(needs_postgres: None, needs_redis: Non
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def test_a_session_ended_while_redis_was_unreachable_does_not_come_back(needs_redis: None, tmp_path: Path) -> None:
+    """Redis frozen (SIGSTOP: it keeps its data but answers nothing) while the user logs out; when it
+    thaws, its copy of the session must not sign the token in again."""
+    port = _free_port()
+    server = _redis(port, tmp_path / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    options = {"socket_connect_timeout": 0.2, "socket_timeout": 0.2, "RETRY_SECONDS": 0.3}
+    caches = {
+        alias: {
+            "BACKEND": "portal.cache.ResilientRedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "frozen",
+            "OPTIONS": {**options, "FALLBACK": fallback},
+        }
+        for alias, fallback in (("default", "local"), ("sessions", "none"))
+    }
+    resilience._outages.clear()
+    try:
+        with override_settings(CACHES=caches, SESSION_CACHE_ALIAS="sessions"):
+            world = build_world()
+            client = app_client(world.guardian)
+            assert client.get("/api/v1/children").status_code == 200
+            import redis
+
+            assert any(b"cached_db" in key for key in redis.Redis(port=port).keys("frozen:*"))
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                assert client.delete("/_allauth/app/v1/auth/session").status_code == 401
+                assert client.get("/api/v1/children").status_code == 401
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            time.sleep(0.5)
+            assert client.get("/api/v1/children").status_code == 401
+            assert not any(b"cached_db" in key for key in redis.Redis(port=port).keys("frozen:*"))
+    finally:
+        resilience._outages.clear()
+        server.terminate()
+        server.wait(timeout=10)
