@@ -169,6 +169,7 @@ def main() -> int:
     parser.add_argument("--pool-max", type=int, default=20)
     parser.add_argument("--pool-timeout", type=float, default=5.0)
     parser.add_argument("--writes", type=float, default=0.2)
+    parser.add_argument("--backlog", type=int, default=1024, help="daphne's listen backlog (as make run)")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         print("Set DATABASE_URL to a scratch PostgreSQL database (see the docstring).", file=sys.stderr)
@@ -184,7 +185,14 @@ def main() -> int:
         "PORTAL_MESSAGE_RATE": "1000000/m",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog={args.backlog}",
+            "portal.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -217,7 +225,7 @@ def main() -> int:
     server_errors = sum(count for status, count in out.statuses.items() if status >= 500 and status != 503)
     print(
         f"{args.clients} clients, {args.seconds:.0f} s, one daphne, pool max {args.pool_max} "
-        f"(timeout {args.pool_timeout:g} s), {args.writes:.0%} writes"
+        f"(timeout {args.pool_timeout:g} s), {args.writes:.0%} writes, listen backlog {args.backlog}"
     )
     print(f"answered {answered} ({answered / elapsed:.1f} req/s); statuses {dict(sorted(out.statuses.items()))}")
     print(f"500s and other 5xx except 503: {server_errors}")
