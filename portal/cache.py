@@ -43,6 +43,9 @@ class _StaleKeys:
         self.keys: set[str] = set()
         self.overflow = False
         self.lock = threading.Lock()
+        # Held while stale keys are deleted: a thread probing Redis at the same moment waits, so it
+        # cannot read a stale entry that another thread has taken but not yet deleted.
+        self.flush_lock = threading.Lock()
 
     def add(self, keys: Iterable[str]) -> None:
         with self.lock:
@@ -115,18 +118,19 @@ class ResilientRedisCache(RedisCache):
 
     def _forget_stale(self) -> None:
         """Before Redis answers again: delete what changed while it was away. Raises if it is still down."""
-        keys, overflow = self._stale.take()
-        try:
-            client = self._client()
-            if overflow:
-                for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
-                    client.delete(key)
-            batch = list(keys)
-            for start in range(0, len(batch), 1000):
-                client.delete(*batch[start : start + 1000])
-        except BaseException:
-            self._stale.put_back(keys, overflow)
-            raise
+        with self._stale.flush_lock:
+            keys, overflow = self._stale.take()
+            try:
+                client = self._client()
+                if overflow:
+                    for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+                        client.delete(key)
+                batch = list(keys)
+                for start in range(0, len(batch), 1000):
+                    client.delete(*batch[start : start + 1000])
+            except BaseException:
+                self._stale.put_back(keys, overflow)
+                raise
 
     def _client(self) -> Any:
         return self._cache.get_client(None, write=True)  # type: ignore[attr-defined]
