@@ -13,7 +13,7 @@ from messaging.api import router as messaging_router
 from portal.api import router as portal_router
 from portal.auth import PORTAL_AUTH
 from portal.errors import ApiError, Overloaded
-from portal.overload import is_overload
+from portal.overload import is_overload, note_overload
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     if is_overload(exc):
+        note_overload()
         return _api_error(request, Overloaded())
     # The exception type only: messages can carry data.
     logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +24,24 @@ from portal.errors import Overloaded
 logger = logging.getLogger(__name__)
 
 TOO_MANY_CONNECTIONS = "53300"
+# Under overload every request would log; one line per this many seconds says how many there were.
+LOG_EVERY_SECONDS = 10.0
+
+_log_lock = threading.Lock()
+_last_logged = 0.0
+_unlogged = 0
+
+
+def note_overload() -> None:
+    """Count a 503; log the count at most every ``LOG_EVERY_SECONDS`` (no path: it can name a child)."""
+    global _last_logged, _unlogged
+    now = time.monotonic()
+    with _log_lock:
+        _unlogged += 1
+        if now - _last_logged < LOG_EVERY_SECONDS:
+            return
+        count, _unlogged, _last_logged = _unlogged, 0, now
+    logger.warning("overloaded: %s request(s) answered 503, no database connection free in time", count)
 
 
 def is_overload(error: BaseException | None) -> bool:
@@ -46,6 +66,6 @@ def overloaded_response() -> HttpResponse:
 def handler500(request: HttpRequest) -> HttpResponse:
     """Django's last resort for an uncaught exception (called while it is being handled)."""
     if is_overload(sys.exc_info()[1]):
-        logger.warning("overloaded: no database connection in time on %s %s", request.method, request.path)
+        note_overload()
         return overloaded_response()
     return defaults.server_error(request)
