@@ -53,6 +53,8 @@ def lock_key(*, user: User, scope: str, key: str) -> None:
 
     Precondition: inside ``transaction.atomic()``, before the stored answer is looked up.
     """
+    if not connection.in_atomic_block:
+        raise RuntimeError("lock_key holds its lock until the transaction ends: call it inside atomic().")
     if connection.vendor != "postgresql":
         return  # SQLite: the write transaction (BEGIN IMMEDIATE) already excludes every other writer
     digest = hashlib.sha256(f"{scope}\x00{user.pk}\x00{key}".encode()).digest()
