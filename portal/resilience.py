@@ -15,6 +15,11 @@ import time
 logger = logging.getLogger("portal.resilience")
 
 
+class Skipped(Exception):
+    """Mixed into errors raised without trying the dependency (an outage is known): they are not
+    failures, and must not put the next probe off."""
+
+
 class Outage:
     def __init__(self, name: str, retry_seconds: float) -> None:
         self.name = name
@@ -32,6 +37,8 @@ class Outage:
         return self.down_since is None or time.monotonic() >= self.next_probe
 
     def failed(self, error: BaseException) -> None:
+        if isinstance(error, Skipped):
+            return
         now = time.monotonic()
         with self._lock:
             self.next_probe = now + self.retry_seconds

@@ -272,3 +272,50 @@ def test_a_session_ended_while_redis_was_unreachable_does_not_come_back(needs_re
         resilience._outages.clear()
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_hung_redis_does_not_hang_publishing_or_handshakes(needs_redis: None, tmp_path: Path) -> None:
+    """Redis frozen (it accepts connections, answers nothing): publishing fails within the operation
+    timeout, then at once until the next probe; joining a group (a socket's handshake) does not hang."""
+    from portal.cache import REDIS_DOWN
+    from portal.channel_layer import LayerUnavailable, ResilientRedisChannelLayer, layer_outage
+
+    port = _free_port()
+    server = _redis(port, tmp_path / "redis.log")
+    resilience._outages.clear()
+    layer = ResilientRedisChannelLayer(
+        hosts=[{"address": f"redis://127.0.0.1:{port}/0"}], prefix="hung", operation_timeout=0.5, retry_seconds=0.2
+    )
+
+    async def scenario() -> None:
+        first = await layer.new_channel()
+        await layer.group_add("family", first)
+        assert layer.subscribed(first)
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            with pytest.raises(REDIS_DOWN):
+                await layer.group_send("family", {"type": "stream.event"})
+            assert time.monotonic() - began < 2
+            began = time.monotonic()
+            with pytest.raises(LayerUnavailable):
+                await layer.group_send("family", {"type": "stream.event"})
+            assert time.monotonic() - began < 0.1
+            second = await layer.new_channel()
+            began = time.monotonic()
+            await layer.group_add("family", second)  # kept for later, not raised
+            assert time.monotonic() - began < 2
+            assert not layer.subscribed(second)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        await asyncio.sleep(1.2)  # past the next probe
+        await layer.group_send("family", {"type": "stream.event"})
+        assert not layer_outage().down
+        await layer.close_pools()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        resilience._outages.clear()
+        server.terminate()
+        server.wait(timeout=10)
