@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# daphne's listen backlog (Twisted's default, 50, drops connections when ~200 clients connect at once).
+# An IPv6 HOST needs its colons escaped for the endpoint string: HOST='\:\:1'.
+BACKLOG ?= 1024
 
 .PHONY: run test install install-dev lint typecheck pytest migrate demo clean
 
@@ -33,7 +36,7 @@ run: demo
 	@echo "Serving the portal on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
 	$(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/daphne -b $(HOST) -p $(PORT) portal.asgi:application
+	$(BIN)/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG) portal.asgi:application
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -6,9 +6,9 @@ Client → server: ``{"type": "ping"}``; ``{"type": "resume", "after": <last eve
 Server → client: ``{"type": "event", "event": {...}}`` for each event (``event.id`` orders and
 deduplicates), ``{"type": "resumed", "last_id": n}`` when a replay is done, ``heartbeat``, ``pong``.
 Every third heartbeat the socket also catches up from the database (events the channel layer dropped
-are delivered late, never lost). Each event is re-checked against the access policy before it is
-forwarded, so a guardian whose link was revoked receives nothing more (and ``access.revoked`` closes
-the socket with 4409).
+are delivered late, never lost), and every heartbeat while the channel layer is unavailable. Each
+event is re-checked against the access policy before it is forwarded, so a guardian whose link was
+revoked receives nothing more (and ``access.revoked`` closes the socket with 4409).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def _latest_event_id(user: Any) -> int:
 
 class StreamConsumer(EventsConsumer):
     replaying = False
+    was_unsubscribed = False
 
     async def connect(self) -> None:
         self.pending: list[dict[str, Any]] = []
@@ -137,5 +138,10 @@ class StreamConsumer(EventsConsumer):
         # Cache only (no database): off the single database thread that every socket shares.
         await sync_to_async(presence.touch, thread_sensitive=False)(user.pk)
         self.beats += 1
-        if self.beats % CATCH_UP_EVERY == 0 and not self.replaying:
+        # Unsubscribed (the channel layer is down), every beat catches up; so does the first beat
+        # after it is back, for events written before the groups were joined again.
+        subscribed = self.subscribed()
+        due = self.beats % CATCH_UP_EVERY == 0 or not subscribed or self.was_unsubscribed
+        self.was_unsubscribed = not subscribed
+        if due and not self.replaying:
             await self._catch_up()

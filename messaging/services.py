@@ -26,7 +26,7 @@ from messaging.models import (
     ThreadAssignment,
     ThreadRead,
 )
-from portal import audit, ratelimit
+from portal import audit, idempotency, ratelimit
 from portal.access import Capability, ChildAccess, current_membership_q
 from portal.errors import Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, User
@@ -103,6 +103,10 @@ def _is_care_team(user_id: Any, access: ChildAccess, moment: datetime) -> bool:
 
 
 # -- sending ------------------------------------------------------------------------------------
+
+
+# A client_id is unique per author across threads: one idempotency scope for new threads and messages.
+MESSAGE_SCOPE = "message.send"
 
 
 def _existing(actor: User, client_id: uuid.UUID) -> Message | None:
@@ -314,16 +318,19 @@ def thread_create(
     _require(access, Capability.MESSAGE)
     if confidential and not access.is_clinician:
         raise Invalid("Only the care team can open a confidential conversation.", code="confidential_not_allowed")
-    earlier = _replay(actor, client_id, None, body)
-    if earlier is not None:
-        if earlier.thread.child_id != access.child.pk:
-            raise Conflict("This client_id was used for a different message.", code="client_id_reused")
-        return earlier.thread, False
-    ratelimit.enforce("message_send", [str(actor.pk)], send_rate())
-    moment = timezone.now()
-    priority = Priority.ROUTINE
-    route = routing.route(child=access.child, topic=topic, priority=priority, moment=moment)
     with transaction.atomic():
+        # Concurrent retries wait here for the first; then they find its message and replay it,
+        # before the rate limit (a retry is not another message).
+        idempotency.lock_key(user=actor, scope=MESSAGE_SCOPE, key=str(client_id))
+        earlier = _replay(actor, client_id, None, body)
+        if earlier is not None:
+            if earlier.thread.child_id != access.child.pk:
+                raise Conflict("This client_id was used for a different message.", code="client_id_reused")
+            return earlier.thread, False
+        ratelimit.enforce("message_send", [str(actor.pk)], send_rate())
+        moment = timezone.now()
+        priority = Priority.ROUTINE
+        route = routing.route(child=access.child, topic=topic, priority=priority, moment=moment)
         thread = Thread.objects.create(
             child=access.child,
             subject=subject,
@@ -368,6 +375,7 @@ def message_send(
     """Add a message to a thread (a guardian's reopens a closed one). Idempotent by ``client_id``."""
     _require(access, Capability.MESSAGE)
     with transaction.atomic():
+        idempotency.lock_key(user=actor, scope=MESSAGE_SCOPE, key=str(client_id))
         thread = thread_for(access, thread_id, lock=True)
         earlier = _replay(actor, client_id, thread, body)
         if earlier is not None:

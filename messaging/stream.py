@@ -32,6 +32,7 @@ from portal.access import (
     live_link_q,
     resolve_access,
 )
+from portal.channel_layer import layer_outage
 from portal.models import CareTeamMembership, Child, GuardianLink, User
 from portal.realtime import user_group
 
@@ -104,8 +105,10 @@ def _push(rows: list[UserEvent]) -> None:
 
     try:
         async_to_sync(send_all)()  # one hop to the event loop for the whole batch
-    except Exception:  # the layer is down: the sockets catch up from the database
-        logger.warning("channel layer unavailable; %s event(s) stay in the stream for replay", len(messages))
+    except Exception as error:  # the layer is down: the sockets catch up from the database
+        # Logged once per outage (portal.resilience), not once per request.
+        layer_outage().failed(error)
+        logger.debug("channel layer unavailable; %s event(s) stay in the stream for replay", len(messages))
 
 
 def emit(

@@ -12,7 +12,8 @@ from care.api import router as care_router
 from messaging.api import router as messaging_router
 from portal.api import router as portal_router
 from portal.auth import PORTAL_AUTH
-from portal.errors import ApiError
+from portal.errors import ApiError, Overloaded
+from portal.overload import is_overload, note_overload
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,10 @@ def _error(request: HttpRequest, status: int, code: str, message: str, **extra: 
 
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return api.create_response(request, exc.payload(), status=exc.status)
+    response = api.create_response(request, exc.payload(), status=exc.status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 @api.exception_handler(ValidationError)
@@ -78,6 +82,9 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if is_overload(exc):
+        note_overload()
+        return _api_error(request, Overloaded())
     # The exception type only: messages can carry data.
     logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path)
     return _error(request, 500, "internal_error", "Something went wrong on our side. Please try again.")

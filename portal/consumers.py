@@ -87,6 +87,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=refusal)
             return
         self.group = user_group(self.user.pk)
+        # With the degradable Redis layer this does not fail while Redis is down: the socket opens
+        # anyway and catches up from the database (``subscribed`` says which mode it is in).
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         self.heartbeat_task = asyncio.create_task(self._heartbeat())
@@ -116,6 +118,11 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
                 return
             await self.on_heartbeat(user)
             await self.send_json({"type": "heartbeat"})
+
+    def subscribed(self) -> bool:
+        """Whether live events reach this socket through the channel layer right now."""
+        check = getattr(self.channel_layer, "subscribed", None)
+        return bool(check(self.channel_name)) if check is not None else True
 
     async def on_heartbeat(self, user: Any) -> None:
         """A hook for subclasses: runs on every beat while the session is still valid."""

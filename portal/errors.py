@@ -12,6 +12,8 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
     message = "The request could not be processed."
+    # Response headers that go with the error (``Retry-After`` on 409 in_progress and 503 overloaded).
+    headers: dict[str, str] = {}
 
     def __init__(
         self,
@@ -68,3 +70,21 @@ class Invalid(ApiError):
     status = 422
     code = "invalid_input"
     message = "The request is not valid."
+
+
+class InProgress(ApiError):
+    """An earlier request with the same idempotency key is still running: retry after a moment."""
+
+    status = 409
+    code = "in_progress"
+    message = "An earlier request with the same key is still being processed. Retry in a moment."
+    headers = {"Retry-After": "1"}
+
+
+class Overloaded(ApiError):
+    """No database connection could be had in time."""
+
+    status = 503
+    code = "overloaded"
+    message = "The service is busy. Retry in a moment."
+    headers = {"Retry-After": "2"}

@@ -1,4 +1,16 @@
-"""``Idempotency-Key`` handling: a retry gets the first answer; the same key with another body is 422.
+"""Idempotency for every retried write: ``Idempotency-Key`` (refills) and ``client_id`` (threads,
+messages) go through one mechanism.
+
+1. ``lock_key`` serialises requests that carry the same key (per user and scope): on PostgreSQL a
+   transaction-scoped advisory lock on a hash of the key; on SQLite every write transaction already
+   runs alone (``BEGIN IMMEDIATE``). A duplicate waits for the first request's transaction to end, up
+   to ``PORTAL_IDEMPOTENCY_WAIT_SECONDS``, then answers ``409 in_progress`` with ``Retry-After``.
+2. Holding the lock, the service looks for the stored answer: an ``IdempotencyRecord`` (refills) or
+   the row the key names (a ``Message`` by author and ``client_id``). Found: replay it, before any rate
+   limit is counted. Not found: do the work, store the answer in the same transaction.
+
+A first request that fails rolls its claim back with its work, so a retry does the work again; a
+process killed mid-request releases the lock with its connection.
 
 Use inside the service's transaction::
 
@@ -17,12 +29,49 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connection, transaction
 
-from portal.errors import Invalid
+from portal.errors import InProgress, Invalid
 from portal.models import IdempotencyRecord, User
 
 MAX_KEY_LENGTH = 100
+# Advisory locks taken here use PostgreSQL's two-integer key space (the audit trail uses the
+# one-bigint space, which does not overlap); this first integer names idempotency keys.
+_LOCK_NAMESPACE = 0x1DE4
+# PostgreSQL's "lock_not_available": the lock_timeout ran out.
+_LOCK_TIMEOUT = "55P03"
+
+
+def wait_seconds() -> float:
+    return float(getattr(settings, "PORTAL_IDEMPOTENCY_WAIT_SECONDS", 10))
+
+
+def lock_key(*, user: User, scope: str, key: str) -> None:
+    """Wait until no other transaction holds ``key`` for this user and scope, then hold it until this
+    transaction ends. Raises ``InProgress`` after ``PORTAL_IDEMPOTENCY_WAIT_SECONDS``.
+
+    Precondition: inside ``transaction.atomic()``, before the stored answer is looked up.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("lock_key holds its lock until the transaction ends: call it inside atomic().")
+    if connection.vendor != "postgresql":
+        return  # SQLite: the write transaction (BEGIN IMMEDIATE) already excludes every other writer
+    digest = hashlib.sha256(f"{scope}\x00{user.pk}\x00{key}".encode()).digest()
+    slot = int.from_bytes(digest[:4], "big", signed=True)
+    timeout_ms = max(1, int(wait_seconds() * 1000))
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:  # a savepoint: a timeout undoes only this
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            row = cursor.fetchone()
+            previous = str(row[0]) if row else "0"
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{timeout_ms}ms"])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, slot])
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == _LOCK_TIMEOUT:
+            raise InProgress() from None
+        raise
 
 
 def request_hash(payload: Any) -> str:
@@ -49,19 +98,22 @@ class Replay:
 
 
 def begin(*, user: User, scope: str, key: str, payload: Any) -> Replay:
-    """Claim ``key`` for this request, or find the earlier request that claimed it.
+    """Claim ``key`` for this request, or find the earlier request's stored answer (``done``).
 
     Precondition: called inside ``transaction.atomic()``; the claim commits or rolls back with the work.
     """
     if not key or len(key) > MAX_KEY_LENGTH:
         raise Invalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.", code="invalid_idempotency_key")
     digest = request_hash(payload)
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(user=user, scope=scope, key=key, request_hash=digest)
+    lock_key(user=user, scope=scope, key=key)
+    record = IdempotencyRecord.objects.filter(user=user, scope=scope, key=key).first()
+    if record is None:
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(user=user, scope=scope, key=key, request_hash=digest)
+        except IntegrityError:  # only without the lock's guarantee; the first is not finished yet
+            raise InProgress() from None
         return Replay(record=record, done=False)
-    except IntegrityError:
-        record = IdempotencyRecord.objects.get(user=user, scope=scope, key=key)
     if record.request_hash != digest:
         raise Invalid("This Idempotency-Key was used for a different request.", code="idempotency_key_reused")
     return Replay(record=record, done=True)

@@ -22,9 +22,9 @@ class ErrorOut(Schema):
 
 
 class HealthOut(Schema):
-    status: Literal["ok", "degraded"]
-    database: Literal["ok", "unavailable"]
-    channel_layer: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "down"]
+    components: dict[str, Literal["ok", "unavailable"]]
+    degraded: list[str] = Field(description="Components that are unavailable while the portal keeps answering.")
 
 
 class ChildRefOut(Schema):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -133,6 +134,29 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# --- Database connections: psycopg's pool, one per process (PostgreSQL) ----------------------------
+# Each process (daphne or the task worker) keeps between MIN and MAX connections open; a request that
+# cannot get one within TIMEOUT seconds is answered 503 "overloaded" with Retry-After (portal/overload.py).
+# Size MAX so that processes times MAX stays under PostgreSQL's max_connections. Pooled connections stay
+# open between requests and between the worker's tasks (persistent), so CONN_MAX_AGE must stay 0.
+# PORTAL_DB_POOL=0 turns the pool off (e.g. behind PgBouncer); DATABASE_CONN_MAX_AGE then applies.
+PORTAL_DB_POOL = env_bool("PORTAL_DB_POOL", True)
+PORTAL_DB_POOL_MIN_SIZE = env_int("PORTAL_DB_POOL_MIN_SIZE", 2)
+PORTAL_DB_POOL_MAX_SIZE = env_int("PORTAL_DB_POOL_MAX_SIZE", 20)
+PORTAL_DB_POOL_TIMEOUT = float(env("PORTAL_DB_POOL_TIMEOUT", "5") or 5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PORTAL_DB_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": PORTAL_DB_POOL_MIN_SIZE,
+            "max_size": PORTAL_DB_POOL_MAX_SIZE,
+            "timeout": PORTAL_DB_POOL_TIMEOUT,
+            # Connections idle this long are closed (down to min_size); none lives longer than max_lifetime.
+            "max_idle": 300,
+            "max_lifetime": 3600,
+        },
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several requests write at once under daphne; wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -141,23 +165,48 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "portal.User"
 
 REDIS_URL = env("REDIS_URL") or ""
+# --- Resilience: Redis is a cache and a channel layer, never the source of truth -----------------
+# When Redis fails, sessions resolve from the database, rate limits count per process, sockets stay
+# open and catch up from the database (portal/cache.py, portal/channel_layer.py). A dead Redis is
+# noticed within PORTAL_REDIS_TIMEOUT seconds and then skipped for PORTAL_CACHE_RETRY_SECONDS.
+PORTAL_REDIS_TIMEOUT = float(env("PORTAL_REDIS_TIMEOUT", "0.5") or 0.5)
+PORTAL_CACHE_RETRY_SECONDS = float(env("PORTAL_CACHE_RETRY_SECONDS", "5") or 5)
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_PREFIX", "portal") or "portal"},
+            "BACKEND": "portal.channel_layer.ResilientRedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": PORTAL_REDIS_TIMEOUT}],
+                "prefix": env("CHANNEL_PREFIX", "portal") or "portal",
+            },
         }
+    }
+    _redis_cache_options = {
+        "socket_connect_timeout": PORTAL_REDIS_TIMEOUT,
+        "socket_timeout": PORTAL_REDIS_TIMEOUT,
+        "RETRY_SECONDS": PORTAL_CACHE_RETRY_SECONDS,
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "portal.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_PREFIX", "portal") or "portal",
-        }
+            "OPTIONS": {**_redis_cache_options, "FALLBACK": "local"},
+        },
+        "sessions": {
+            "BACKEND": "portal.cache.ResilientRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_PREFIX", "portal") or "portal",
+            "OPTIONS": {**_redis_cache_options, "FALLBACK": "none"},
+        },
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "sessions": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "sessions"},
+    }
 
 AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
@@ -183,6 +232,9 @@ STATIC_ROOT = VAR_DIR / "static"
 # Sessions (browser cookies and app tokens alike) are read from the cache and written through to the
 # database: every API call looks its session up, and the cache is Redis when REDIS_URL is set.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Its own alias: while Redis is down session reads miss and go to the database (never to a
+# per-process copy, which could keep a session alive in one process after it ended in another).
+SESSION_CACHE_ALIAS = "sessions"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -22,3 +22,7 @@ urlpatterns = [
     path("admin/", admin_site.urls),
     path("metrics/", include("portal.metrics.urls")),
 ]
+
+# An uncaught exception outside the API's own handlers: 503 overloaded when no database connection
+# could be had in time, otherwise Django's 500 page.
+handler500 = "portal.overload.handler500"

@@ -21,6 +21,7 @@ PORTAL_SMS_BACKEND = "messaging.sms.LocmemSmsBackend"
 if REDIS_URL:
     # A prefix per run, so rate-limit counters never leak between runs sharing one Redis.
     CACHES["default"]["KEY_PREFIX"] = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    CACHES["sessions"]["KEY_PREFIX"] = CACHES["default"]["KEY_PREFIX"]
 
 # pytest's own handlers (and its --log-file, which ``make test`` checks for planted PHI) collect every
 # record; Django's dictConfig would replace them.

@@ -70,7 +70,7 @@ def test_inactive_account_sees_nothing(world: World) -> None:
 
 def test_rate_limits_are_shared_between_processes(needs_redis: None) -> None:
     """Two processes on one Redis count against the same limit (daphne behind a load balancer)."""
-    prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    prefix = str(settings.CACHES["default"]["KEY_PREFIX"])
     code = (
         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='portal.settings'; django.setup();"
         "from portal import ratelimit;"
