@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from pydantic import ConfigDict
 
 from portal import audit, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
+from portal.csvsafe import csv_stream
 from portal.errors import Invalid, NotFound
 from portal.models import User
 from portal.schemas import (
@@ -257,12 +256,4 @@ def _json_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 
 def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=selectors.EXPORT_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+    return csv_stream(selectors.EXPORT_COLUMNS, rows, extrasaction="ignore")
