@@ -288,6 +288,4 @@ def calendar(request: HttpRequest, token: str) -> HttpResponse:
     if body is None:
         audit.deny(actor=None, entity_type="CalendarFeed", entity_id=None, reason="unknown_feed_token")
         raise NotFound()
-    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
-    response["Cache-Control"] = "private, max-age=300"
-    return response
+    return HttpResponse(body, content_type="text/calendar; charset=utf-8")

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.middleware.NoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -326,3 +327,11 @@ PORTAL_METRICS_GO_LIVE = env("PORTAL_METRICS_GO_LIVE") or ""
 PORTAL_GROUP_POST_RATE = env("PORTAL_GROUP_POST_RATE", "5/m") or "5/m"
 PORTAL_GROUP_POST_HOURLY_RATE = env("PORTAL_GROUP_POST_HOURLY_RATE", "30/h") or "30/h"
 PORTAL_GROUP_READ_ALERT = env("PORTAL_GROUP_READ_ALERT", "500/10m") or "500/10m"
+
+# --- Response caching, refusal coalescing, audit roles (access hardening) ------------------------
+# Responses under these path prefixes may carry PHI or credentials: never stored by any cache.
+PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/")
+# Unauthenticated refusals: at most this many per address per window are answered normally (then
+# 429), and each (address, reason) writes one audit row per window, carrying the count.
+PORTAL_REFUSAL_WINDOW_SECONDS = env_int("PORTAL_REFUSAL_WINDOW_SECONDS", 300)
+PORTAL_REFUSAL_RATE = env("PORTAL_REFUSAL_RATE", "30/m") or "30/m"
