@@ -49,7 +49,7 @@ def _audit_csv(world: World) -> str:
     end = (timezone.now() + timedelta(days=1)).isoformat()
     response = world.client("admin").get("/api/v1/audit/export", {"start": start, "end": end, "format": "csv"})
     assert response.status_code == 200
-    return b"".join(response.streaming_content).decode()
+    return b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1+2", "@SUM(A1)", "\t=1", "\r=1", HYPERLINK, CALC])
