@@ -238,6 +238,7 @@ EXPORT_COLUMNS = (
     "reason",
     "client_address",
     "user_agent",
+    "count",
     "prev_hash",
     "hash",
 )

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
-from portal import audit
+from portal import audit, refusals
 from portal.api import actor
 from portal.csvsafe import csv_text
 from portal.errors import Invalid, NotFound
@@ -102,6 +102,7 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
 # Authenticated by its HMAC signature per source (no session): see tests/test_api_surface.py.
 @router.post("/metrics/calls", auth=None, response={201: WebhookOut}, summary="Phone system: push calls (HMAC)")
 def calls_webhook(request: HttpRequest) -> Status[dict[str, Any]]:
+    refusals.guard("CallWebhook")
     batch = services.calls_webhook_receive(
         source=str(request.headers.get("X-Metrics-Source", ""))[:40],
         timestamp=str(request.headers.get("X-Metrics-Timestamp", ""))[:20],
