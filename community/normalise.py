@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import icu
 
+# Invisible but not in category Cf: combining grapheme joiner, Hangul fillers, Mongolian selectors.
 _INVISIBLE_EXTRA = {0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, 0x180B, 0x180C, 0x180D, 0x180E, 0x180F}
 # A letter or digit standing alone ("D a n 1 e l": digits are lookalikes of letters too).
 _LETTER = r"[^\W_]"
