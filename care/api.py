@@ -31,7 +31,7 @@ from care.schemas import (
     RefillTransitionIn,
     TodayOut,
 )
-from portal import audit
+from portal import refusals
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import NotFound
@@ -284,10 +284,9 @@ def feed_revoke(request: HttpRequest) -> Status[None]:
     summary="The calendar feed itself (the secret token is the credential)",
 )
 def calendar(request: HttpRequest, token: str) -> HttpResponse:
+    refusals.guard("CalendarFeed")
     body = selectors.calendar_ics(token=token) if len(token) <= 100 else None
     if body is None:
-        audit.deny(actor=None, entity_type="CalendarFeed", entity_id=None, reason="unknown_feed_token")
+        refusals.refuse(entity_type="CalendarFeed", reason="unknown_feed_token")
         raise NotFound()
-    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
-    response["Cache-Control"] = "private, max-age=300"
-    return response
+    return HttpResponse(body, content_type="text/calendar; charset=utf-8")

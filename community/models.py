@@ -158,3 +158,35 @@ class ReadingFlag(models.Model):
 
     def __str__(self) -> str:
         return f"Reading flag {self.pk}"
+
+
+class NameKey(models.Model):
+    """A keyed blind index of the real names of every portal user and child, so a pseudonym that
+    spells one of them (in any lookalike form) is refused without decrypting everyone's name.
+
+    ``digest`` is an HMAC (the blind-index key) of ``community.normalise.name_key(name)``; ``part`` is
+    ``full`` (the whole name) or ``surname`` (the last word: "Dr Ortiz" impersonates Dr. Helen Ortiz).
+    Kept in step with User and Child saves (``community.names``).
+    """
+
+    class Owner(models.TextChoices):
+        USER = "user", "User"
+        CHILD = "child", "Child"
+
+    class Part(models.TextChoices):
+        FULL = "full", "Full name"
+        SURNAME = "surname", "Surname"
+
+    id = models.BigAutoField(primary_key=True)
+    owner_type = models.CharField(max_length=5, choices=Owner.choices)
+    owner_id = models.UUIDField()
+    part = models.CharField(max_length=7, choices=Part.choices)
+    digest = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner_type", "owner_id", "part"], name="community_namekey_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Name key of {self.owner_type} {self.owner_id} ({self.part})"

@@ -1,8 +1,9 @@
 """Checks a post before it is saved: nothing that identifies a family may reach the group.
 
 Refused: phone numbers, email addresses, numbers that look like medical record numbers, and the names
-of the poster's own children (for a clinician, of the children on their care teams). The reason names
-what to remove, never the matched text itself.
+of the poster's own children (for a clinician, of the children on their care teams), however they are
+spelled: with separators between digits, lookalike letters from other scripts, invisible characters
+or letters spaced out. The reason names what to remove, never the matched text itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from community import normalise
+
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # "MRN 123", "medical record number: A-12345", "record #12345"
 MRN_LABELLED = re.compile(
@@ -18,11 +21,14 @@ MRN_LABELLED = re.compile(
     r"(?:\s*(?:is|was|=|:|#|-))*\s*[A-Z0-9-]*\d",
     re.IGNORECASE,
 )
-# Dates and times are not phone numbers: 2026-05-17, 17/05/2026, 10:30.
-DATE_LIKE = re.compile(r"\b\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\b|\b\d{1,2}:\d{2}\b")
-# 7 to 15 digits, optionally with +, spaces, dots, dashes or brackets between them.
-PHONE = re.compile(r"(?<![\w])\+?\(?\d(?:[\s().-]{0,2}\d){6,14}(?![\w])")
-LONG_NUMBER = re.compile(r"\b\d{6,}\b")
+# Dates and times are not phone numbers: 2026-05-17, 17/05/2026, 17.5.26, 10:30; but a date-shaped
+# piece of a longer run of separated digits ("5-5-5-0-1-0-...") is not a date.
+DATE_LIKE = re.compile(
+    r"(?<!\d[-/.])\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2}))\b(?![-/.]\d)"
+    r"|\b\d{1,2}:\d{2}\b"
+)
+PHONE_DIGITS = range(7, 16)
+MRN_MIN_DIGITS = 6
 
 LABELS = {
     "phone_number": "a phone number",
@@ -43,33 +49,50 @@ class Finding:
 
 
 def _name_tokens(names: Iterable[str]) -> set[str]:
+    """Each name whole and each part of two or more letters, as name keys (see ``normalise``)."""
     tokens = set()
     for name in names:
         cleaned = name.strip()
         if not cleaned:
             continue
-        tokens.add(cleaned.casefold())
-        tokens.update(part.casefold() for part in re.split(r"[\s-]+", cleaned) if len(part) >= 2)
+        words = _words(cleaned)
+        tokens.add(" ".join(words))
+        tokens.add("".join(words))  # "A d a C o o k" joins into one word
+        tokens.update(word for word in _words(cleaned) if len(word) >= 2)
+    tokens.discard("")
     return tokens
 
 
+def _words(text: str) -> list[str]:
+    """The words of ``text`` as name keys: skeleton, case-folded, ``i``/``l``/``1`` folded."""
+    key_text = normalise.skeleton(normalise.join_spaced_letters(text)).replace("l", "i")
+    return re.findall(r"[^\W\d_]+(?:['-][^\W\d_]+)*", key_text)
+
+
 def check(text: str, *, child_names: Iterable[str] = ()) -> Finding | None:
-    """The identifiers ``text`` contains, or None when it may be posted."""
+    """The identifiers ``text`` contains, or None when it may be posted.
+
+    Every check reads a normalised form (``community.normalise``): NFKC without invisible characters,
+    lookalike letters mapped to their TR39 skeleton, separators between digits ignored, spaced-out
+    letters joined. The message names what to remove, never the matched text.
+    """
     codes: list[str] = []
-    if EMAIL.search(text):
+    addresses = normalise.address_view(text)
+    if EMAIL.search(addresses):
         codes.append("email_address")
-    without_emails = EMAIL.sub(" ", text)
-    if MRN_LABELLED.search(without_emails):
+    labelled = normalise.latin(normalise.join_spaced_letters(normalise.clean(EMAIL.sub(" ", addresses))))
+    if MRN_LABELLED.search(labelled):
         codes.append("medical_record_number")
-    without_dates = DATE_LIKE.sub(" ", MRN_LABELLED.sub(" ", without_emails))
-    if PHONE.search(without_dates):
+    numbers = DATE_LIKE.sub(" ; ", MRN_LABELLED.sub(" ; ", labelled))
+    runs = [len(run) for run in normalise.digit_runs(numbers)]
+    if any(length in PHONE_DIGITS for length in runs):
         codes.append("phone_number")
-    elif LONG_NUMBER.search(without_dates) and "medical_record_number" not in codes:
+    elif any(length >= MRN_MIN_DIGITS for length in runs) and "medical_record_number" not in codes:
         codes.append("medical_record_number")
-    words = {word.casefold() for word in re.findall(r"[^\W\d_]+(?:['-][^\W\d_]+)*", text)}
-    folded = text.casefold()
+    words = _words(text)
+    joined = " ".join(words)
     for token in _name_tokens(child_names):
-        if (" " in token and token in folded) or token in words:
+        if (" " in token and f" {token} " in f" {joined} ") or token in words:
             codes.append("child_name")
             break
     return Finding(tuple(codes)) if codes else None

@@ -12,8 +12,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from community import realtime, safety
-from community.models import LIVE_MEMBER_STATUSES, Group, Membership, Post, Reaction, Report
+from community import names, normalise, realtime, safety
+from community.models import LIVE_MEMBER_STATUSES, Group, Membership, NameKey, Post, Reaction, Report
 from portal import audit, ratelimit
 from portal.access import care_team_memberships, guardian_links, is_clinician, is_portal_manager
 from portal.errors import ApiError, Conflict, Forbidden, Invalid, NotFound
@@ -73,17 +73,35 @@ def group_create(
 
 
 def _check_pseudonym(user: User, pseudonym: str) -> str:
-    cleaned = " ".join(pseudonym.split())
+    """The pseudonym as stored (NFKC, invisible characters removed, spaces collapsed), or Invalid.
+
+    Refused, on the normalised skeleton (lookalike letters, spacing and case ignored): contact details;
+    the user's own name, address or children's names; the real name of any portal user or child (the
+    blind index in ``community.names``); a clinical title with a clinician's name or surname.
+    """
+    cleaned = " ".join(normalise.clean(pseudonym).split())
     if not PSEUDONYM.match(cleaned):
         raise Invalid(
             "A pseudonym has 3 to 40 letters, digits, spaces, dots, dashes or apostrophes.", code="invalid_pseudonym"
         )
     real = [user.display_name, user.email.split("@")[0], *own_children_names(user)]
-    if safety.check(cleaned, child_names=real) is not None:
+    if safety.check(cleaned, child_names=real) is not None or _spells_a_real_name(user, cleaned):
         raise Invalid(
             "Choose a pseudonym that contains no real names or contact details.", code="identifying_pseudonym"
         )
     return cleaned
+
+
+def _spells_a_real_name(user: User, pseudonym: str) -> bool:
+    titled, key, surname = normalise.title_and_name(pseudonym)
+    if names.owners_named(key):
+        return True  # someone's real name, with or without a title
+    if not titled:
+        return False
+    # "Dr Ortiz", "Nurse Lee": a title with a clinician's surname (or full name) impersonates them.
+    candidates = names.user_ids(names.owners_named(surname, part=NameKey.Part.SURNAME))
+    candidates += names.user_ids(names.owners_named(key, part=NameKey.Part.SURNAME))
+    return any(is_clinician(other) for other in User.objects.filter(pk__in=candidates))
 
 
 def group_join(*, actor: User, group: Group, membership: Membership | None, pseudonym: str) -> Membership:

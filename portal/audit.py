@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -56,6 +57,11 @@ def client_from_request(request: HttpRequest) -> ClientInfo:
     )
 
 
+def current_client() -> ClientInfo:
+    """The client (address, user agent) of the request being served."""
+    return _client.get()
+
+
 def set_client(info: ClientInfo) -> contextvars.Token[ClientInfo]:
     return _client.set(info)
 
@@ -90,6 +96,10 @@ class Entry:
     child_id: uuid.UUID | str | None = None
     outcome: str = Outcome.SUCCESS
     reason: str = ""
+    # Coalesced refusals (portal.refusals): how many, from which client, and when the last happened.
+    count: int = 1
+    client: ClientInfo | None = None
+    recorded_at: datetime | None = None
 
 
 def _user_id(user: Any) -> Any:
@@ -117,7 +127,7 @@ def record_many(
             seq += 1
             event = AuditEvent(
                 seq=seq,
-                recorded_at=now,
+                recorded_at=item.recorded_at or now,
                 actor_id=actor_id,
                 on_behalf_of_id=behalf_id,
                 action=item.action,
@@ -126,8 +136,9 @@ def record_many(
                 child_id=item.child_id or None,
                 outcome=item.outcome,
                 reason=item.reason,
-                client_address=info.address,
-                user_agent=info.user_agent,
+                client_address=(item.client or info).address,
+                user_agent=(item.client or info).user_agent,
+                count=item.count,
                 prev_hash=previous,
             )
             event.hash = chain_hash(previous, event.entry())

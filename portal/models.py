@@ -304,6 +304,10 @@ class AuditEvent(models.Model):
     reason = models.CharField(max_length=60, blank=True)
     client_address = models.CharField(max_length=45, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
+    # How many refusals this row stands for: unauthenticated refusals are coalesced per address,
+    # reason and window (portal.refusals). Part of the hashed entry only when it is not 1, so rows
+    # written before the column existed keep their hashes.
+    count = models.PositiveIntegerField(default=1, db_default=1)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -316,7 +320,7 @@ class AuditEvent(models.Model):
 
     def entry(self) -> dict[str, Any]:
         recorded: datetime = self.recorded_at
-        return {
+        entry = {
             "seq": self.seq,
             "id": str(self.id),
             "recorded_at": recorded.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -331,6 +335,9 @@ class AuditEvent(models.Model):
             "client_address": self.client_address,
             "user_agent": self.user_agent,
         }
+        if self.count != 1:
+            entry["count"] = self.count
+        return entry
 
 
 class IdempotencyRecord(models.Model):
@@ -355,3 +362,31 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Idempotency record {self.pk}"
+
+
+class RefusalTally(models.Model):
+    """Unauthenticated refusals from one address for one reason in one time window, counted here
+    and appended to the audit chain as a single row (with the count) once the window has closed.
+    Not part of the trail itself: ``portal.refusals.flush`` moves closed windows into it."""
+
+    id = models.BigAutoField(primary_key=True)
+    client_address = models.CharField(max_length=45, blank=True)
+    entity_type = models.CharField(max_length=60)
+    reason = models.CharField(max_length=60)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
+    entity_id = models.CharField(max_length=64, blank=True)  # the first refusal's (if any)
+    user_agent = models.CharField(max_length=200, blank=True)  # the first refusal's
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_address", "entity_type", "reason", "window_start"], name="unique_refusal_window"
+            )
+        ]
+        indexes = [models.Index(fields=["window_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.count} refusal(s) {self.reason} from {self.client_address}"

@@ -279,6 +279,7 @@ EXPORT_COLUMNS = (
     "reason",
     "client_address",
     "user_agent",
+    "count",
     "prev_hash",
     "hash",
 )

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.middleware.NoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -394,3 +395,10 @@ PORTAL_NEUTRAL_LOCATION = (
 )
 # The label a limited-scope guardian sees instead of the visit type ("Epilepsy follow-up").
 PORTAL_NEUTRAL_VISIT_LABEL = env("PORTAL_NEUTRAL_VISIT_LABEL", "Appointment") or "Appointment"
+# --- Response caching, refusal coalescing, audit roles (access hardening) ------------------------
+# Responses under these path prefixes may carry PHI or credentials: never stored by any cache.
+PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/")
+# Unauthenticated refusals: at most this many per address per window are answered normally (then
+# 429), and each (address, reason) writes one audit row per window, carrying the count.
+PORTAL_REFUSAL_WINDOW_SECONDS = env_int("PORTAL_REFUSAL_WINDOW_SECONDS", 300)
+PORTAL_REFUSAL_RATE = env("PORTAL_REFUSAL_RATE", "30/m") or "30/m"

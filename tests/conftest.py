@@ -171,3 +171,24 @@ def needs_postgres() -> None:
 def needs_redis() -> None:
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (runs in the PostgreSQL + Redis pass of .ci/run)")
+
+
+# --- Audit hardening: the test database is emptied between transactional tests -----------------
+# On PostgreSQL the audit table refuses TRUNCATE (portal/migrations/0005). Django empties the test
+# database with one TRUNCATE; the test run's superuser does it in replica mode, where triggers do not
+# fire (only a superuser may switch modes, which the portal's runtime role never is).
+def _flush_in_replica_mode() -> None:
+    try:
+        from django.db.backends.postgresql.operations import DatabaseOperations
+    except ImportError:  # pragma: no cover - psycopg not installed
+        return
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self: Any, style: Any, tables: Any, **kwargs: Any) -> list[str]:
+        statements: list[str] = original(self, style, tables, **kwargs)
+        return ["SET LOCAL session_replication_role = replica;", *statements] if statements else statements
+
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
+
+
+_flush_in_replica_mode()

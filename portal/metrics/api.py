@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, timedelta
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
-from portal import audit
+from portal import audit, refusals
 from portal.api import actor
+from portal.csvsafe import csv_text
 from portal.errors import Invalid, NotFound
 from portal.metrics import selectors, services
 from portal.metrics.schemas import ComparisonOut, ComparisonQuery, ReportOut, ReportQuery, ReportRowOut, WebhookOut
@@ -94,13 +93,8 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
     _known_parameters(request, ReportQuery)
     body = _report(query)
     services.export_record(actor=user, what="report", period=f"{query.period}:{body['start']}..{body['end']}")
-    buffer = io.StringIO()
-    columns = list(ReportRowOut.model_fields)
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    for row in body["rows"]:
-        writer.writerow({**row, "suppressed": " ".join(row["suppressed"])})
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    rows = ({**row, "suppressed": " ".join(row["suppressed"])} for row in body["rows"])
+    response = HttpResponse(csv_text(list(ReportRowOut.model_fields), rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="metrics-{query.period}-{body["start"]}-{body["end"]}.csv"'
     return response
 
@@ -108,6 +102,7 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
 # Authenticated by its HMAC signature per source (no session): see tests/test_api_surface.py.
 @router.post("/metrics/calls", auth=None, response={201: WebhookOut}, summary="Phone system: push calls (HMAC)")
 def calls_webhook(request: HttpRequest) -> Status[dict[str, Any]]:
+    refusals.guard("CallWebhook")
     batch = services.calls_webhook_receive(
         source=str(request.headers.get("X-Metrics-Source", ""))[:40],
         timestamp=str(request.headers.get("X-Metrics-Timestamp", ""))[:20],

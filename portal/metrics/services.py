@@ -42,7 +42,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from portal import audit
+from portal import audit, refusals
 from portal.access import current_membership_q, live_link_q
 from portal.errors import ApiError, Invalid
 from portal.metrics.models import (
@@ -421,7 +421,7 @@ class WebhookRefused(ApiError):
 
 
 def _refuse(source: str, reason: str, error: ApiError) -> ApiError:
-    audit.deny(actor=None, entity_type="CallWebhook", entity_id=source[:40] or None, reason=reason)
+    refusals.refuse(entity_type="CallWebhook", entity_id=source[:40] or None, reason=reason)
     return error
 
 

@@ -1,0 +1,93 @@
+"""PostgreSQL: the audit trail holds against the credentials the portal runs with. The table refuses
+TRUNCATE to everyone; the runtime role set up by ``audit_db_roles`` may only read and append, and, not
+owning the table, cannot disable or drop its triggers."""
+
+from __future__ import annotations
+
+import uuid
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+
+from portal import audit
+from portal.models import AuditEvent
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+
+def _refused(sql: str, params: list[Any] | None = None) -> str:
+    """Run ``sql`` in a savepoint and return the database's refusal (the test fails if it succeeds)."""
+    with pytest.raises(DatabaseError) as raised, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    return str(raised.value)
+
+
+def test_truncate_is_refused_even_for_the_owner(needs_postgres: None) -> None:
+    audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id="e1")
+    assert "append-only (TRUNCATE refused)" in _refused("TRUNCATE portal_auditevent")
+    assert AuditEvent.objects.count() == 1
+
+
+def test_runtime_role_may_only_read_and_append(needs_postgres: None) -> None:
+    run = uuid.uuid4().hex[:10]
+    owner, runtime = f"portal_owner_{run}", f"portal_app_{run}"
+    before = audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id="before")
+    out = StringIO()
+    try:
+        call_command("audit_db_roles", owner=owner, runtime=runtime, create=True, stdout=out)
+        assert f"{runtime} may only read and append portal_auditevent" in out.getvalue()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {runtime}")
+        try:
+            seq = before.seq
+            assert "permission denied" in _refused("UPDATE portal_auditevent SET reason = 'x' WHERE seq = %s", [seq])
+            assert "permission denied" in _refused("DELETE FROM portal_auditevent WHERE seq = %s", [seq])
+            assert "permission denied" in _refused("TRUNCATE portal_auditevent")
+            for trigger in ("portal_auditevent_append_only", "portal_auditevent_no_truncate"):
+                assert "must be owner" in _refused(f"ALTER TABLE portal_auditevent DISABLE TRIGGER {trigger}")
+                assert "must be owner" in _refused(f"DROP TRIGGER {trigger} ON portal_auditevent")
+            assert "must be owner" in _refused("ALTER TABLE portal_auditevent DISABLE TRIGGER ALL")
+            assert "must be owner" in _refused("DROP TABLE portal_auditevent")
+            assert "must be owner" in _refused("DROP FUNCTION portal_audit_append_only()")
+            assert "permission denied" in _refused("CREATE TABLE portal_sneaky (id int)")
+            # The application still appends, and reads its own tables.
+            after = audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id="after")
+            assert after.prev_hash == before.hash
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_user")
+                assert cursor.fetchone() == (runtime,)
+                cursor.execute("SELECT count(*) FROM portal_child")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET ROLE")
+        assert [item.problem for item in audit.verify()] == []
+        # The triggers hold against the owner too: it may not edit rows or truncate.
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {owner}")
+        try:
+            assert "append-only" in _refused("UPDATE portal_auditevent SET reason = 'x'")
+            assert "append-only" in _refused("TRUNCATE portal_auditevent")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET ROLE")
+    finally:
+        with connection.cursor() as cursor:
+            for role in (runtime, owner):
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+                if cursor.fetchone():
+                    cursor.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+                    cursor.execute(f"DROP OWNED BY {role}")
+                    cursor.execute(f"DROP ROLE {role}")
+
+
+def test_the_command_refuses_bad_names_and_unknown_roles(needs_postgres: None) -> None:
+    with pytest.raises(CommandError, match="plain lower-case"):
+        call_command("audit_db_roles", owner="Robert'); DROP", runtime="app", stdout=StringIO())
+    with pytest.raises(CommandError, match="must differ"):
+        call_command("audit_db_roles", owner="same", runtime="same", stdout=StringIO())
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("audit_db_roles", owner="portal_nobody_x", runtime="portal_nobody_y", stdout=StringIO())
