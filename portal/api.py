@@ -71,16 +71,27 @@ def _channel_layer_ok() -> bool:
         return False
 
 
+def _worker_state() -> str:
+    from messaging.worker import worker_health
+
+    try:
+        return worker_health()
+    except Exception:
+        return "unknown"
+
+
 @router.get(
     "/health", auth=None, response={200: HealthOut, 503: HealthOut}, summary="Database and channel layer status"
 )
 def health(request: HttpRequest) -> Status[dict[str, str]]:
     database = _database_ok()
     layer = _channel_layer_ok()
+    worker = _worker_state() if database else "unknown"
     body = {
-        "status": "ok" if database and layer else "degraded",
+        "status": "ok" if database and layer and worker in ("ok", "inline") else "degraded",
         "database": "ok" if database else "unavailable",
         "channel_layer": "ok" if layer else "unavailable",
+        "worker": worker,
     }
     return Status(200 if database else 503, body)
 

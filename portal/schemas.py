@@ -25,6 +25,8 @@ class HealthOut(Schema):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
     channel_layer: Literal["ok", "unavailable"]
+    # The background worker (urgent pages' retries, escalations): see messaging.worker.
+    worker: Literal["ok", "down", "lagging", "inline", "unknown"]
 
 
 class ChildRefOut(Schema):

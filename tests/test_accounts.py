@@ -213,7 +213,7 @@ def test_revoked_guardian_sees_nothing(world: World) -> None:
 def test_health_is_public_and_reports_components(db: Any) -> None:
     response = Client().get("/api/v1/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok", "worker": "inline"}
 
 
 def test_openapi_docs_are_served(db: Any) -> None:

@@ -1,12 +1,13 @@
-"""Business-hours arithmetic for reply-by times and after-hours replies."""
+"""Business hours (care.scheduling owns them): reply-by arithmetic, the hospital's time zone, a
+department's own hours."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from messaging import hours
-from messaging.conf import BusinessHours, business_hours
+from care import scheduling as hours
+from care.scheduling import BusinessHours, hospital_hours
 
 NY = ZoneInfo("America/New_York")
 CLINIC = BusinessHours(
@@ -51,6 +52,6 @@ def test_settings_configure_business_hours(settings) -> None:
         "opens": "09:00",
         "closes": "10:00",
     }
-    configured = business_hours()
+    configured = hospital_hours()
     assert configured.time_zone == "Europe/Madrid" and configured.weekdays == frozenset({0})
     assert hours.is_open(datetime(2027, 6, 14, 7, 30, tzinfo=UTC))  # Monday 09:30 in Madrid
