@@ -149,16 +149,11 @@ def alert_acknowledge(*, actor: User, access: ChildAccess, alert_id: uuid.UUID) 
     if not access.can(Capability.TREAT):
         raise NotFound("No such child.")
     moment = timezone.now()
+    if not UrgentAlert.objects.filter(pk=alert_id, thread__child=access.child).exists():
+        audit.deny(actor=actor, entity_type=ALERT, entity_id=str(alert_id), reason="no_alert")
+        raise NotFound("No such alert.")
     with transaction.atomic():
-        alert = (
-            UrgentAlert.objects.select_for_update()
-            .select_related("thread")
-            .filter(pk=alert_id, thread__child=access.child)
-            .first()
-        )
-        if alert is None:
-            audit.deny(actor=actor, entity_type=ALERT, entity_id=str(alert_id), reason="no_alert")
-            raise NotFound("No such alert.")
+        alert = UrgentAlert.objects.select_for_update().select_related("thread").get(pk=alert_id)
         if alert.status == UrgentAlert.Status.ACKNOWLEDGED:
             return alert
         thread = alert.thread
