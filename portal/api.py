@@ -31,6 +31,7 @@ from portal.schemas import (
     InvitationIn,
     InvitationOut,
     LinkUpdateIn,
+    MeIn,
     MeOut,
     RedeemIn,
 )
@@ -98,6 +99,12 @@ def health(request: HttpRequest) -> Status[dict[str, str]]:
 
 @router.get("/me", response=MeOut, summary="Who am I: children as guardian and as clinician, permissions")
 def me(request: HttpRequest) -> dict[str, Any]:
+    return selectors.me_summary(user=actor(request))
+
+
+@router.patch("/me", response=MeOut, summary="Change my language (notifications and automatic replies)")
+def me_update(request: HttpRequest, payload: MeIn) -> dict[str, Any]:
+    services.user_language_set(actor=actor(request), language=payload.language)
     return selectors.me_summary(user=actor(request))
 
 

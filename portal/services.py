@@ -352,3 +352,14 @@ def links_expire(*, now: datetime | None = None) -> int:
         for guardian_id in {guardian for _, _, guardian in rows if guardian}:
             realtime.access_revoked(user_id=guardian_id)
     return len(rows)
+
+
+def user_language_set(*, actor: User, language: str) -> User:
+    """Set the language of the user's notifications and automatic replies (audited; no PHI)."""
+    with transaction.atomic():
+        actor.preferred_language = language
+        actor.save(update_fields=["preferred_language"])
+        audit.record(
+            actor=actor, action=audit.Action.UPDATE, entity_type="Person", entity_id=actor.pk, reason="language"
+        )
+    return actor
