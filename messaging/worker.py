@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import close_old_connections
 from django.db.models import Min
@@ -101,13 +101,16 @@ class PortalWorker(Worker):
         self.next_sweep = 0.0
 
     def beat(self) -> None:
+        now = timezone.now()
+        # Rows of workers gone for a day are history, not health.
+        WorkerHeartbeat.objects.filter(beat_at__lt=now - timedelta(days=1)).delete()
         WorkerHeartbeat.objects.update_or_create(
             worker_id=self.worker_id,
             defaults={
                 "hostname": socket.gethostname()[:120],
                 "pid": os.getpid(),
                 "started_at": self.started_at,
-                "beat_at": timezone.now(),
+                "beat_at": now,
                 "tasks_run": self._run_tasks,
             },
         )
