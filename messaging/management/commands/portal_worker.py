@@ -1,6 +1,5 @@
 from typing import Any
 
-from django.core.management.base import CommandParser
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
 from messaging.worker import PortalWorker
@@ -11,9 +10,6 @@ class Command(DbWorkerCommand):
         "Run the background worker: queued tasks (notifications with retries), a heartbeat for /health, "
         "and the periodic sweeps (urgent-alert escalation, overdue threads, notification retries)."
     )
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        super().add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.configure_logging(options["verbosity"])
