@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import close_old_connections
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.db.utils import OperationalError
 from django.utils import timezone
 from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction
 
 from messaging.conf import queue_lag_seconds, worker_heartbeat_seconds, worker_stale_seconds, worker_sweep_seconds
@@ -47,19 +47,33 @@ class QueueState:
     workers: list[WorkerHeartbeat]
 
 
+def _ready_now(moment: datetime) -> Q:
+    # A task queued without run_after carries django-tasks' far-future sentinel: it is ready at once.
+    return Q(status=TaskResultStatus.READY) & (Q(run_after=get_date_max()) | Q(run_after__lte=moment))
+
+
+def _lag_seconds(moment: datetime) -> float:
+    """How long the oldest ready task has waited: since it was queued, or since its run_after passed."""
+    oldest = DBTaskResult.objects.filter(_ready_now(moment), backend_name=DEFAULT_TASK_BACKEND_ALIAS).aggregate(
+        queued=Min("enqueued_at", filter=Q(run_after=get_date_max())),
+        due=Min("run_after", filter=Q(run_after__lte=moment)),
+    )
+    waiting_since = min(filter(None, [oldest["queued"], oldest["due"]]), default=None)
+    return max((moment - waiting_since).total_seconds(), 0.0) if waiting_since else 0.0
+
+
 def queue_state(now: datetime | None = None) -> QueueState:
     moment = now or timezone.now()
     rows = DBTaskResult.objects.filter(backend_name=DEFAULT_TASK_BACKEND_ALIAS)
-    ready = rows.filter(status=TaskResultStatus.READY, run_after__lte=moment)
-    oldest = ready.aggregate(enqueued=Min("enqueued_at"), due=Min("run_after"))
-    waiting_since = max(filter(None, [oldest["enqueued"], oldest["due"]]), default=None)
     workers = list(WorkerHeartbeat.objects.order_by("-beat_at")[:20])
     return QueueState(
-        ready=ready.count(),
-        deferred=rows.filter(status=TaskResultStatus.READY, run_after__gt=moment).count(),
+        ready=rows.filter(_ready_now(moment)).count(),
+        deferred=rows.filter(status=TaskResultStatus.READY, run_after__gt=moment)
+        .exclude(run_after=get_date_max())
+        .count(),
         running=rows.filter(status=TaskResultStatus.RUNNING).count(),
         failed=rows.filter(status=TaskResultStatus.FAILED).count(),
-        lag_seconds=max((moment - waiting_since).total_seconds(), 0.0) if waiting_since else 0.0,
+        lag_seconds=_lag_seconds(moment),
         last_heartbeat=workers[0].beat_at if workers else None,
         workers=workers,
     )
@@ -73,7 +87,7 @@ def worker_health(now: datetime | None = None) -> str:
     last = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
     if last is None or (moment - last).total_seconds() > worker_stale_seconds():
         return "down"
-    if queue_state(moment).lag_seconds > queue_lag_seconds():
+    if _lag_seconds(moment) > queue_lag_seconds():
         return "lagging"
     return "ok"
 
