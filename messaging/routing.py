@@ -1,9 +1,8 @@
 """Which pool a new thread goes to and when the care team owes a reply. Hours and on-call duty belong
-to care (``care.scheduling``); this module asks it."""
+to care (``care.scheduling``); this module and ``messaging.alerts`` ask it."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,11 +51,3 @@ def route(*, child: Child, topic: str, priority: str, moment: datetime) -> Route
         return Route(rule.department, rule.reply_within_minutes, rule.business_hours_only)
     minutes, business_only = reply_within()[priority]
     return Route(_care_team_department(child, moment), minutes, business_only)
-
-
-def on_call(*, child: Child, pool: Department | None, moment: datetime) -> list[uuid.UUID]:
-    """Who to page for a red flag, in order (care's on-call rota); failing anyone on call, the pool's
-    leads (someone must always hear about a red flag)."""
-    return scheduling.on_call_rota(child_id=child.pk, department=pool, moment=moment) or scheduling.department_leads(
-        pool
-    )

@@ -140,7 +140,8 @@ def test_the_messenger_pages_from_cares_on_call_rota(world: World) -> None:
     from tests.conftest import make_user
 
     at = NOON_CHICAGO
-    assert routing.on_call(child=world.ada, pool=world.department, moment=at) == [world.clinician.pk]  # the lead
+    assert hours.on_call_rota(child_id=world.ada.pk, department=world.department, moment=at) == []
+    assert hours.department_leads(world.department) == [world.clinician.pk]  # who is paged instead
     colleague = make_user("colleague@example.org", "Dr. Colleague")
     DepartmentMembership.objects.create(department=world.department, clinician=colleague, role="doctor")
     ScheduleException.objects.create(
