@@ -31,10 +31,11 @@ migrate: install
 demo: migrate
 	$(BIN)/python manage.py load_demo
 
-# The background worker (notifications with retries, escalations) runs beside daphne and stops with it.
+# The background worker (notification retries, urgent-alert escalation, heartbeat) runs beside daphne
+# under a supervisor that restarts it whenever it dies, and stops with daphne.
 run: demo
 	@echo "Serving the portal on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
-	$(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
+	$(BIN)/python manage.py supervise_worker -- -v 0 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG) portal.asgi:application
 

@@ -73,6 +73,29 @@ class ScheduleException(models.Model):
         return f"{self.kind} {self.pk}"
 
 
+class DepartmentHours(models.Model):
+    """A department's own business hours, where it keeps hours other than the hospital's
+    (``PORTAL_BUSINESS_HOURS`` in ``PORTAL_HOSPITAL_TIME_ZONE``). Its holidays add to the hospital's."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    department = models.OneToOneField(Department, on_delete=models.CASCADE, related_name="business_hours")
+    # Empty: the hospital's time zone.
+    time_zone = models.CharField(max_length=64, blank=True, validators=[validate_time_zone])
+    weekdays = models.JSONField(default=list, help_text="Open weekdays, 0 = Monday.")
+    opens = models.TimeField()
+    closes = models.TimeField()
+    holidays = models.JSONField(default=list, blank=True, help_text="ISO dates closed all day (beside the hospital's).")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(closes__gt=models.F("opens")), name="department_closes_after_opens")
+        ]
+        verbose_name_plural = "department hours"
+
+    def __str__(self) -> str:
+        return f"Hours of {self.department_id}"
+
+
 class Appointment(models.Model):
     """FHIR Appointment: proposed → booked → arrived → fulfilled | cancelled | noshow."""
 

@@ -11,10 +11,11 @@ from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import ConfigDict
 
-from messaging import selectors, services, stream
+from messaging import alerts, selectors, services, stream
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
 from messaging.schemas import (
+    AlertOut,
     AssignIn,
     AttachmentOut,
     EventsOut,
@@ -112,6 +113,17 @@ def thread_assign(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUI
 def thread_close(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
     return selectors.thread_out(services.thread_close(actor=actor(request), access=access, thread_id=thread_id))
+
+
+@router.post(
+    "/children/{child_id}/alerts/{alert_id}/acknowledge",
+    response=AlertOut,
+    summary="Care team: acknowledge an urgent alert (stops its escalation)",
+)
+def alert_acknowledge(request: HttpRequest, child_id: uuid.UUID, alert_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    alert = alerts.alert_acknowledge(actor=actor(request), access=access, alert_id=alert_id)
+    return selectors.alert_view(alert)
 
 
 # -- attachments --------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ Read through these functions (not at import time) so tests can change settings w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import time
 from typing import Any
 
 from django.conf import settings
@@ -15,30 +13,8 @@ from django.conf import settings
 MB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class BusinessHours:
-    time_zone: str
-    weekdays: frozenset[int]  # 0 = Monday
-    opens: time
-    closes: time
-    holidays: frozenset[str]  # ISO dates on which the care team is closed all day
-
-
 def _get(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
-
-
-def business_hours() -> BusinessHours:
-    """``PORTAL_BUSINESS_HOURS``: {"weekdays": [0..4], "opens": "08:00", "closes": "17:00",
-    "holidays": ["2026-12-25"]}, in ``PORTAL_BUSINESS_TIME_ZONE``."""
-    raw: dict[str, Any] = _get("PORTAL_BUSINESS_HOURS", {})
-    return BusinessHours(
-        time_zone=str(raw.get("time_zone") or _get("PORTAL_BUSINESS_TIME_ZONE", settings.TIME_ZONE)),
-        weekdays=frozenset(int(day) for day in raw.get("weekdays", (0, 1, 2, 3, 4))),
-        opens=time.fromisoformat(str(raw.get("opens", "08:00"))),
-        closes=time.fromisoformat(str(raw.get("closes", "17:00"))),
-        holidays=frozenset(str(day) for day in raw.get("holidays", ())),
-    )
 
 
 def reply_within() -> dict[str, tuple[int, bool]]:
@@ -105,3 +81,26 @@ def send_rate() -> str:
 
 def upload_rate() -> str:
     return str(_get("PORTAL_ATTACHMENT_RATE", "20/m"))
+
+
+def alert_ack_minutes() -> int:
+    """Minutes an urgent alert waits for an acknowledgement before it escalates one level."""
+    return int(_get("PORTAL_ALERT_ACK_MINUTES", 10))
+
+
+def worker_heartbeat_seconds() -> float:
+    return float(_get("PORTAL_WORKER_HEARTBEAT_SECONDS", 5))
+
+
+def worker_stale_seconds() -> float:
+    """A worker whose last heartbeat is older than this counts as down."""
+    return float(_get("PORTAL_WORKER_STALE_SECONDS", 30))
+
+
+def queue_lag_seconds() -> float:
+    """The oldest ready task waiting longer than this makes /health say "degraded"."""
+    return float(_get("PORTAL_QUEUE_LAG_SECONDS", 120))
+
+
+def worker_sweep_seconds() -> float:
+    return float(_get("PORTAL_WORKER_SWEEP_SECONDS", 15))

@@ -49,13 +49,20 @@ class StreamConsumer(EventsConsumer):
         await super().connect()
         if getattr(self, "group", None) is None:
             return
-        await sync_to_async(presence.touch, thread_sensitive=False)(self.user.pk)
+        await sync_to_async(presence.touch, thread_sensitive=False)(self.user.pk, self.channel_name)
         query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
         after = query.get("after", [""])[0]
         if after.isdigit():
             await self._resume(int(after))
         else:
             self.cursor = await database_sync_to_async(_latest_event_id)(self.user)
+
+    async def disconnect(self, code: int) -> None:
+        user = getattr(self, "user", None)
+        if getattr(self, "group", None) is not None and user is not None:
+            # From now on what happens reaches no socket of this one: notify unless another is open.
+            await sync_to_async(presence.leave, thread_sensitive=False)(user.pk, self.channel_name)
+        await super().disconnect(code)
 
     async def _send_event(self, event: dict[str, Any]) -> None:
         if event["id"] in self.sent:
@@ -136,7 +143,7 @@ class StreamConsumer(EventsConsumer):
         """Keep the user's presence mark fresh (no email or SMS while connected) and catch up on events
         the channel layer may have dropped."""
         # Cache only (no database): off the single database thread that every socket shares.
-        await sync_to_async(presence.touch, thread_sensitive=False)(user.pk)
+        await sync_to_async(presence.touch, thread_sensitive=False)(user.pk, self.channel_name)
         self.beats += 1
         # Unsubscribed (the channel layer is down), every beat catches up; so does the first beat
         # after it is back, for events written before the groups were joined again.

@@ -268,3 +268,72 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"Notification {self.pk} ({self.channel}, {self.status})"
+
+
+class UrgentAlert(models.Model):
+    """A red-flag message paging the on-call clinician until someone of the care team acknowledges
+    it. Unacknowledged, it escalates: to the next on-call clinician, then to the department lead."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for acknowledgement"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+
+    class Level(models.IntegerChoices):
+        ON_CALL = 0, "On-call clinician"
+        NEXT_ON_CALL = 1, "Next on-call clinician"
+        LEAD = 2, "Department lead"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="alerts")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    level = models.PositiveSmallIntegerField(choices=Level.choices, default=Level.ON_CALL)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the next escalation is due (null once acknowledged or when no one is left to page).
+    escalate_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "escalate_at"])]
+
+    def __str__(self) -> str:
+        return f"Urgent alert {self.pk} ({self.status})"
+
+
+class AlertStep(models.Model):
+    """One step of an alert's history: who was paged at which level, and who acknowledged."""
+
+    class Kind(models.TextChoices):
+        PAGE = "page", "Paged"
+        ESCALATE = "escalate", "Escalated"
+        ACKNOWLEDGE = "acknowledge", "Acknowledged"
+        UNANSWERED = "unanswered", "No one left to page"
+
+    id = models.BigAutoField(primary_key=True)
+    alert = models.ForeignKey(UrgentAlert, on_delete=models.CASCADE, related_name="steps")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    level = models.PositiveSmallIntegerField(choices=UrgentAlert.Level.choices)
+    # The paged clinician (page/escalate) or the one who acknowledged.
+    user = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pk}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The background worker's sign of life, one row per worker, rewritten every few seconds."""
+
+    worker_id = models.CharField(max_length=64, primary_key=True)
+    hostname = models.CharField(max_length=120)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    tasks_run = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Worker {self.worker_id}"

@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from messaging import presence, sms
 from messaging.conf import notification_backoff_seconds, notification_max_attempts
@@ -26,24 +28,39 @@ from portal.models import User
 
 logger = logging.getLogger(__name__)
 
-TEXTS: dict[str, tuple[str, str]] = {
+# Marked for translation; rendered in the recipient's ``preferred_language`` when sent.
+TEXTS: dict[str, tuple[Promise, Promise]] = {
     "new_message": (
-        "New message from the care team",
-        "You have a new message from the care team. Sign in to the family care portal to read it.",
+        _("New message from the care team"),
+        _("You have a new message from the care team. Sign in to the family care portal to read it."),
     ),
     "family_message": (
-        "New message from a family",
-        "A family sent a new message in a conversation assigned to you. Sign in to the portal to read it.",
+        _("New message from a family"),
+        _("A family sent a new message in a conversation assigned to you. Sign in to the portal to read it."),
     ),
     "urgent_message": (
-        "URGENT: message flagged by triage",
-        "URGENT: a family message was flagged by triage and needs attention now. Sign in to the portal.",
+        _("URGENT: message flagged by triage"),
+        _("URGENT: a family message was flagged by triage and needs attention now. Sign in to the portal."),
+    ),
+    "urgent_escalation": (
+        _("URGENT: unacknowledged alert escalated to you"),
+        _(
+            "URGENT: an alert flagged by triage was not acknowledged in time and was escalated to you. "
+            "Sign in to the portal and acknowledge it."
+        ),
     ),
     "escalation": (
-        "Overdue conversation escalated to you",
-        "A conversation in your pool is past its reply-by time and was escalated to you. Sign in to the portal.",
+        _("Overdue conversation escalated to you"),
+        _("A conversation in your pool is past its reply-by time and was escalated to you. Sign in to the portal."),
     ),
 }
+
+
+def texts(kind: str, language: str) -> tuple[str, str]:
+    """The subject and body of a notification in ``language`` (English where it has no catalogue)."""
+    subject, body = TEXTS[kind]
+    with translation.override(language):
+        return str(subject), str(body)
 
 
 def preference(user: User) -> NotificationPreference:
@@ -87,8 +104,23 @@ def schedule(user_ids: Iterable[uuid.UUID], kind: str, *, urgent: bool = False) 
     Notification.objects.bulk_create(rows)
     ids = [str(row.pk) for row in rows]
     if ids:
-        transaction.on_commit(lambda: _enqueue_all(ids), robust=True)
+        transaction.on_commit(lambda: (_send_at_once if urgent else _enqueue_all)(ids), robust=True)
     return rows
+
+
+def _send_at_once(ids: list[str]) -> None:
+    """Urgent pages go out from this process right after commit: the task queue may be dead. A send
+    that fails is retried by the task ``deliver`` defers (and by the worker's ``send_due`` sweep);
+    a row this process could not even attempt goes to the queue."""
+    for notification_id in ids:
+        try:
+            deliver(notification_id)
+        except Exception:
+            logger.warning("urgent notification %s not attempted at once; queued", notification_id)
+            try:
+                _enqueue_all([notification_id])
+            except Exception:  # the sweep finds the pending row
+                logger.warning("urgent notification %s left for the sweep", notification_id)
 
 
 def _enqueue_all(ids: list[str]) -> None:
@@ -108,8 +140,8 @@ def _defer(notification_id: str, when: datetime) -> None:
 
 
 def _send(notification: Notification) -> None:
-    subject, body = TEXTS[notification.kind]
     user = notification.user
+    subject, body = texts(notification.kind, user.preferred_language)
     if notification.channel == Notification.Channel.EMAIL:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email], fail_silently=False)
     else:

@@ -1,14 +1,22 @@
-"""Whether a user has a socket open, kept in the default cache (Redis with REDIS_URL, so every daphne
-process sees every socket). Each socket refreshes the mark on connect and on every heartbeat; the mark
-expires a few heartbeats after the last socket goes."""
+"""Whether a user has a socket open on any daphne process, so notifications skip what reaches it.
+
+Each socket is an entry of its own with an expiry, refreshed on connect and on every heartbeat and
+removed when the socket closes; a user is connected while any entry is fresh. With ``REDIS_URL`` the
+entries are a Redis sorted set per user (socket id → expiry), shared by every daphne process (one
+round trip per touch or check, through the cache's own connection pool); without it, the local-memory
+cache of the one embedded process holds a small dict per user. A socket that dies without closing
+(a killed process) stops counting when its entry expires, a few heartbeats later.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from typing import Any
 
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 
 from messaging.conf import presence_seconds
 
@@ -19,22 +27,56 @@ def _key(user_id: uuid.UUID | str) -> str:
     return f"presence:{uuid.UUID(str(user_id)).hex}"
 
 
-def touch(user_id: uuid.UUID | str) -> None:
+def _redis() -> Any | None:
+    """The cache's Redis client, or None when the cache is not Redis."""
+    if isinstance(cache, RedisCache):
+        # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
+        return getattr(cache, "_cache").get_client(write=True)  # noqa: B009
+    return None
+
+
+def touch(user_id: uuid.UUID | str, socket_id: str = "") -> None:
+    """Mark this socket of the user as connected for the next ``presence_seconds``."""
+    expires = time.time() + presence_seconds()
     try:
-        cache.set(_key(user_id), time.time(), timeout=presence_seconds())
+        client = _redis()
+        if client is not None:
+            key = cache.make_key(_key(user_id))
+            pipe = client.pipeline()
+            pipe.zadd(key, {socket_id or "-": expires})
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.expire(key, int(presence_seconds()) + 1)
+            pipe.execute()
+            return
+        entries: dict[str, float] = cache.get(_key(user_id)) or {}
+        entries = {sid: until for sid, until in entries.items() if until > time.time()}
+        entries[socket_id or "-"] = expires
+        cache.set(_key(user_id), entries, timeout=presence_seconds())
     except Exception:  # the cache is down: users count as offline and get notified
+        logger.warning("presence cache unavailable")
+
+
+def leave(user_id: uuid.UUID | str, socket_id: str = "") -> None:
+    """This socket closed: the user stays connected only through their other sockets."""
+    try:
+        client = _redis()
+        if client is not None:
+            client.zrem(cache.make_key(_key(user_id)), socket_id or "-")
+            return
+        entries: dict[str, float] = cache.get(_key(user_id)) or {}
+        entries.pop(socket_id or "-", None)
+        cache.set(_key(user_id), entries, timeout=presence_seconds())
+    except Exception:
         logger.warning("presence cache unavailable")
 
 
 def is_connected(user_id: uuid.UUID | str) -> bool:
     try:
-        return cache.get(_key(user_id)) is not None
+        now = time.time()
+        client = _redis()
+        if client is not None:
+            return bool(client.zcount(cache.make_key(_key(user_id)), f"({now}", "+inf"))
+        entries: dict[str, float] = cache.get(_key(user_id)) or {}
+        return any(until > now for until in entries.values())
     except Exception:
         return False
-
-
-def clear(user_id: uuid.UUID | str) -> None:
-    try:
-        cache.delete(_key(user_id))
-    except Exception:
-        logger.warning("presence cache unavailable")

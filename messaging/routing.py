@@ -1,19 +1,18 @@
-"""Which pool a new thread goes to, when the care team owes a reply, and who is on call."""
+"""Which pool a new thread goes to and when the care team owes a reply. Hours and on-call duty belong
+to care (``care.scheduling``); this module and ``messaging.alerts`` ask it."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
 
-from care.models import ScheduleException
-from messaging import hours
+from care import scheduling
 from messaging.conf import reply_within
 from messaging.models import RoutingRule
 from portal.access import current_membership_q
-from portal.models import CareTeamMembership, Child, Department, DepartmentMembership
+from portal.models import CareTeamMembership, Child, Department
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,9 @@ class Route:
     business_hours_only: bool
 
     def reply_by(self, moment: datetime) -> datetime:
-        return hours.reply_by(moment, self.minutes, self.business_hours_only)
+        """Counted in the pool's business hours (its own where it keeps them, else the hospital's)."""
+        hours = scheduling.department_hours(self.pool) if self.business_hours_only else None
+        return scheduling.reply_by(moment, self.minutes, self.business_hours_only, hours)
 
 
 def _care_team_department(child: Child, moment: datetime) -> Department | None:
@@ -50,25 +51,3 @@ def route(*, child: Child, topic: str, priority: str, moment: datetime) -> Route
         return Route(rule.department, rule.reply_within_minutes, rule.business_hours_only)
     minutes, business_only = reply_within()[priority]
     return Route(_care_team_department(child, moment), minutes, business_only)
-
-
-def pool_leads(pool: Department | None) -> list[DepartmentMembership]:
-    if pool is None:
-        return []
-    return list(
-        DepartmentMembership.objects.filter(department=pool, is_lead=True, active=True, clinician__is_active=True)
-    )
-
-
-def on_call(*, child: Child, pool: Department | None, moment: datetime) -> set[uuid.UUID]:
-    """Clinicians on call now for the thread's pool or on the child's care team; failing that, the pool
-    leads (someone must always hear about a red flag)."""
-    care_team = CareTeamMembership.objects.filter(current_membership_q(moment), child=child).values("clinician_id")
-    members = DepartmentMembership.objects.filter(department=pool, active=True).values("clinician_id")
-    duty = ScheduleException.objects.filter(
-        kind=ScheduleException.Kind.ON_CALL, start__lte=moment, end__gt=moment, clinician__is_active=True
-    ).filter(Q(clinician_id__in=care_team) | Q(clinician_id__in=members) | Q(department=pool, department__isnull=False))
-    found: set[uuid.UUID] = set(duty.values_list("clinician_id", flat=True))
-    if not found:
-        found = {lead.clinician_id for lead in pool_leads(pool)}
-    return found

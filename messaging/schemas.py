@@ -75,8 +75,28 @@ class ThreadOut(Schema):
     unread: int
 
 
+class AlertStepOut(Schema):
+    kind: str
+    level: int
+    user_id: uuid.UUID | None
+    at: datetime
+
+
+class AlertOut(Schema):
+    id: uuid.UUID
+    thread_id: uuid.UUID
+    status: str
+    level: int = Field(description="0 on-call clinician, 1 next on-call clinician, 2 department lead.")
+    created_at: datetime
+    escalate_at: datetime | None
+    acknowledged_by: uuid.UUID | None
+    acknowledged_at: datetime | None
+    steps: list[AlertStepOut]
+
+
 class InboxThreadOut(ThreadOut):
     child_name: str
+    alert: AlertOut | None = Field(description="The thread's latest urgent alert, if any.")
 
 
 class ReceiptOut(Schema):
@@ -97,6 +117,7 @@ class ThreadDetailOut(ThreadOut):
     messages: list[MessageOut]
     read_receipts: list[ReceiptOut]
     assignment_history: list[AssignmentOut] | None = Field(description="Care team only.")
+    alerts: list[AlertOut] | None = Field(description="Urgent alerts with their steps; care team only.")
 
 
 class PoolStatsOut(Schema):

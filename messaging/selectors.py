@@ -12,7 +12,16 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from messaging.models import Attachment, Message, NotificationPreference, Thread, ThreadAssignment, ThreadRead
+from messaging.models import (
+    AlertStep,
+    Attachment,
+    Message,
+    NotificationPreference,
+    Thread,
+    ThreadAssignment,
+    ThreadRead,
+    UrgentAlert,
+)
 from messaging.services import BINARY, MESSAGE, thread_for
 from portal import audit
 from portal.access import ChildAccess, care_team_memberships, current_membership_q, hide_confidential
@@ -64,6 +73,41 @@ def _unread_by_thread(user: User, thread_ids: list[uuid.UUID]) -> dict[uuid.UUID
 
 
 # -- threads ------------------------------------------------------------------------------------
+
+
+def alerts_out(thread_ids: list[uuid.UUID], *, latest_only: bool = False) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Urgent alerts (newest first) with their steps, by thread: two queries however many threads."""
+    alerts = list(UrgentAlert.objects.filter(thread_id__in=thread_ids).order_by("thread_id", "-created_at"))
+    if latest_only:
+        newest: dict[uuid.UUID, UrgentAlert] = {}
+        for alert in alerts:
+            newest.setdefault(alert.thread_id, alert)
+        alerts = list(newest.values())
+    steps: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for step in AlertStep.objects.filter(alert__in=alerts).order_by("at", "id"):
+        steps.setdefault(step.alert_id, []).append(
+            {"kind": step.kind, "level": step.level, "user_id": step.user_id, "at": step.at}
+        )
+    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        out.setdefault(alert.thread_id, []).append(
+            {
+                "id": alert.pk,
+                "thread_id": alert.thread_id,
+                "status": alert.status,
+                "level": alert.level,
+                "created_at": alert.created_at,
+                "escalate_at": alert.escalate_at,
+                "acknowledged_by": alert.acknowledged_by_id,
+                "acknowledged_at": alert.acknowledged_at,
+                "steps": steps.get(alert.pk, []),
+            }
+        )
+    return out
+
+
+def alert_view(alert: UrgentAlert) -> dict[str, Any]:
+    return next(a for a in alerts_out([alert.thread_id])[alert.thread_id] if a["id"] == alert.pk)
 
 
 def thread_out(
@@ -156,7 +200,9 @@ def thread_detail(*, user: User, access: ChildAccess, thread_id: uuid.UUID) -> d
         for r in ThreadRead.objects.filter(thread=thread).select_related("user").order_by("read_at")
     ]
     history = None
+    alerts = None
     if access.is_clinician:
+        alerts = alerts_out([thread.pk]).get(thread.pk, [])
         history = [
             {
                 "kind": row.kind,
@@ -174,6 +220,7 @@ def thread_detail(*, user: User, access: ChildAccess, thread_id: uuid.UUID) -> d
         "messages": [message_out(m, attachments.get(m.pk, [])) for m in messages],
         "read_receipts": receipts,
         "assignment_history": history,
+        "alerts": alerts,
     }
 
 
@@ -242,7 +289,14 @@ def inbox(
     )
     unread = _unread_by_thread(user, [t.pk for t in threads])
     audit.reads(user, MESSAGE, sorted({t.child_id for t in threads}, key=str))
-    return [thread_out(t, unread=unread.get(t.pk, 0), include_child_name=True) for t in threads]
+    alerts = alerts_out([t.pk for t in threads], latest_only=True) if threads else {}
+    return [
+        {
+            **thread_out(t, unread=unread.get(t.pk, 0), include_child_name=True),
+            "alert": next(iter(alerts.get(t.pk, [])), None),
+        }
+        for t in threads
+    ]
 
 
 def timezone_nulls_last(field: str) -> Any:

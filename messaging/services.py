@@ -10,12 +10,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from messaging import files, hours, notify, routing, stream, triage
+from care import scheduling
+from messaging import alerts, files, notify, replies, routing, stream, triage
 from messaging.conf import emergency_number, max_attachments_per_message, send_rate, upload_rate
 from messaging.models import (
     Attachment,
@@ -157,10 +157,6 @@ def _automatic_reply(thread: Thread, reason: str, body: str, moment: datetime, c
     return message
 
 
-def _local_when(moment: datetime, tz_name: str) -> str:
-    return moment.astimezone(ZoneInfo(tz_name)).strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _triage_context(access: ChildAccess, moment: datetime) -> triage.TriageContext:
     """The child's age (on the child's local date at ``moment``) and coded conditions, for triage."""
     child = access.child
@@ -194,32 +190,34 @@ def _family_message(
         _automatic_reply(
             thread,
             Message.Reason.EMERGENCY,
-            triage.emergency_reply(hit.language, emergency_number(), categories=hit.categories),
+            # In the language of the guardian who wrote (their account's), and in the language the message
+            # was written in when that differs: an emergency reply must be read.
+            "\n\n".join(
+                triage.emergency_reply(language, emergency_number(), categories=hit.categories)
+                for language in dict.fromkeys([actor.preferred_language, hit.language])
+            ),
             moment,
             crowd,
         )
-        duty = routing.on_call(child=access.child, pool=thread.pool, moment=moment)
-        notify.schedule(duty, "urgent_message", urgent=True)
-        stream.emit(
-            users={uid for uid in duty if uid in crowd.care_team},
-            type="notification",
-            child_id=thread.child_id,
-            entity_type="thread",
-            entity_id=thread.pk,
-            confidential=thread.confidential,
-            data={"kind": "urgent_message", "thread_id": str(thread.pk)},
-        )
         _audit(actor, audit.Action.UPDATE, THREAD, thread.pk, access, reason="triage_red_flag")
-    elif not hours.is_open(moment):
-        already = Message.objects.filter(
-            thread=thread, automatic_reason=Message.Reason.AFTER_HOURS, created_at__gte=hours.last_close(moment)
-        ).exists()
-        if not already:
-            expected = thread.reply_by or hours.next_open(moment)
-            text = triage.after_hours_reply(
-                actor.preferred_language, emergency_number(), _local_when(expected, actor.time_zone)
-            )
-            _automatic_reply(thread, Message.Reason.AFTER_HOURS, text, moment, crowd)
+        alerts.alert_raise(thread=thread, message=message, moment=moment, crowd=crowd)
+    else:
+        business = scheduling.department_hours(thread.pool_id)
+        if not scheduling.is_open(moment, business):
+            already = Message.objects.filter(
+                thread=thread,
+                automatic_reason=Message.Reason.AFTER_HOURS,
+                created_at__gte=scheduling.last_close(moment, business),
+            ).exists()
+            if not already:
+                expected = thread.reply_by or scheduling.next_open(moment, business)
+                text = replies.after_hours(
+                    language=actor.preferred_language,
+                    number=emergency_number(),
+                    when=expected,
+                    time_zone=actor.time_zone,
+                )
+                _automatic_reply(thread, Message.Reason.AFTER_HOURS, text, moment, crowd)
     if thread.assignee_id and thread.assignee_id != actor.pk:
         notify.schedule([thread.assignee_id], "family_message")
 
@@ -491,7 +489,7 @@ def thread_escalate_overdue(*, now: datetime | None = None) -> list[Thread]:
             )
             if thread is None:
                 continue
-            leads = [lead.clinician_id for lead in routing.pool_leads(thread.pool)]
+            leads = scheduling.department_leads(thread.pool_id)
             thread.escalated_at = moment
             thread.escalated_to_id = leads[0] if leads else None
             thread.save(update_fields=["escalated_at", "escalated_to"])

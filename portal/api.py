@@ -32,6 +32,7 @@ from portal.schemas import (
     InvitationIn,
     InvitationOut,
     LinkUpdateIn,
+    MeIn,
     MeOut,
     PendingLinkOut,
     RedeemIn,
@@ -86,18 +87,36 @@ def _channel_layer_ok() -> bool:
         return False
 
 
+def _worker_state() -> str:
+    from messaging.worker import worker_health
+
+    try:
+        return worker_health()
+    except Exception:
+        return "unknown"
+
+
+def _up(check: Callable[[], bool]) -> Callable[[], str]:
+    return lambda: "ok" if check() else "unavailable"
+
+
 @dataclass(frozen=True)
 class HealthComponent:
-    check: Callable[[], bool]
+    # "ok" (or "inline": the worker's tasks run in the request) is healthy; any other state is not.
+    check: Callable[[], str]
     # Critical: without it the portal cannot answer (503 "down"); otherwise it runs "degraded".
     critical: bool = False
 
 
-# Adding a component is one line here.
+HEALTHY = frozenset({"ok", "inline"})
+
+# Adding a component is one line here. The worker's state is read from the database, so it is asked
+# only when the database answers.
 HEALTH_COMPONENTS: dict[str, HealthComponent] = {
-    "database": HealthComponent(_database_ok, critical=True),
-    "cache": HealthComponent(_cache_ok),
-    "channel_layer": HealthComponent(_channel_layer_ok),
+    "database": HealthComponent(_up(_database_ok), critical=True),
+    "cache": HealthComponent(_up(_cache_ok)),
+    "channel_layer": HealthComponent(_up(_channel_layer_ok)),
+    "worker": HealthComponent(_worker_state),
 }
 
 
@@ -108,12 +127,15 @@ HEALTH_COMPONENTS: dict[str, HealthComponent] = {
     summary="Status of each component: ok, degraded (which ones) or down",
 )
 def health(request: HttpRequest) -> Status[dict[str, Any]]:
-    results = {name: component.check() for name, component in HEALTH_COMPONENTS.items()}
-    failed = [name for name, ok in results.items() if not ok]
+    results: dict[str, str] = {}
+    for name, component in HEALTH_COMPONENTS.items():
+        needs_database = name == "worker" and results.get("database") != "ok"
+        results[name] = "unknown" if needs_database else component.check()
+    failed = [name for name, state in results.items() if state not in HEALTHY]
     down = any(HEALTH_COMPONENTS[name].critical for name in failed)
     body = {
         "status": "down" if down else "degraded" if failed else "ok",
-        "components": {name: "ok" if ok else "unavailable" for name, ok in results.items()},
+        "components": results,
         "degraded": [name for name in failed if not HEALTH_COMPONENTS[name].critical],
     }
     return Status(503 if down else 200, body)
@@ -121,6 +143,12 @@ def health(request: HttpRequest) -> Status[dict[str, Any]]:
 
 @router.get("/me", response=MeOut, summary="Who am I: children as guardian and as clinician, permissions")
 def me(request: HttpRequest) -> dict[str, Any]:
+    return selectors.me_summary(user=actor(request))
+
+
+@router.patch("/me", response=MeOut, summary="Change my language (notifications and automatic replies)")
+def me_update(request: HttpRequest, payload: MeIn) -> dict[str, Any]:
+    services.user_language_set(actor=actor(request), language=payload.language)
     return selectors.me_summary(user=actor(request))
 
 

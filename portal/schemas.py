@@ -23,7 +23,8 @@ class ErrorOut(Schema):
 
 class HealthOut(Schema):
     status: Literal["ok", "degraded", "down"]
-    components: dict[str, Literal["ok", "unavailable"]]
+    # database, cache, channel_layer: ok | unavailable; worker: ok | down | lagging | inline | unknown.
+    components: dict[str, str]
     degraded: list[str] = Field(description="Components that are unavailable while the portal keeps answering.")
 
 
@@ -41,6 +42,8 @@ class MeOut(Schema):
     display_name: str
     phone: str
     preferred_language: str
+    # The language of notifications and automatic replies (same value as preferred_language).
+    language: str
     time_zone: str
     mfa_enrolled: bool
     mfa_required: bool
@@ -69,6 +72,12 @@ class ChildOut(Schema):
     scope: str | None = Field(None, description="The guardian's effective scope: full or limited.")
     mrn: str | None = Field(None, description="Care team only.")
     conditions: list[str] | None = Field(None, description="Full-scope guardians and the care team only.")
+
+
+class MeIn(In):
+    """What a user changes about themselves: the language notifications and automatic replies use."""
+
+    language: Literal["en", "es"]
 
 
 class InvitationIn(In):

@@ -42,6 +42,7 @@ def me_summary(*, user: User) -> dict[str, Any]:
         "display_name": user.display_name,
         "phone": user.phone,
         "preferred_language": user.preferred_language,
+        "language": user.preferred_language,
         "time_zone": user.time_zone,
         "mfa_enrolled": has_mfa(user),
         "mfa_required": requires_mfa(user),

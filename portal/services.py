@@ -512,3 +512,14 @@ def link_suspend_for_approval(*, link_id: uuid.UUID) -> bool:
         if link.guardian_id:
             realtime.access_revoked(user_id=link.guardian_id)
     return True
+
+
+def user_language_set(*, actor: User, language: str) -> User:
+    """Set the language of the user's notifications and automatic replies (audited; no PHI)."""
+    with transaction.atomic():
+        actor.preferred_language = language
+        actor.save(update_fields=["preferred_language"])
+        audit.record(
+            actor=actor, action=audit.Action.UPDATE, entity_type="Person", entity_id=actor.pk, reason="language"
+        )
+    return actor

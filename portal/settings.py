@@ -15,6 +15,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -161,6 +162,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PORTAL_
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several requests write at once under daphne; wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # Urgent alerts: the task worker and daphne share the file. WAL lets readers go on while one
+    # writes, and the busy timeout above makes a writer wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "portal.User"
@@ -352,7 +356,6 @@ TASKS = {
         "BACKEND": env("PORTAL_TASK_BACKEND", "django_tasks_db.DatabaseBackend") or "django_tasks_db.DatabaseBackend"
     }
 }
-PORTAL_BUSINESS_TIME_ZONE = env("PORTAL_BUSINESS_TIME_ZONE", TIME_ZONE) or TIME_ZONE
 PORTAL_EMERGENCY_NUMBER = env("PORTAL_EMERGENCY_NUMBER", "911") or "911"
 PORTAL_SMS_BACKEND = env("PORTAL_SMS_BACKEND", "messaging.sms.ConsoleSmsBackend") or "messaging.sms.ConsoleSmsBackend"
 PORTAL_SMS_HTTP_URL = env("PORTAL_SMS_HTTP_URL", "") or ""
@@ -364,6 +367,27 @@ PORTAL_MESSAGE_RATE = env("PORTAL_MESSAGE_RATE", "30/m") or "30/m"
 # defaults). Per-category advice texts can be replaced with PORTAL_TRIAGE_REPLIES (see messaging/conf.py).
 PORTAL_POISON_CONTROL_NUMBER = env("PORTAL_POISON_CONTROL_NUMBER", "1-800-222-1222") or "1-800-222-1222"
 PORTAL_CRISIS_LINE_NUMBER = env("PORTAL_CRISIS_LINE_NUMBER", "988") or "988"
+# --- Hospital hours, urgent alerts and the worker's health (care.scheduling, messaging.alerts) ----
+# Business hours, holidays and reply-by times are counted in the hospital's time zone (required in
+# production; the demo hospital is in Dallas). PORTAL_BUSINESS_HOURS (a dict, see care.scheduling)
+# and a department's own DepartmentHours refine it.
+PORTAL_HOSPITAL_TIME_ZONE = env("PORTAL_HOSPITAL_TIME_ZONE") or ("" if PRODUCTION else "America/Chicago")
+if not PORTAL_HOSPITAL_TIME_ZONE:
+    raise ImproperlyConfigured("PORTAL_HOSPITAL_TIME_ZONE must be set when PORTAL_ENV=production.")
+try:
+    ZoneInfo(PORTAL_HOSPITAL_TIME_ZONE)
+except (ValueError, ZoneInfoNotFoundError) as exc:
+    raise ImproperlyConfigured(f"PORTAL_HOSPITAL_TIME_ZONE: unknown time zone {PORTAL_HOSPITAL_TIME_ZONE!r}.") from exc
+# Minutes an urgent alert waits for an acknowledgement before paging the next on-call clinician, and
+# again before paging the department lead.
+PORTAL_ALERT_ACK_MINUTES = env_int("PORTAL_ALERT_ACK_MINUTES", 10)
+# The worker writes a heartbeat this often; /health says "degraded" when the last one is older than
+# PORTAL_WORKER_STALE_SECONDS or the oldest ready task has waited longer than PORTAL_QUEUE_LAG_SECONDS.
+PORTAL_WORKER_HEARTBEAT_SECONDS = float(env("PORTAL_WORKER_HEARTBEAT_SECONDS", "5") or 5)
+PORTAL_WORKER_STALE_SECONDS = float(env("PORTAL_WORKER_STALE_SECONDS", "30") or 30)
+PORTAL_QUEUE_LAG_SECONDS = float(env("PORTAL_QUEUE_LAG_SECONDS", "120") or 120)
+# How often the worker sweeps for due escalations, overdue threads and notifications to retry.
+PORTAL_WORKER_SWEEP_SECONDS = float(env("PORTAL_WORKER_SWEEP_SECONDS", "15") or 15)
 
 # --- Call-deflection metrics (portal.metrics) ------------------------------------------------------
 # Webhook sources and their HMAC secrets: "source:secret,source2:secret2" (or a *_FILE).

@@ -297,6 +297,15 @@ def _message_thread(world: World) -> dict[str, str]:
     return {"thread": str(data.thread(world).pk)}
 
 
+def _urgent_alert(world: World) -> dict[str, str]:
+    from messaging.models import Message, UrgentAlert
+    from tests.messaging import data
+
+    thread = data.thread(world)
+    alert = UrgentAlert.objects.create(thread=thread, message=Message.objects.get(thread=thread, position=1))
+    return {"alert": str(alert.pk)}
+
+
 def _sent_attachment(world: World) -> dict[str, str]:
     from tests.messaging import data
 
@@ -364,6 +373,7 @@ register(
     )
 )
 register(Endpoint("POST", "/children/{child}/threads/{thread}/close", CARE_TEAM, params=_message_thread))
+register(Endpoint("POST", "/children/{child}/alerts/{alert}/acknowledge", CARE_TEAM, params=_urgent_alert))
 register(UploadEndpoint("POST", "/children/{child}/attachments", READERS))
 register(DownloadEndpoint("GET", "/children/{child}/attachments/{attachment}", READERS, params=_sent_attachment))
 

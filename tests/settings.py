@@ -15,12 +15,20 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PORTAL_WS_HEARTBEAT_SECONDS = 0.2
 # Background tasks run at once, inside the test (messaging notifications, escalation).
-TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+# A worker started by a test (tests/messaging/test_worker.py) uses the database queue instead.
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("PORTAL_TEST_TASK_BACKEND") or "django_tasks.backends.immediate.ImmediateBackend"
+    }
+}
 PORTAL_SMS_BACKEND = "messaging.sms.LocmemSmsBackend"
 
 if REDIS_URL:
     # A prefix per run, so rate-limit counters never leak between runs sharing one Redis.
-    CACHES["default"]["KEY_PREFIX"] = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # Processes a test starts together (two daphnes sharing presence) are given one prefix.
+    CACHES["default"]["KEY_PREFIX"] = (
+        os.environ.get("PORTAL_TEST_CACHE_PREFIX") or f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    )
     CACHES["sessions"]["KEY_PREFIX"] = CACHES["default"]["KEY_PREFIX"]
 
 # pytest's own handlers (and its --log-file, which ``make test`` checks for planted PHI) collect every

@@ -215,7 +215,7 @@ def test_health_is_public_and_reports_components(db: Any) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "components": {"database": "ok", "cache": "ok", "channel_layer": "ok"},
+        "components": {"database": "ok", "cache": "ok", "channel_layer": "ok", "worker": "inline"},
         "degraded": [],
     }
 

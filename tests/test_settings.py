@@ -30,6 +30,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "portal.hospital.example",
     "PORTAL_ENCRYPTION_KEYS": "prod1:" + "C" * 43 + "=",
     "PORTAL_BLIND_INDEX_KEY": "D" * 43 + "=",
+    "PORTAL_HOSPITAL_TIME_ZONE": "America/Chicago",
 }
 
 
@@ -44,6 +45,16 @@ def test_production_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
     result = _manage(["check"], env, tmp_path)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_requires_the_hospital_time_zone(tmp_path: Path) -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "PORTAL_HOSPITAL_TIME_ZONE"}
+    result = _manage(["check"], env, tmp_path)
+    assert result.returncode != 0
+    assert "PORTAL_HOSPITAL_TIME_ZONE" in result.stderr
+    result = _manage(["check"], {**PRODUCTION, "PORTAL_HOSPITAL_TIME_ZONE": "Mars/Olympus"}, tmp_path)
+    assert result.returncode != 0
+    assert "unknown time zone" in result.stderr
 
 
 def test_secret_key_file_variant(tmp_path: Path) -> None:
