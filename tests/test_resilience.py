@@ -120,7 +120,7 @@ def test_health_names_the_degraded_component(db: Any, dead_redis: str) -> None:
     assert answer.status_code == 200
     assert answer.json() == {
         "status": "degraded",
-        "components": {"database": "ok", "cache": "unavailable", "channel_layer": "ok"},
+        "components": {"database": "ok", "cache": "unavailable", "channel_layer": "ok", "worker": "inline"},
         "degraded": ["cache"],
     }
 
@@ -128,7 +128,7 @@ def test_health_names_the_degraded_component(db: Any, dead_redis: str) -> None:
 def test_health_is_down_without_the_database(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from portal import api
 
-    monkeypatch.setitem(api.HEALTH_COMPONENTS, "database", api.HealthComponent(lambda: False, critical=True))
+    monkeypatch.setitem(api.HEALTH_COMPONENTS, "database", api.HealthComponent(lambda: "unavailable", critical=True))
     answer = Client().get("/api/v1/health")
     assert answer.status_code == 503
     assert answer.json()["status"] == "down"
