@@ -14,6 +14,7 @@ outage is logged once (``portal.resilience``), not per request.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -82,9 +83,14 @@ class ResilientRedisCache(RedisCache):
         params["OPTIONS"] = options
         super().__init__(server, params)
         name = f"{server}|{self.key_prefix}"
-        # One record per alias and process (every thread's instance shares it); the name carries the
-        # key prefix, never the URL (which may hold a password).
-        self._outage: Outage = outage(f"Redis cache '{self.key_prefix}' ({mode} fallback)", retry_seconds)
+        # One record per alias, server and process (every thread's instance shares it); the log names
+        # the key prefix, never the URL (which may hold a password).
+        # The record is keyed by the server too (hashed: the URL may hold a password), so an instance
+        # pointed at another Redis never marks this one down.
+        where = hashlib.sha256(repr(server).encode()).hexdigest()
+        self._outage: Outage = outage(
+            f"Redis cache '{self.key_prefix}' ({mode} fallback)", retry_seconds, key=f"{where}|{self.key_prefix}|{mode}"
+        )
         with _stale_lock:
             self._stale = _stale.setdefault(name, _StaleKeys())
         self._fallback: BaseCache

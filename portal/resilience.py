@@ -65,10 +65,11 @@ _outages: dict[str, Outage] = {}
 _outages_lock = threading.Lock()
 
 
-def outage(name: str, retry_seconds: float) -> Outage:
-    """The process-wide outage record for ``name`` (shared by every thread and cache instance)."""
+def outage(name: str, retry_seconds: float, *, key: str | None = None) -> Outage:
+    """The process-wide outage record for ``key`` (default: ``name``), shared by every thread and
+    cache instance talking to the same dependency; ``name`` is what the log says."""
     with _outages_lock:
-        found = _outages.get(name)
+        found = _outages.get(key or name)
         if found is None:
-            found = _outages[name] = Outage(name, retry_seconds)
+            found = _outages[key or name] = Outage(name, retry_seconds)
         return found

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import time_machine
 from django.test import Client
 
 from community.models import Group, Membership, Post, ReadingFlag
@@ -221,7 +223,10 @@ def test_invite_only_group_through_an_invitation(groups: Groups) -> None:
 
 def test_posting_is_rate_limited(groups: Groups) -> None:
     client = groups.world.client("guardian")
-    statuses = [post(client, groups.url("/posts"), {"body": f"Update {i}"}).status_code for i in range(7)]
+    # One instant, so one fixed rate-limit window: a run that crossed a minute boundary would start a
+    # fresh count.
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        statuses = [post(client, groups.url("/posts"), {"body": f"Update {i}"}).status_code for i in range(7)]
     assert statuses[:5] == [201] * 5 and statuses[5:] == [429, 429]
 
 
