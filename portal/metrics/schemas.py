@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Field
@@ -92,8 +92,15 @@ class ComparisonOut(Schema):
     dispersion: float | None
     naive_before_after: float | None = Field(description="Enrolled families before vs after: includes the trend.")
     naive_enrolled_vs_not: float | None = Field(description="Enrolled vs not in the period: includes selection.")
-    hospital_before_after: float | None
+    match_rates: RatesOut = Field(description="Estimated share of each group's calls attributed to a patient.")
+    match_bias: float | None = Field(description="Log-scale bias the match rates put on the effect.")
+    match_bias_se: float | None
+    match_margin: float
+    match_flagged: bool = Field(description="Match rates differ beyond the margin (or cannot be checked): no effect.")
     suppressed: bool
+    estimate: dict[str, Any] | None = Field(
+        description="The staggered-adoption estimate (fitted nightly): att, event_study, pretrend, credible, balance."
+    )
 
 
 class WebhookOut(Schema):

@@ -11,8 +11,12 @@ import pytest
 from django.test import Client
 
 from portal import audit
-from portal.metrics import selectors, services
+from portal.metrics import derive, reports
+from portal.metrics.imports import calls_import
 from portal.metrics.models import CallRecord, DailyTopicRollup, MetricsPatient, SelfServiceEvent
+from portal.metrics.population import patients_sync
+from portal.metrics.refresh import metrics_refresh
+from portal.metrics.rollups import rollups_refresh
 from portal.models import AuditEvent
 from tests.conftest import PERSONAS, World
 from tests.matrix import phi_strings
@@ -27,7 +31,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 def _seeded_world(world: World) -> None:
     seed_and_roll(patients=1500, months=12, effect=0.5, seed=3)
     # Real children are part of the same population (synced, hashed, no PHI).
-    services.patients_sync()
+    patients_sync()
 
 
 def test_only_view_metrics_holders_reach_the_endpoints(world: World) -> None:
@@ -80,13 +84,13 @@ def test_small_cells_are_suppressed_in_exports(world: World) -> None:
             patient=patient,
             outcome="answered",
         )
-    services.rollups_refresh(days=[day])
+    rollups_refresh(days=[day])
     assert DailyTopicRollup.objects.get(day=day).calls == 3
     response = world.client("admin").get("/api/v1/metrics/export?period=day&start=2025-03-03&end=2025-03-03")
     lines = response.content.decode().splitlines()
     header, row = lines[0].split(","), dict(zip(lines[0].split(","), lines[1].split(","), strict=False))
     assert "calls" in header and row["calls"] == "" and "calls" in row["suppressed"]
-    rows = selectors.report(period="day", window=selectors.Window(day, day))
+    rows = reports.report(period="day", window=reports.Window(day, day))
     assert rows[0]["calls"] is None and rows[0]["patients"] is None
 
 
@@ -147,11 +151,11 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
     audit.record(actor=world.guardian, action="create", entity_type="Task", child_id=world.ada.pk)
     audit.reads(world.clinician, "MedicationRequest", [world.ada.pk])
     audit.reads(world.other_guardian, "Schedule", [world.ada.pk])  # not Ada's guardian
-    services.metrics_refresh()
+    metrics_refresh()
     events = list(SelfServiceEvent.objects.order_by("audit_seq").values_list("topic", "kind"))
     assert events == [("scheduling", "viewed_schedule"), ("refill", "requested_refill")]
     # Incremental: a second run reads only new rows and adds nothing twice.
-    assert services.metrics_refresh().audit_rows == 0
+    assert metrics_refresh().audit_rows == 0
     assert SelfServiceEvent.objects.count() == 2
     # The family calls about the refill two days later: a call-back, matched by the phone hash.
     now = datetime.now(tz=UTC)
@@ -159,8 +163,8 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
         "call_id,started_at,duration_seconds,direction,queue,reason,caller_phone,mrn,outcome\n"
         f"k1,{(now + timedelta(days=2)).isoformat()},60,inbound,pharmacy,refill,(555) 010-0001,,answered\n"
     )
-    services.calls_import(actor=None, source="avaya", data=data.encode())
-    services.metrics_refresh()
+    calls_import(actor=None, source="avaya", data=data.encode())
+    metrics_refresh()
     cell = DailyTopicRollup.objects.get(topic="refill", calls=1)
     assert cell.callbacks == 1 and cell.cohort == 1  # Ada's family is enrolled
     patient = MetricsPatient.objects.get(child_id=world.ada.pk)
@@ -174,10 +178,10 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
 
 @pytest.mark.parametrize("installed", [True, False])
 def test_message_response_times_only_when_messaging_exists(world: World, monkeypatch: Any, installed: bool) -> None:
-    monkeypatch.setattr(services, "messaging_available", lambda: installed)
+    monkeypatch.setattr(derive, "messaging_available", lambda: installed)
     audit.record(actor=world.guardian, action="create", entity_type="Communication", child_id=world.ada.pk)
     audit.record(actor=world.clinician, action="create", entity_type="Communication", child_id=world.ada.pk)
-    services.metrics_refresh()
+    metrics_refresh()
     from portal.metrics.models import DailyResponseRollup, MessageResponse
 
     assert MessageResponse.objects.count() == (1 if installed else 0)

@@ -1,4 +1,5 @@
-"""Reads of the metrics. Every report reads the rollup tables only, never raw calls or events.
+"""The period report (calls, rates, portal use per day, week or month). Every report reads the
+rollup tables only, never raw calls or events.
 
 Cells about fewer than ``PORTAL_METRICS_MIN_CELL`` patients are suppressed (their counts and rates
 become null and ``suppressed`` lists what was hidden). The number of distinct patients of a cell
@@ -8,28 +9,26 @@ suppression may hide more than needed but never less.
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db.models import Case, CharField, Count, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Count, Max, QuerySet, Sum
 
+from portal import audit
 from portal.errors import Invalid
+from portal.metrics.common import month_of
+from portal.metrics.config import metrics_settings
 from portal.metrics.models import (
     NEVER,
     Cohort,
-    CohortSize,
-    DailyCohortRollup,
     DailyPopulation,
     DailyResponseRollup,
     DailyTopicRollup,
     MonthlyGuardians,
 )
-from portal.metrics.services import ALL_DEPARTMENTS, metrics_settings, month_of
-from portal.metrics.stats import GroupPeriod, difference_in_differences, dispersion
+from portal.metrics.rollups import ALL_DEPARTMENTS
 
 Period = Literal["day", "week", "month"]
 GroupBy = Literal["none", "topic", "department"]
@@ -231,126 +230,6 @@ def report(
     return out
 
 
-def _month_days(window: Window) -> dict[date, int]:
-    days: dict[date, int] = defaultdict(int)
-    day = window.start
-    while day <= window.end:
-        days[month_of(day)] += 1
-        day += timedelta(days=1)
-    return days
-
-
-def default_comparison_window() -> Window | None:
-    last = DailyCohortRollup.objects.aggregate(last=Max("day"))["last"]
-    if last is None:
-        return None
-    return Window(last - timedelta(days=89), last)
-
-
-def comparison(*, baseline: Window, window: Window, topic: str | None = None) -> dict[str, Any]:
-    """Enrolled vs not-enrolled families, baseline vs comparison period: the difference in differences.
-
-    Treated: patients who enrolled after the baseline and in a month before the comparison period
-    starts (intention to treat: counted as enrolled even if they later left). Comparison: patients
-    not enrolled by the end of the comparison period. Calls with no known patient are left out.
-    """
-    if window.start <= baseline.end:
-        raise Invalid("The comparison period must start after the baseline ends.", code="invalid_period")
-    low = min_cell()
-    sizes = dict(CohortSize.objects.values_list("cohort_month", "patients"))
-    treated_months = {m for m in sizes if baseline.end < m < month_of(window.start)}
-    control_months = {m for m in sizes if m > window.end}
-
-    def group_of(month: date) -> str | None:
-        if month in treated_months:
-            return "treated"
-        if month in control_months:
-            return "control"
-        return None
-
-    patients = {
-        "treated": sum(sizes[m] for m in treated_months),
-        "control": sum(sizes[m] for m in control_months),
-        "all": sum(sizes.values()),
-    }
-    rows = DailyCohortRollup.objects.filter(
-        Q(day__range=(baseline.start, baseline.end)) | Q(day__range=(window.start, window.end))
-    )
-    if topic is not None:
-        rows = rows.filter(topic=topic)
-    labelled = rows.annotate(
-        period=Case(
-            When(day__range=(baseline.start, baseline.end), then=Value("base")),
-            default=Value("post"),
-            output_field=CharField(),
-        )
-    )
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    monthly: dict[tuple[str, str, date], int] = defaultdict(int)
-    for row in labelled.values("period", "month", "cohort_month").annotate(calls=Sum("calls")):
-        counts[("all", row["period"])] += row["calls"]
-        group = group_of(row["cohort_month"])
-        if group is not None:
-            counts[(group, row["period"])] += row["calls"]
-            monthly[(group, row["period"], row["month"])] += row["calls"]
-    days = {"base": baseline.days, "post": window.days}
-    month_days = {"base": _month_days(baseline), "post": _month_days(window)}
-    cells = {
-        key: (calls, patients[key[0]] * month_days[key[1]][key[2]])
-        for key, calls in monthly.items()
-        if patients[key[0]] and month_days[key[1]].get(key[2])
-    }
-
-    def gp(group: str, period: str) -> GroupPeriod:
-        return GroupPeriod(calls=counts[(group, period)], patients=patients[group], days=days[period])
-
-    def per_1000_per_30d(part: GroupPeriod) -> float | None:
-        return round(part.rate * 30_000, 3) if part.exposure and not math.isnan(part.rate) else None
-
-    enough = patients["treated"] >= low and patients["control"] >= low
-    result = (
-        difference_in_differences(
-            treated_base=gp("treated", "base"),
-            treated_post=gp("treated", "post"),
-            control_base=gp("control", "base"),
-            control_post=gp("control", "post"),
-            phi=dispersion(cells),
-        )
-        if enough
-        else None
-    )
-    everyone_base, everyone_post = gp("all", "base"), gp("all", "post")
-    hospital = (
-        round(1 - everyone_post.rate / everyone_base.rate, 4)
-        if everyone_base.calls and everyone_post.exposure and patients["all"] >= low
-        else None
-    )
-    return {
-        "baseline_start": baseline.start,
-        "baseline_end": baseline.end,
-        "period_start": window.start,
-        "period_end": window.end,
-        "topic": topic,
-        "treated_patients": patients["treated"] if patients["treated"] >= low else None,
-        "control_patients": patients["control"] if patients["control"] >= low else None,
-        "rates_per_1000_per_30_days": {
-            "treated_baseline": per_1000_per_30d(gp("treated", "base")) if enough else None,
-            "treated_period": per_1000_per_30d(gp("treated", "post")) if enough else None,
-            "control_baseline": per_1000_per_30d(gp("control", "base")) if enough else None,
-            "control_period": per_1000_per_30d(gp("control", "post")) if enough else None,
-        },
-        "effect": round(result.effect, 4) if result else None,
-        "ci_low": round(result.low, 4) if result else None,
-        "ci_high": round(result.high, 4) if result else None,
-        "confidence": 0.95,
-        "dispersion": round(result.dispersion, 3) if result else None,
-        "naive_before_after": round(result.naive_before_after, 4) if result else None,
-        "naive_enrolled_vs_not": round(result.naive_enrolled_vs_not, 4) if result else None,
-        "hospital_before_after": hospital,
-        "suppressed": not enough,
-    }
-
-
 def weeks_window(weeks: int, end: date | None = None) -> Window | None:
     last = end or DailyTopicRollup.objects.aggregate(last=Max("day"))["last"]
     if last is None:
@@ -366,3 +245,8 @@ def latest_day() -> date | None:
 
 def never() -> date:
     return NEVER
+
+
+def export_record(*, actor: Any, what: str, period: str) -> None:
+    """Audit an export of aggregated metrics (no PHI leaves, but exports are always recorded)."""
+    audit.record(actor=actor, action=audit.Action.EXPORT, entity_type="MetricsReport", reason=f"{what}:{period}"[:60])
