@@ -53,8 +53,8 @@ class _Tally:
         self.all_calls: dict[str, int] = defaultdict(int)
         self.all_mrn: dict[str, int] = defaultdict(int)
         self.days: dict[tuple[str, str], int] = defaultdict(int)
-        self.patients: dict[str, set[tuple[str, date]]] = defaultdict(set)
         self.people: dict[tuple[str, str], int] = defaultdict(int)
+        self.present: dict[tuple[str, str, date], int] = defaultdict(int)
         self.monthly: dict[tuple[str, str, date], list[float]] = defaultdict(lambda: [0, 0.0])
 
     def period(self, month: date) -> str | None:
@@ -92,7 +92,10 @@ def _tally(baseline: Window, window: Window, topic: str | None) -> _Tally:
             continue
         tally.days[(group, period)] += row["patient_days"]
         tally.monthly[(group, period, row["month"])][1] += row["patient_days"]
-        tally.people[(group, period)] = max(tally.people[(group, period)], row["patients"])
+        tally.present[(group, period, row["month"])] += row["patients"]
+    for (group, period, _month), present in tally.present.items():
+        # Cohorts and departments are disjoint: a month's sum is the group's distinct patients.
+        tally.people[(group, period)] = max(tally.people[(group, period)], present)
     return tally
 
 

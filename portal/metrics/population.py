@@ -14,11 +14,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from portal.access import current_membership_q, live_link_q
@@ -98,10 +98,16 @@ def _apply(row: MetricsPatient, child: dict[str, Any], links: Links | None, dept
     row.cohort_month = row.enrolled_on.replace(day=1) if row.enrolled_on else NEVER
 
 
-def _affected_days(before: tuple[Any, ...] | None, after: tuple[Any, ...], today: date) -> set[date]:
+def _data_span(today: date) -> tuple[date, date]:
+    """The days whose rollups can change: from the first to the last day with calls (at most today)."""
+    span = CallRecord.objects.aggregate(first=Min("day"), last=Max("day"))
+    return span["first"] or today, min(span["last"] or today, today)
+
+
+def _affected_days(before: tuple[Any, ...] | None, after: tuple[Any, ...], span: tuple[date, date]) -> set[date]:
     marks = [d for d in (before or (None,) * len(FIELDS))[2:] + after[2:] if isinstance(d, date)]
-    first_day = min(marks) if marks else today
-    return set(days_between(max(first_day, today - timedelta(days=800)), today))
+    first_day = min(marks) if marks else span[1]
+    return set(days_between(max(first_day, span[0]), span[1]))
 
 
 def _sync_chunk(chunk: list[uuid.UUID], moment: datetime) -> int:
@@ -112,6 +118,7 @@ def _sync_chunk(chunk: list[uuid.UUID], moment: datetime) -> int:
     creates: list[MetricsPatient] = []
     updates: list[MetricsPatient] = []
     dirty: set[date] = set()
+    span = _data_span(moment.date())
     for child_id in chunk:
         if child_id not in children:
             continue
@@ -128,7 +135,7 @@ def _sync_chunk(chunk: list[uuid.UUID], moment: datetime) -> int:
             updates.append(row)
         else:
             continue
-        dirty |= _affected_days(before, after, moment.date())
+        dirty |= _affected_days(before, after, span)
     MetricsPatient.objects.bulk_create(creates, batch_size=WRITE_BATCH)
     if updates:
         MetricsPatient.objects.bulk_update(updates, [*FIELDS, "cohort_month", "updated_at"], batch_size=WRITE_BATCH)
