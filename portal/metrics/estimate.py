@@ -22,7 +22,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from portal.metrics.common import month_of, next_month
 from portal.metrics.config import metrics_settings
@@ -40,6 +40,8 @@ BINS: tuple[tuple[str, int, int], ...] = (
 )
 LEADS = ("pre_6_4", "pre_3_2")
 MIN_TREATED_PATIENTS = 20
+COLUMNS = ["unit", "family", "department", "month", "days", "calls", "mrn_calls", "cohort", "rel"]
+STRATA = 3  # quantile groups of the baseline call rate
 
 
 def _index(month: date) -> int:
@@ -62,17 +64,17 @@ def _patients() -> dict[int, dict[str, Any]]:
     }
 
 
-def _calls(first: date, last: date) -> dict[tuple[int, date], int]:
-    counts: dict[tuple[int, date], int] = {}
+def _calls(first: date, last: date) -> dict[tuple[int, date], tuple[int, int]]:
+    counts: dict[tuple[int, date], tuple[int, int]] = {}
     rows = (
         CallRecord.objects.filter(
             day__gte=first, day__lt=next_month(last), direction=CallRecord.Direction.INBOUND, patient__isnull=False
         )
         .values("patient_id", "day__year", "day__month")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("id"), mrn=Count("id", filter=Q(mrn_hash__gt="")))
     )
     for row in rows:
-        counts[(row["patient_id"], date(row["day__year"], row["day__month"], 1))] = row["n"]
+        counts[(row["patient_id"], date(row["day__year"], row["day__month"], 1))] = (row["n"], row["mrn"])
     return counts
 
 
@@ -108,28 +110,52 @@ def panel(first: date, last: date) -> Any:
                     patient["department"],
                     month,
                     days,
-                    calls.get((pid, month), 0),
+                    *calls.get((pid, month), (0, 0)),
                     cohort,
                     rel,
                 )
             )
-    return pd.DataFrame(rows, columns=["unit", "family", "department", "month", "days", "calls", "cohort", "rel"])
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _strata(frame: Any, baseline: tuple[date, date] | None) -> Any:
-    """Department x tercile of the baseline call rate (later arrivals: their own stratum)."""
+def stratification_months(first: date, baseline: tuple[date, date] | None) -> list[date]:
+    """The months that define the strata: the first half of the baseline (at least three months).
+
+    They are left out of the fit: conditioning on the noise of months that are also compared would
+    make each stratum regress to its group's own mean and bias the comparison.
+    """
+    if baseline is None:
+        return []
+    months, month = [], max(first, month_of(baseline[0]))
+    while month <= baseline[1]:
+        months.append(month)
+        month = next_month(month)
+    if len(months) < 6:
+        return []
+    return months[: len(months) // 2]
+
+
+def _strata(frame: Any, months: list[date]) -> Any:
+    """Department x quantile of the MRN-attributed call rate in the stratification months.
+
+    Only calls that gave an MRN count there: they are attributed whoever calls, so the rate measures
+    need alike in families whose phones are known and in those whose phones are not. Patients absent
+    then (registered later) form their own stratum.
+    """
     import numpy as np
 
-    if baseline is None:
-        return frame["department"].astype(str)
-    inside = frame[(frame["month"] >= month_of(baseline[0])) & (frame["month"] <= baseline[1])]
-    sums = inside.groupby("unit")[["calls", "days"]].sum()
-    rate = (sums["calls"] / sums["days"].clip(lower=1)).rename("base_rate")
-    frame = frame.join(rate, on="unit")
-    known = frame["base_rate"].notna()
-    cuts = np.unique(np.nanquantile(rate.to_numpy(), [1 / 3, 2 / 3])) if len(rate) else np.array([])
-    tercile = np.where(known, np.searchsorted(cuts, frame["base_rate"].fillna(0).to_numpy(), side="right"), -1)
-    return frame["department"].astype(str) + ":" + tercile.astype(str)
+    department = frame["department"].astype(str)
+    if not months:
+        return department, frame.assign(base_rate=np.nan)
+    inside = frame[frame["month"].isin(months)]
+    sums = inside.groupby("unit")[["mrn_calls", "calls", "days"]].sum()
+    frame = frame.join((sums["calls"] / sums["days"].clip(lower=1)).rename("base_rate"), on="unit")
+    rate = (sums["mrn_calls"] / sums["days"].clip(lower=1)).to_numpy()
+    quantiles = [step / STRATA for step in range(1, STRATA)]
+    cuts = np.unique(np.nanquantile(rate, quantiles)) if len(rate) else np.array([])
+    by_unit = dict(zip(sums.index, np.searchsorted(cuts, rate, side="right"), strict=True))
+    level = frame["unit"].map(lambda unit: str(by_unit.get(unit, "new")))
+    return department + ":" + level, frame
 
 
 def _dummies(frame: Any) -> tuple[Any, dict[str, tuple[str, date]]]:
@@ -227,23 +253,31 @@ def _balance(frame: Any, low: int) -> list[dict[str, Any]]:
 
 def fit(first: date, last: date, baseline: tuple[date, date] | None) -> dict[str, Any]:
     """Fit the model on months first..last; returns the aggregate result (JSON-ready)."""
+    return fit_panel(panel(first, last), first, last, baseline)
+
+
+def _verdict(fitted: bool, pretrend_passed: bool) -> str:
+    if not fitted:
+        return "insufficient data"
+    return "credible" if pretrend_passed else "not credible: calls of enrolling families were already diverging"
+
+
+def fit_panel(frame: Any, first: date, last: date, baseline: tuple[date, date] | None) -> dict[str, Any]:
+    """Fit the model on a patient-month panel (columns of ``panel``)."""
     import numpy as np
     import pandas as pd
     import pyfixest as pf
 
     low = min_cell()
-    frame = panel(first, last)
     base: dict[str, Any] = {"method": "poisson-sun-abraham", "first_month": first, "last_month": last}
     treated_units = frame.loc[frame["rel"].notna(), "unit"].nunique() if len(frame) else 0
     if len(frame) == 0 or treated_units < MIN_TREATED_PATIENTS:
-        return {**base, "status": "insufficient_data", "credible": False}
-    frame = frame.reset_index(drop=True)
-    frame["stratum"] = _strata(frame, baseline)
-    frame = frame.join(frame.groupby("unit")["calls"].sum().rename("unit_calls"), on="unit")
-    if baseline is not None:
-        inside = frame[(frame["month"] >= month_of(baseline[0])) & (frame["month"] <= baseline[1])]
-        sums = inside.groupby("unit")[["calls", "days"]].sum()
-        frame = frame.join((sums["calls"] / sums["days"].clip(lower=1)).rename("base_rate"), on="unit")
+        return {**base, "status": "insufficient_data", "credible": False, "verdict": "insufficient data"}
+    months = stratification_months(first, baseline)
+    strata, frame = _strata(frame.reset_index(drop=True), months)
+    frame = frame.assign(stratum=strata)
+    balance = _balance(frame, low)
+    frame = frame[~frame["month"].isin(months)].reset_index(drop=True)
     data, columns = _dummies(frame)
     frame = pd.concat([frame, pd.DataFrame(data)], axis=1)
     frame["log_days"] = np.log(frame["days"].astype(float))
@@ -271,13 +305,16 @@ def fit(first: date, last: date, baseline: tuple[date, date] | None) -> dict[str
         "event_study": events,
         "pretrend": pretrend,
         "credible": bool(overall is not None and pretrend["passed"]),
-        "balance": _balance(frame, low),
+        "verdict": _verdict(overall is not None, pretrend["passed"]),
+        "balance": balance,
+        "strata_months": [months[0], months[-1]] if months else None,
         "panel_rows": len(frame),
         "patients": int(frame["unit"].nunique()),
         "treated_patients": int(treated_units),
         "included": (
-            "every patient present (registered, not exited) in a month contributes that month's calls and "
-            "patient-days; calls not attributed to a patient are left out"
+            "every patient present (registered, not exited) in a month after the stratification months "
+            "contributes that month's attributed calls and patient-days; calls not attributed to a patient "
+            "are left out; patients registered later form their own stratum"
         ),
     }
 

@@ -416,6 +416,35 @@ class MonthlyExposure(models.Model):
         return f"{self.month} {self.cohort_month}"
 
 
+class PeriodCallers(models.Model):
+    """Distinct patients calling per day, week or month, department, topic and cohort at the time of
+    the call: the cell counts disclosure control needs (a patient calling twice counts once).
+
+    ``topic`` ``*`` and ``cohort`` 9 are the all-topics and all-cohorts rows (distinct counts do not add
+    up across topics or across a patient's enrolment). Unattributed calls count distinct caller phones.
+    """
+
+    ALL_COHORTS = 9
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=5)  # day, week or month
+    start = models.DateField()
+    department = models.CharField(max_length=40, blank=True)
+    topic = models.CharField(max_length=12)
+    cohort = models.PositiveSmallIntegerField()
+    callers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "start", "department", "topic", "cohort"], name="metrics_unique_period_callers"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start}"
+
+
 class CohortSize(models.Model):
     """Patients per enrolment month (9999-12-01: never enrolled)."""
 

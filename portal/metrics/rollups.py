@@ -54,6 +54,7 @@ from portal.metrics.models import (
     MonthlyCohortRollup,
     MonthlyExposure,
     MonthlyGuardians,
+    PeriodCallers,
     SelfServiceEvent,
 )
 from portal.metrics.population import cohort_sizes_refresh
@@ -239,6 +240,9 @@ def rollups_refresh(*, days: Iterable[date] | None = None) -> int:
         for month in sorted(months):
             with transaction.atomic():
                 monthly_refresh(month)
+        periods = {("day", day) for day in todo} | {("week", week_of(day)) for day in todo}
+        with transaction.atomic():
+            callers_refresh(periods | {("month", month) for month in months})
     if flagged(COHORTS_STALE):
         cohort_sizes_refresh()
     return len(todo)
@@ -378,3 +382,49 @@ def monthly_refresh(month: date) -> None:
     MonthlyExposure.objects.filter(month=month).delete()
     MonthlyCohortRollup.objects.bulk_create(_monthly_calls(month), batch_size=WRITE_BATCH)
     MonthlyExposure.objects.bulk_create(_exposure(month), batch_size=WRITE_BATCH)
+
+
+PERIOD_DAYS = {"day": lambda start: start, "week": lambda start: start + timedelta(days=6)}
+
+
+def _period_end(kind: str, start: date) -> date:
+    if kind == "month":
+        return next_month(start) - timedelta(days=1)
+    return PERIOD_DAYS[kind](start)
+
+
+def _callers(kind: str, start: date) -> list[PeriodCallers]:
+    calls = CallRecord.objects.filter(
+        day__range=(start, _period_end(kind, start)), direction=CallRecord.Direction.INBOUND
+    ).annotate(
+        dept=Coalesce(F("patient__department"), Value("")),
+        cohort=_cohort_case(),
+        who=Coalesce(Cast("patient_id", CharField()), F("caller_hash")),
+    )
+    who = Count("who", distinct=True, filter=Q(patient__isnull=False) | Q(caller_hash__gt=""))
+    rows: list[PeriodCallers] = []
+    for fields, topic_of, cohort_of in (
+        (("dept", "topic", "cohort"), lambda r: r["topic"], lambda r: r["cohort"]),
+        (("dept", "cohort"), lambda r: ALL_TOPICS, lambda r: r["cohort"]),
+        (("dept", "topic"), lambda r: r["topic"], lambda r: PeriodCallers.ALL_COHORTS),
+        (("dept",), lambda r: ALL_TOPICS, lambda r: PeriodCallers.ALL_COHORTS),
+    ):
+        for row in calls.values(*fields).annotate(n=who):
+            rows.append(
+                PeriodCallers(
+                    kind=kind,
+                    start=start,
+                    department=row["dept"],
+                    topic=topic_of(row),
+                    cohort=cohort_of(row),
+                    callers=row["n"],
+                )
+            )
+    return rows
+
+
+def callers_refresh(periods: Iterable[tuple[str, date]]) -> None:
+    """Recompute the distinct callers of the given (kind, start) periods (inside a transaction)."""
+    for kind, start in sorted(periods):
+        PeriodCallers.objects.filter(kind=kind, start=start).delete()
+        PeriodCallers.objects.bulk_create(_callers(kind, start), batch_size=WRITE_BATCH)

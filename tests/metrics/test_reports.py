@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from django.test import Client
 
 from portal import audit
-from portal.metrics import derive, reports
+from portal.metrics import derive, estimate, reports
 from portal.metrics.imports import calls_import
 from portal.metrics.models import CallRecord, DailyTopicRollup, MetricsPatient, SelfServiceEvent
 from portal.metrics.population import patients_sync
@@ -57,7 +58,7 @@ def test_report_content_and_export_audit(world: World) -> None:
     body = client.get("/api/v1/metrics/report?period=month&group_by=topic").json()
     rows = body["rows"]
     assert {row["topic"] for row in rows} >= {"scheduling", "refill"}
-    assert any(row["gross_deflection"] is not None for row in rows)
+    assert any(row["callbacks_expected"] for row in rows)
     monthly = client.get("/api/v1/metrics/report?period=month").json()["rows"]
     assert any(row["active_guardians"] for row in monthly)
     assert client.get("/api/v1/metrics/report?period=year").status_code == 422
@@ -113,6 +114,7 @@ def test_dashboard_is_for_view_metrics_holders_only(world: World) -> None:
 
 def test_dashboard_renders_its_charts_as_svg(world: World) -> None:
     _seeded_world(world)
+    estimate.estimate_refresh()
     response = _dashboard_client(world, "admin").get("/metrics/dashboard")
     assert response.status_code == 200
     html = response.content.decode()
@@ -123,24 +125,23 @@ def test_dashboard_renders_its_charts_as_svg(world: World) -> None:
         end = html.index("</svg>", start) + len("</svg>")
         charts.append(ET.fromstring(html[start:end]))
         position = end
-    assert len(charts) == 3
-    series = [[g.get("data-series") for g in chart.iter(f"{SVG}g") if g.get("class") == "series"] for chart in charts]
-    assert {"Scheduling", "Scheduling baseline", "Refill"} <= set(series[0])
-    assert series[1] == ["Portal actions"]
-    assert series[2] == ["Enrolled", "Not enrolled"]
+    ids = [
+        {
+            re.sub(r"-\d+$", "", g.get("id") or "")
+            for g in chart.iter(f"{SVG}g")
+            if g.get("id", "").startswith("series-")
+        }
+        for chart in charts
+    ]
+    assert {"series-scheduling", "series-refill"} <= ids[0]
+    assert {"series-portal-actions"} <= ids[1]
+    assert {"series-enrolled", "series-not-enrolled"} <= ids[2]
+    assert {"series-effect", "series-interval"} <= ids[3]  # the event study with its band
+    assert {"series-baseline", "series-period"} <= ids[4]  # match rates
     # Lines and bars were drawn, not just legends.
-    assert any(True for _ in charts[0].iter(f"{SVG}polyline"))
-    assert any(True for _ in charts[1].iter(f"{SVG}rect"))
-    assert "Difference in differences" in html
-
-
-def test_net_deflection_is_below_gross_when_families_call_back(world: World) -> None:
-    _seeded_world(world)
-    body = world.client("admin").get("/api/v1/metrics/report?period=month").json()
-    later = [row for row in body["rows"] if row["callbacks"]]
-    assert later, "the seed makes some families call after using the portal"
-    for row in later:
-        assert row["net_deflection"] < row["gross_deflection"]
+    assert any(True for _ in charts[0].iter(f"{SVG}path"))
+    assert "Staggered-adoption estimate" in html or "Not credible" in html
+    assert "Pre-trend test" in html and "never_enrolled" in html
 
 
 def test_self_service_events_are_derived_from_the_audit_trail_incrementally(world: World, settings: Any) -> None:
