@@ -240,9 +240,8 @@ def rollups_refresh(*, days: Iterable[date] | None = None) -> int:
         for month in sorted(months):
             with transaction.atomic():
                 monthly_refresh(month)
-        periods = {("day", day) for day in todo} | {("week", week_of(day)) for day in todo}
         with transaction.atomic():
-            callers_refresh(periods | {("month", month) for month in months})
+            callers_refresh(todo)
     if flagged(COHORTS_STALE):
         cohort_sizes_refresh()
     return len(todo)
@@ -393,15 +392,15 @@ def _period_end(kind: str, start: date) -> date:
     return PERIOD_DAYS[kind](start)
 
 
-def _callers(kind: str, start: date) -> list[PeriodCallers]:
-    calls = CallRecord.objects.filter(
-        day__range=(start, _period_end(kind, start)), direction=CallRecord.Direction.INBOUND
-    ).annotate(
+def _callers(kind: str, first: date, last: date) -> list[PeriodCallers]:
+    """Distinct callers of one week or month (``first`` its start), or of every day of first..last."""
+    calls = CallRecord.objects.filter(day__range=(first, last), direction=CallRecord.Direction.INBOUND).annotate(
         dept=Coalesce(F("patient__department"), Value("")),
         cohort=_cohort_case(),
         who=Coalesce(Cast("patient_id", CharField()), F("caller_hash")),
     )
     who = Count("who", distinct=True, filter=Q(patient__isnull=False) | Q(caller_hash__gt=""))
+    by_day = ("day",) if kind == "day" else ()
     rows: list[PeriodCallers] = []
     for fields, topic_of, cohort_of in (
         (("dept", "topic", "cohort"), lambda r: r["topic"], lambda r: r["cohort"]),
@@ -409,11 +408,11 @@ def _callers(kind: str, start: date) -> list[PeriodCallers]:
         (("dept", "topic"), lambda r: r["topic"], lambda r: PeriodCallers.ALL_COHORTS),
         (("dept",), lambda r: ALL_TOPICS, lambda r: PeriodCallers.ALL_COHORTS),
     ):
-        for row in calls.values(*fields).annotate(n=who):
+        for row in calls.values(*by_day, *fields).annotate(n=who):
             rows.append(
                 PeriodCallers(
                     kind=kind,
-                    start=start,
+                    start=row["day"] if kind == "day" else first,
                     department=row["dept"],
                     topic=topic_of(row),
                     cohort=cohort_of(row),
@@ -423,8 +422,13 @@ def _callers(kind: str, start: date) -> list[PeriodCallers]:
     return rows
 
 
-def callers_refresh(periods: Iterable[tuple[str, date]]) -> None:
-    """Recompute the distinct callers of the given (kind, start) periods (inside a transaction)."""
+def callers_refresh(days: Iterable[date]) -> None:
+    """Recompute the distinct callers of the given days and of their weeks and months (in a transaction)."""
+    todo = sorted(set(days))
+    for first, last in _ranges(todo):
+        PeriodCallers.objects.filter(kind="day", start__range=(first, last)).delete()
+        PeriodCallers.objects.bulk_create(_callers("day", first, last), batch_size=WRITE_BATCH)
+    periods = {("week", week_of(day)) for day in todo} | {("month", month_of(day)) for day in todo}
     for kind, start in sorted(periods):
         PeriodCallers.objects.filter(kind=kind, start=start).delete()
-        PeriodCallers.objects.bulk_create(_callers(kind, start), batch_size=WRITE_BATCH)
+        PeriodCallers.objects.bulk_create(_callers(kind, start, _period_end(kind, start)), batch_size=WRITE_BATCH)

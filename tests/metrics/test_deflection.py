@@ -28,7 +28,7 @@ def _monthly(**filters: Any) -> list[dict[str, Any]]:
 
 
 def test_with_no_effect_the_deflection_stays_near_zero_through_winter_and_trend() -> None:
-    seed_and_roll(patients=3000, months=24, effect=0.0, trend=-0.15, seed=21)
+    seed_and_roll(patients=1500, months=24, effect=0.0, trend=-0.15, seed=21)
     values = [row["deflection_net"] for row in _monthly() if row["deflection_net"] is not None]
     assert len(values) >= 6
     # The season and the hospital-wide trend cancel: no month credits the portal with much.
@@ -37,7 +37,7 @@ def test_with_no_effect_the_deflection_stays_near_zero_through_winter_and_trend(
 
 
 def test_deflection_finds_a_true_reduction_and_callbacks_meet_a_base_rate() -> None:
-    seed_and_roll(patients=3000, months=24, effect=0.4, trend=-0.15, seed=22)
+    seed_and_roll(patients=1500, months=24, effect=0.4, trend=-0.15, seed=22)
     rows = _monthly()
     late = [row["deflection_net"] for row in rows if row["deflection_net"] is not None]
     assert 0.25 < statistics.median(late) < 0.5
@@ -51,7 +51,7 @@ def test_deflection_finds_a_true_reduction_and_callbacks_meet_a_base_rate() -> N
 
 
 def test_a_large_not_enrolled_group_is_not_suppressed() -> None:
-    seed_and_roll(patients=2000, months=24, effect=0.3, enrol_share=0.1, seed=23)
+    seed_and_roll(patients=1200, months=24, effect=0.3, enrol_share=0.1, seed=23)
     rows = _monthly()
     assert len(rows) == 24
     assert all(row["calls_not_enrolled"] is not None for row in rows)
