@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> None:
     client = Client()
     client.force_login(user)
     base = SimParams(families=args.families, months=args.months, effect=args.effect)
-    print(
-        "| scenario | mode | reps | estimate bias | RMSE | 95% coverage | not credible | 2x2 bias | 2x2 coverage | 2x2 withheld |"
-    )
+    columns = ["scenario", "mode", "reps", "estimate bias", "RMSE", "95% coverage", "not credible"]
+    columns += ["2x2 bias", "2x2 coverage", "2x2 withheld"]
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for number, (name, overrides) in enumerate(SCENARIOS.items()):
         if args.scenario and name not in args.scenario:
