@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f", "#17becf")
-STYLE = {"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "metrics", "axes.spines.top": False}
+STYLE: dict[Any, Any] = {"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "metrics", "axes.spines.top": False}
 
 
 @dataclass
@@ -35,7 +35,7 @@ def series_id(name: str) -> str:
 
 def _svg(figure: Figure) -> str:
     buffer = io.StringIO()
-    FigureCanvasSVG(figure).print_svg(buffer)
+    FigureCanvasSVG(figure).print_svg(buffer)  # type: ignore[no-untyped-call]
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
@@ -55,9 +55,9 @@ def _name_bars(bars: Any, name: str) -> None:
 
 
 def _date_axis(axes: Any) -> None:
-    locator = mdates.AutoDateLocator(maxticks=9)
+    locator = mdates.AutoDateLocator(maxticks=9)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
 
 
 def line_chart(title: str, x: list[date], series: list[Series], unit: str, *, percent: bool = False) -> str:

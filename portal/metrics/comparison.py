@@ -84,15 +84,15 @@ def _tally(baseline: Window, window: Window, topic: str | None) -> _Tally:
             tally.calls[(group, period)] += row["calls"]
             tally.mrn[(group, period)] += row["mrn_calls"]
             tally.monthly[(group, period, row["month"])][0] += row["calls"]
-    for row in MonthlyExposure.objects.filter(month__in=months).values(
+    for exposure in MonthlyExposure.objects.filter(month__in=months).values(
         "month", "cohort_month", "patient_days", "patients"
     ):
-        period, group = tally.period(row["month"]), tally.group(row["cohort_month"])
+        period, group = tally.period(exposure["month"]), tally.group(exposure["cohort_month"])
         if period is None or group is None:
             continue
-        tally.days[(group, period)] += row["patient_days"]
-        tally.monthly[(group, period, row["month"])][1] += row["patient_days"]
-        tally.present[(group, period, row["month"])] += row["patients"]
+        tally.days[(group, period)] += exposure["patient_days"]
+        tally.monthly[(group, period, exposure["month"])][1] += exposure["patient_days"]
+        tally.present[(group, period, exposure["month"])] += exposure["patients"]
     for (group, period, _month), present in tally.present.items():
         # Cohorts and departments are disjoint: a month's sum is the group's distinct patients.
         tally.people[(group, period)] = max(tally.people[(group, period)], present)

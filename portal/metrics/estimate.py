@@ -57,7 +57,7 @@ def _bin(rel: int) -> str | None:
 
 def _patients() -> dict[int, dict[str, Any]]:
     return {
-        row["id"]: row
+        row["id"]: dict(row)
         for row in MetricsPatient.objects.values(
             "id", "department", "family_hash", "cohort_month", "registered_on", "exited_on"
         )
@@ -225,7 +225,7 @@ def _pretrend(coef: Any, vcov: Any, names: list[str], per_bin: dict[str, dict[st
 
 def _balance(frame: Any, low: int) -> list[dict[str, Any]]:
     """Baseline call rate and department mix of ever- and never-enrolled patients (no small cells)."""
-    out = []
+    out: list[dict[str, Any]] = []
     units = frame.drop_duplicates("unit")
     for label, group in (
         ("ever_enrolled", units[units["rel"].notna()]),
@@ -238,7 +238,7 @@ def _balance(frame: Any, low: int) -> list[dict[str, Any]]:
             )
             continue
         rates = frame[frame["unit"].isin(group["unit"])]
-        base = rates["base_rate"].dropna() if "base_rate" in rates else []
+        base = rates["base_rate"].dropna()
         shares = group["department"].value_counts()
         out.append(
             {

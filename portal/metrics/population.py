@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -89,7 +90,9 @@ def _enrolment(links: Links | None, moment: datetime) -> tuple[date | None, date
     return enrolled, max(last, enrolled)
 
 
-def _apply(row: MetricsPatient, child: dict[str, Any], links: Links | None, dept: str | None, moment: datetime) -> None:
+def _apply(
+    row: MetricsPatient, child: Mapping[str, Any], links: Links | None, dept: str | None, moment: datetime
+) -> None:
     row.enrolled_on, row.unenrolled_on = _enrolment(links, moment)
     family = links.live_phones[0] if links and links.live_phones else ""
     row.family_hash = family or row.family_hash
@@ -146,9 +149,11 @@ def _sync_chunk(chunk: list[uuid.UUID], moment: datetime) -> int:
     mark_dirty(dirty)
     patient_of = dict(MetricsPatient.objects.filter(child_id__in=chunk).values_list("child_id", "id"))
     identities: list[tuple[int, str, str]] = []
-    for child_id, pid in patient_of.items():
-        identities.append((pid, PatientIdentity.Kind.MRN, children[child_id]["mrn_index"]))
-        identities.extend((pid, PatientIdentity.Kind.PHONE, key) for key in sorted(links[child_id].phones))
+    for owner, pid in patient_of.items():
+        if owner is None:
+            continue
+        identities.append((pid, PatientIdentity.Kind.MRN, children[owner]["mrn_index"]))
+        identities.extend((pid, PatientIdentity.Kind.PHONE, key) for key in sorted(links[owner].phones))
     identities_add(identities)
     return len(creates) + len(updates)
 

@@ -202,8 +202,9 @@ def _hidden(query: Query, cells: dict[tuple[Any, ...], Cell], people: dict[tuple
     if query.group_field:
         for bucket, keys in by_period.items():
             margin = (bucket,)
-            for cohort, part in [*COHORT_PARTS.items(), (ALL, "calls")]:
-                counts[(margin, part)] = people.get((bucket, None, cohort), 0)
+            parts: list[tuple[int, str]] = [(int(value), part) for value, part in COHORT_PARTS.items()]
+            for number, part in [*parts, (ALL, "calls")]:
+                counts[(margin, part)] = people.get((bucket, None, number), 0)
                 margins.add((margin, part))
                 equations.append([(margin, part), *[(key, part) for key in keys]])
     hidden = protect(counts, equations, min_cell(), shown_elsewhere=margins)

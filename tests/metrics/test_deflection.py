@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Hashable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_a_small_cell_is_hidden_with_a_complement_so_totals_do_not_reveal_it() -
 
 
 def test_complementary_suppression_leaves_no_equation_with_one_hidden_cell() -> None:
-    patients = {"total": 500, "a": 300, "b": 196, "c": 4, "x": 40, "y": 12}
+    patients: dict[Hashable, int] = {"total": 500, "a": 300, "b": 196, "c": 4, "x": 40, "y": 12}
     hidden = protect(patients, [["total", "a", "b", "c"], ["a", "x", "y"]], 11)
     assert hidden == {"c", "b", "y", "x"} or ("c" in hidden and "b" in hidden)
     for line in (["total", "a", "b", "c"], ["a", "x", "y"]):
