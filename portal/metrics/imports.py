@@ -12,7 +12,7 @@ import csv
 import hashlib
 import hmac
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +87,28 @@ class ParsedCall:
     outcome: str
 
 
+def _started_at(raw: str, bad: Callable[[str, str], None]) -> datetime | None:
+    try:
+        started_at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        bad("started_at", "not an ISO 8601 date-time")
+        return None
+    if started_at.tzinfo is None:
+        bad("started_at", "needs a UTC offset (e.g. 2025-03-01T09:30:00+00:00)")
+    return started_at
+
+
+def _duration(raw: str, bad: Callable[[str, str], None]) -> int:
+    try:
+        duration = int(raw)
+    except ValueError:
+        bad("duration_seconds", "not a whole number")
+        return 0
+    if not 0 <= duration <= 86_400:
+        bad("duration_seconds", "must be between 0 and 86400")
+    return duration
+
+
 def _parse_row(row: dict[str, str], line: int, errors: list[LineError]) -> ParsedCall | None:
     before = len(errors)
 
@@ -98,21 +120,8 @@ def _parse_row(row: dict[str, str], line: int, errors: list[LineError]) -> Parse
         bad("call_id", "required")
     elif len(call_id) > 100:
         bad("call_id", "longer than 100 characters")
-    started_at: datetime | None = None
-    raw_start = row.get("started_at", "").strip()
-    try:
-        started_at = datetime.fromisoformat(raw_start.replace("Z", "+00:00"))
-        if started_at.tzinfo is None:
-            bad("started_at", "needs a UTC offset (e.g. 2025-03-01T09:30:00+00:00)")
-    except ValueError:
-        bad("started_at", "not an ISO 8601 date-time")
-    duration = 0
-    try:
-        duration = int(row.get("duration_seconds", "").strip())
-        if not 0 <= duration <= 86_400:
-            bad("duration_seconds", "must be between 0 and 86400")
-    except ValueError:
-        bad("duration_seconds", "not a whole number")
+    started_at = _started_at(row.get("started_at", "").strip(), bad)
+    duration = _duration(row.get("duration_seconds", "").strip(), bad)
     direction = row.get("direction", "").strip().lower()
     if direction not in CallRecord.Direction.values:
         bad("direction", "must be inbound or outbound")
