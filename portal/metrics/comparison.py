@@ -30,6 +30,11 @@ from portal.metrics.rollups import ALL_TOPICS, UNATTRIBUTED
 from portal.metrics.stats import GroupPeriod, difference_in_differences, dispersion
 
 GROUPS = ("treated", "control")
+INCLUDED = (
+    "treated: patients whose first guardian link began after the baseline and before the period's first "
+    "month (counted as enrolled even if they left); control: patients not enrolled by the period's end; "
+    "each counted from registration to exit (person-time), whole months; calls attributed to them only"
+)
 PERIODS = ("base", "post")
 
 
@@ -192,6 +197,7 @@ def comparison(*, baseline: Window, window: Window, topic: str | None = None) ->
         "naive_before_after": round(result.naive_before_after, 4) if result else None,
         "naive_enrolled_vs_not": round(result.naive_enrolled_vs_not, 4) if result else None,
         "suppressed": not enough,
+        "included": INCLUDED,
     }
 
 

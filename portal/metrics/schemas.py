@@ -103,6 +103,7 @@ class ComparisonOut(Schema):
     match_margin: float
     match_flagged: bool = Field(description="Match rates differ beyond the margin (or cannot be checked): no effect.")
     suppressed: bool
+    included: str = Field(description="Which patients and calls the comparison counts.")
     estimate: dict[str, Any] | None = Field(
         description="The staggered-adoption estimate (fitted nightly): att, event_study, pretrend, credible, balance."
     )
