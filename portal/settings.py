@@ -404,6 +404,9 @@ PORTAL_METRICS_DEFAULT_COUNTRY_CODE = env("PORTAL_METRICS_DEFAULT_COUNTRY_CODE",
 # administrator sets them in the admin (MetricsConfig).
 PORTAL_METRICS_BASELINE = env("PORTAL_METRICS_BASELINE") or ""
 PORTAL_METRICS_GO_LIVE = env("PORTAL_METRICS_GO_LIVE") or ""
+# Call-deflection attribution: the largest tolerated log-scale bias from differing match rates
+# between enrolled and comparison groups before a comparison is flagged and its effect withheld.
+PORTAL_METRICS_MATCH_MARGIN = float(env("PORTAL_METRICS_MATCH_MARGIN") or "0.05")
 
 # Peer groups: posting limits per member, and the reading rate past which an account is flagged to staff.
 PORTAL_GROUP_POST_RATE = env("PORTAL_GROUP_POST_RATE", "5/m") or "5/m"

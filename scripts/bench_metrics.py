@@ -71,9 +71,11 @@ def run(args: argparse.Namespace) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from portal.metrics import services
+    from fixtures.metrics_seed import SeedParams, seed_metrics
+    from portal.metrics.common import days_between
     from portal.metrics.models import CallRecord, DailyTopicRollup, DirtyDay, SelfServiceEvent
-    from portal.metrics.seed import SeedParams, seed_metrics
+    from portal.metrics.population import cohort_sizes_refresh
+    from portal.metrics.rollups import rollups_refresh
     from portal.models import User
 
     call_command("migrate", verbosity=0)
@@ -84,8 +86,8 @@ def run(args: argparse.Namespace) -> None:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         started = time.perf_counter()
-        services.rollups_refresh(days=services._days(summary.start, summary.end))
-        services.cohort_sizes_refresh()
+        rollups_refresh(days=days_between(summary.start, summary.end))
+        cohort_sizes_refresh()
         print(f"full rollup of {(summary.end - summary.start).days + 1} days: {time.perf_counter() - started:.0f}s")
     calls, events = CallRecord.objects.count(), SelfServiceEvent.objects.count()
     print(f"rows: {calls} calls + {events} events = {calls + events}; {DailyTopicRollup.objects.count()} rollup rows")
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
     for offset in (10, 40, 70, 100, 130):
         DirtyDay.objects.create(day=last - timedelta(days=offset))
         started = time.perf_counter()
-        services.rollups_refresh()
+        rollups_refresh()
         timings.append(time.perf_counter() - started)
     print(
         f"refresh one day of rollups: median {statistics.median(timings) * 1000:.0f} ms, "

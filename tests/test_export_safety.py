@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from portal.csvsafe import FORMULA_PREFIXES, csv_text, neutralise
-from portal.metrics import services as metrics
+from portal.metrics import imports, rollups
 from portal.metrics.models import CallRecord, MetricsPatient
 from portal.models import AuditEvent
 from tests.conftest import World
@@ -101,7 +101,7 @@ def test_call_import_cells_are_stored_verbatim_and_neutralised_in_every_csv_expo
         "call_id,started_at,duration_seconds,direction,queue,reason,caller_phone,mrn,outcome\n"
         f'"{CALC}",2025-03-03T09:00:00+00:00,120,inbound,"{CALC}",refill,,,answered\n'
     ).encode()
-    metrics.calls_import(actor=world.admin, source="switchboard", data=data)
+    imports.calls_import(actor=world.admin, source="switchboard", data=data)
     call = CallRecord.objects.get()
     assert call.call_id == CALC and call.queue == CALC
     for index in range(12):  # enough calls for the department's cells to be shown
@@ -117,7 +117,7 @@ def test_call_import_cells_are_stored_verbatim_and_neutralised_in_every_csv_expo
             patient=patient,
             outcome="answered",
         )
-    metrics.rollups_refresh(days=[date(2025, 3, 3)])
+    rollups.rollups_refresh(days=[date(2025, 3, 3)])
     response = world.client("admin").get(
         "/api/v1/metrics/export?period=day&start=2025-03-03&end=2025-03-03&group_by=department"
     )

@@ -11,8 +11,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from portal.admin import site
+from portal.metrics.imports import ImportRejected, TooLarge, calls_import
 from portal.metrics.models import CallImportBatch, MetricsConfig
-from portal.metrics.services import ImportRejected, TooLarge, calls_import
 
 
 class UploadForm(forms.Form):

@@ -12,7 +12,8 @@ from portal import audit, refusals
 from portal.api import actor
 from portal.csvsafe import csv_text
 from portal.errors import Invalid, NotFound
-from portal.metrics import selectors, services
+from portal.metrics import comparison as compare
+from portal.metrics import estimate, imports, reports
 from portal.metrics.schemas import ComparisonOut, ComparisonQuery, ReportOut, ReportQuery, ReportRowOut, WebhookOut
 
 router = Router(tags=["metrics"])
@@ -36,17 +37,12 @@ def _known_parameters(request: HttpRequest, schema: type[Schema]) -> None:
 
 
 def _report(query: ReportQuery) -> dict[str, Any]:
-    end = query.end or selectors.latest_day() or date.today()  # noqa: DTZ011  (only when nothing is stored)
+    end = query.end or reports.latest_day() or date.today()  # noqa: DTZ011  (only when nothing is stored)
     start = query.start or (end - timedelta(days=365))
-    window = selectors.check_window(start, end)
-    baseline = selectors.baseline_window(query.baseline_start, query.baseline_end)
-    rows = selectors.report(
-        period=query.period,
-        window=window,
-        group_by=query.group_by,
-        department=query.department,
-        topic=query.topic,
-        baseline=baseline,
+    window = reports.check_window(start, end)
+    baseline = reports.baseline_window()
+    rows = reports.report(
+        period=query.period, window=window, group_by=query.group_by, department=query.department, topic=query.topic
     )
     return {
         "period": query.period,
@@ -73,17 +69,19 @@ def report(request: HttpRequest, query: Query[ReportQuery]) -> dict[str, Any]:
 def comparison(request: HttpRequest, query: Query[ComparisonQuery]) -> dict[str, Any]:
     require_metrics_viewer(actor(request), "comparison")
     _known_parameters(request, ComparisonQuery)
-    baseline = selectors.baseline_window(query.baseline_start, query.baseline_end)
+    baseline = reports.baseline_window(query.baseline_start, query.baseline_end)
     if baseline is None:
         raise Invalid("No baseline period is configured; pass baseline_start and baseline_end.", code="no_baseline")
     if query.start and query.end:
-        window = selectors.check_window(query.start, query.end)
+        window = reports.check_window(query.start, query.end)
     else:
-        found = selectors.default_comparison_window()
+        found = compare.default_comparison_window()
         if found is None:
             raise NotFound("No metrics data yet.")
         window = found
-    return selectors.comparison(baseline=baseline, window=window, topic=query.topic)
+    body = compare.comparison(baseline=baseline, window=window, topic=query.topic)
+    body["estimate"] = estimate.latest_estimate()
+    return body
 
 
 @router.get("/metrics/export", response={200: None}, summary="Administrators: the report as CSV (small cells hidden)")
@@ -92,7 +90,7 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
     require_metrics_viewer(user, "export")
     _known_parameters(request, ReportQuery)
     body = _report(query)
-    services.export_record(actor=user, what="report", period=f"{query.period}:{body['start']}..{body['end']}")
+    reports.export_record(actor=user, what="report", period=f"{query.period}:{body['start']}..{body['end']}")
     rows = ({**row, "suppressed": " ".join(row["suppressed"])} for row in body["rows"])
     response = HttpResponse(csv_text(list(ReportRowOut.model_fields), rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="metrics-{query.period}-{body["start"]}-{body["end"]}.csv"'
@@ -103,7 +101,7 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
 @router.post("/metrics/calls", auth=None, response={201: WebhookOut}, summary="Phone system: push calls (HMAC)")
 def calls_webhook(request: HttpRequest) -> Status[dict[str, Any]]:
     refusals.guard("CallWebhook")
-    batch = services.calls_webhook_receive(
+    batch = imports.calls_webhook_receive(
         source=str(request.headers.get("X-Metrics-Source", ""))[:40],
         timestamp=str(request.headers.get("X-Metrics-Timestamp", ""))[:20],
         signature=str(request.headers.get("X-Metrics-Signature", ""))[:100],

@@ -1,15 +1,24 @@
-"""Charts as inline SVG, drawn on the server: they work in a browser, an email or a PDF, with no
-script and no build step. Every series is a ``<g class="series" data-series="...">``."""
+"""The dashboard's charts, drawn on the server by matplotlib's SVG backend: they work in a browser, an
+email or a PDF with no script. Each series is a group whose id is ``series-<name>`` (``set_gid``; bars
+``series-<name>-<position>``), so tests and assistive tools can find it. No pyplot: a Figure per
+chart, nothing global, thread-safe."""
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass
 from datetime import date
-from xml.sax.saxutils import escape, quoteattr
+from typing import Any
+
+from matplotlib import dates as mdates
+from matplotlib import rc_context
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f", "#17becf")
-WIDTH, HEIGHT = 760, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 150, 30, 40
+STYLE: dict[Any, Any] = {"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "metrics", "axes.spines.top": False}
 
 
 @dataclass
@@ -20,101 +29,109 @@ class Series:
     color: str = ""
 
 
-def _scale(series: list[Series]) -> float:
-    top = max((v for s in series for v in s.values if v is not None), default=0.0)
-    return top * 1.1 if top > 0 else 1.0
+def series_id(name: str) -> str:
+    return "series-" + re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
-def _frame(title: str, x: list[date], top: float, unit: str) -> list[str]:
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label={quoteattr(title)} font-family="sans-serif" '
-        'font-size="11">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="#444"/>',
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#444"/>',
-    ]
-    for step in range(5):
-        value = top * step / 4
-        y = TOP + plot_h - plot_h * step / 4
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value:.3g}</text>')
-    parts.append(
-        f'<text x="12" y="{TOP + plot_h / 2:.0f}" transform="rotate(-90 12 {TOP + plot_h / 2:.0f})" '
-        f'text-anchor="middle">{escape(unit)}</text>'
-    )
-    every = max(1, len(x) // 8)
-    for index, day in enumerate(x):
-        if index % every == 0:
-            px = LEFT + plot_w * (index + 0.5) / max(len(x), 1)
-            parts.append(f'<text x="{px:.1f}" y="{HEIGHT - 20}" text-anchor="middle">{day:%d %b %y}</text>')
-    return parts
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    FigureCanvasSVG(figure).print_svg(buffer)  # type: ignore[no-untyped-call]
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
 
 
-def _legend(series: list[Series]) -> list[str]:
-    parts = []
-    for index, item in enumerate(series):
-        y = TOP + 14 * index
-        dash = ' stroke-dasharray="4 3"' if item.dashed else ""
-        parts.append(
-            f'<line x1="{WIDTH - RIGHT + 10}" y1="{y}" x2="{WIDTH - RIGHT + 30}" y2="{y}" '
-            f'stroke="{item.color}" stroke-width="2"{dash}/>'
-            f'<text x="{WIDTH - RIGHT + 34}" y="{y + 4}">{escape(item.name)}</text>'
-        )
-    return parts
+def _figure(title: str) -> tuple[Figure, Any]:
+    figure = Figure(figsize=(8.4, 3.3), layout="constrained")
+    axes = figure.add_subplot()
+    axes.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    axes.grid(axis="y", color="#e6e6e6")
+    return figure, axes
 
 
-def _colour(series: list[Series]) -> None:
-    for index, item in enumerate(series):
-        item.color = item.color or PALETTE[index % len(PALETTE)]
+def _name_bars(bars: Any, name: str) -> None:
+    """Each bar of a series gets the series' id with its position (ids are unique in a page)."""
+    for position, patch in enumerate(bars.patches):
+        patch.set_gid(f"{series_id(name)}-{position}")
 
 
-def line_chart(title: str, x: list[date], series: list[Series], unit: str) -> str:
-    """Lines (gaps where a value is missing or suppressed); dashed series for baselines."""
-    _colour(series)
-    top = _scale(series)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = _frame(title, x, top, unit)
-    for item in series:
-        dash = ' stroke-dasharray="4 3"' if item.dashed else ""
-        runs: list[list[str]] = [[]]
-        for index, value in enumerate(item.values):
-            if value is None:
-                runs.append([])
-                continue
-            px = LEFT + plot_w * (index + 0.5) / max(len(x), 1)
-            py = TOP + plot_h - plot_h * value / top
-            runs[-1].append(f"{px:.1f},{py:.1f}")
-        paths = "".join(
-            f'<polyline fill="none" stroke="{item.color}" stroke-width="2"{dash} points="{" ".join(run)}"/>'
-            for run in runs
-            if run
-        )
-        parts.append(f'<g class="series" data-series={quoteattr(item.name)}>{paths}</g>')
-    parts.extend(_legend(series))
-    parts.append("</svg>")
-    return "".join(parts)
+def _date_axis(axes: Any) -> None:
+    locator = mdates.AutoDateLocator(maxticks=9)  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+
+
+def line_chart(title: str, x: list[date], series: list[Series], unit: str, *, percent: bool = False) -> str:
+    """Lines over dates (gaps where a value is missing or suppressed); dashed series for references."""
+    with rc_context(STYLE):
+        figure, axes = _figure(title)
+        for index, item in enumerate(series):
+            values = [float("nan") if value is None else value for value in item.values]
+            (line,) = axes.plot(
+                x,
+                values,
+                label=item.name,
+                color=item.color or PALETTE[index % len(PALETTE)],
+                linestyle="--" if item.dashed else "-",
+                linewidth=1.6,
+            )
+            line.set_gid(series_id(item.name))
+        axes.set_ylabel(unit)
+        if percent:
+            axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+        _date_axis(axes)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+        return _svg(figure)
 
 
 def bar_chart(title: str, x: list[date], series: Series, unit: str) -> str:
-    _colour([series])
-    top = _scale([series])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = _frame(title, x, top, unit)
-    width = plot_w / max(len(x), 1) * 0.8
-    bars = []
-    for index, value in enumerate(series.values):
-        if value is None:
-            continue
-        px = LEFT + plot_w * index / max(len(x), 1) + width * 0.125
-        h = plot_h * value / top
-        bars.append(
-            f'<rect x="{px:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
-            f'fill="{series.color}"><title>{value:g}</title></rect>'
-        )
-    parts.append(f'<g class="series" data-series={quoteattr(series.name)}>{"".join(bars)}</g>')
-    parts.extend(_legend([series]))
-    parts.append("</svg>")
-    return "".join(parts)
+    with rc_context(STYLE):
+        figure, axes = _figure(title)
+        values = [0.0 if value is None else value for value in series.values]
+        bars = axes.bar(x, values, width=5, color=series.color or PALETTE[0], label=series.name)
+        _name_bars(bars, series.name)
+        axes.set_ylabel(unit)
+        _date_axis(axes)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+        return _svg(figure)
+
+
+def event_study_chart(title: str, events: list[dict[str, Any]]) -> str:
+    """Effect (relative call reduction) by months since enrolment with its 95% band; leads before 0."""
+    with rc_context(STYLE):
+        figure, axes = _figure(title)
+        centres = [(event["from_month"] + event["to_month"]) / 2 for event in events]
+        effects = [event["effect"] for event in events]
+        axes.fill_between(
+            centres,
+            [event["ci_low"] for event in events],
+            [event["ci_high"] for event in events],
+            color=PALETTE[0],
+            alpha=0.2,
+            label="95% interval",
+        ).set_gid(series_id("interval"))
+        (line,) = axes.plot(centres, effects, marker="o", color=PALETTE[0], label="Effect")
+        line.set_gid(series_id("effect"))
+        axes.axhline(0, color="#444", linewidth=0.8)
+        axes.axvline(-1, color="#999", linestyle=":", linewidth=1)
+        axes.set_xlabel("Months since enrolment (bins; -1 is the reference)")
+        axes.set_ylabel("Fewer calls than expected")
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+        return _svg(figure)
+
+
+def grouped_bars(title: str, groups: list[str], series: list[Series], *, percent: bool = False) -> str:
+    """Bars per group (e.g. match rates: baseline and period for treated and control)."""
+    with rc_context(STYLE):
+        figure, axes = _figure(title)
+        width = 0.8 / max(len(series), 1)
+        for index, item in enumerate(series):
+            positions = [position + index * width for position in range(len(groups))]
+            values = [0.0 if value is None else value for value in item.values]
+            bars = axes.bar(positions, values, width=width, label=item.name, color=PALETTE[index % len(PALETTE)])
+            _name_bars(bars, item.name)
+        axes.set_xticks([position + width * (len(series) - 1) / 2 for position in range(len(groups))], groups)
+        if percent:
+            axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+        return _svg(figure)

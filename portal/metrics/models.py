@@ -72,7 +72,11 @@ class MetricsPatient(models.Model):
     department = models.CharField(max_length=40, blank=True, help_text="Department code of the care team.")
     family_hash = models.CharField(max_length=64, blank=True, db_index=True, help_text="HMAC of a guardian phone.")
     enrolled_on = models.DateField(null=True, blank=True, help_text="First day with an active guardian link.")
-    unenrolled_on = models.DateField(null=True, blank=True)
+    unenrolled_on = models.DateField(null=True, blank=True, help_text="The day the last guardian link ended.")
+    registered_on = models.DateField(
+        null=True, blank=True, help_text="First day in the measured population (null: from the start)."
+    )
+    exited_on = models.DateField(null=True, blank=True, help_text="First day no longer in the population.")
     cohort_month = models.DateField(default=NEVER, help_text="First of the enrolment month, or 9999-12-01.")
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -107,16 +111,81 @@ class CallRecord(models.Model):
     queue = models.CharField(max_length=60, blank=True)
     topic = models.CharField(max_length=12, choices=Topic.choices)
     caller_hash = models.CharField(max_length=64, blank=True, help_text="HMAC of the caller's E.164 phone.")
+    mrn_hash = models.CharField(
+        max_length=64, blank=True, db_default="", help_text="Blind index of the MRN given on the call (never the MRN)."
+    )
     patient = models.ForeignKey(MetricsPatient, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    resolved = models.BooleanField(
+        default=False, db_default=False, help_text="Attributed against the identities known at the last refresh."
+    )
+    phone_known = models.BooleanField(
+        default=False, db_default=False, help_text="The caller's phone alone identifies a patient (match-rate check)."
+    )
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     batch = models.ForeignKey("CallImportBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "call_id"], name="metrics_unique_call")]
-        indexes = [models.Index(fields=["day"]), models.Index(fields=["patient", "day"])]
+        indexes = [
+            models.Index(fields=["day"]),
+            models.Index(fields=["patient", "day"]),
+            models.Index(fields=["caller_hash"]),
+            models.Index(fields=["mrn_hash"]),
+            models.Index(fields=["resolved"], condition=models.Q(resolved=False), name="metrics_call_unresolved"),
+        ]
 
     def __str__(self) -> str:
         return f"Call {self.pk}"
+
+
+class PatientIdentity(models.Model):
+    """A key that identifies a patient on a call: a phone (any guardian's, or the registration phone)
+    or an MRN, each as a keyed hash. Calls are attributed against every identity known at refresh
+    time, so a phone learned when a family enrols also attributes that family's earlier calls."""
+
+    class Kind(models.TextChoices):
+        MRN = "mrn", "MRN"
+        PHONE = "phone", "Phone"
+
+    id = models.BigAutoField(primary_key=True)
+    patient = models.ForeignKey(MetricsPatient, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    key = models.CharField(max_length=64, help_text="Keyed hash of the phone or blind index of the MRN.")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "key", "patient"], name="metrics_unique_identity")]
+        indexes = [models.Index(fields=["kind", "key"])]
+
+    def __str__(self) -> str:
+        return f"Identity {self.pk} ({self.kind})"
+
+
+class ChangedIdentity(models.Model):
+    """A key whose patients changed since the last refresh: its calls are attributed again."""
+
+    kind = models.CharField(max_length=5)
+    key = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="metrics_unique_changed_identity")]
+
+    def __str__(self) -> str:
+        return f"Changed identity {self.pk}"
+
+
+class EstimateRun(models.Model):
+    """The staggered-adoption estimate fitted by the nightly refresh (never per request): its inputs,
+    coefficients, event study, pre-trend test, balance and match rates, as aggregate JSON only."""
+
+    id = models.BigAutoField(primary_key=True)
+    fitted_at = models.DateTimeField(default=timezone.now, db_index=True)
+    topic = models.CharField(max_length=12, blank=True, help_text="Blank: all topics.")
+    seconds = models.FloatField(default=0)
+    result = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"Estimate {self.pk}"
 
 
 class CallImportBatch(models.Model):
@@ -269,7 +338,7 @@ class DailyPopulation(models.Model):
     week = models.DateField()
     month = models.DateField()
     department = models.CharField(max_length=40, blank=True)
-    patients = models.PositiveIntegerField(default=0)
+    patients = models.PositiveIntegerField(default=0, help_text="Registered and not exited that day.")
     enrolled = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -298,6 +367,82 @@ class DailyCohortRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.cohort_month}"
+
+
+class MonthlyCohortRollup(models.Model):
+    """Attributed inbound calls per month, department, topic and enrolment month, with distinct
+    calling patients, and the calls that carried an MRN (for the match-rate check)."""
+
+    id = models.BigAutoField(primary_key=True)
+    month = models.DateField()
+    department = models.CharField(max_length=40, blank=True)
+    topic = models.CharField(max_length=12, choices=Topic.choices)
+    cohort_month = models.DateField()
+    calls = models.PositiveIntegerField(default=0)
+    callers = models.PositiveIntegerField(default=0, help_text="Distinct patients calling.")
+    callbacks = models.PositiveIntegerField(default=0)
+    mrn_calls = models.PositiveIntegerField(default=0, help_text="Calls attributed by an MRN.")
+    mrn_calls_phone_known = models.PositiveIntegerField(
+        default=0, help_text="Of those, calls whose caller phone alone would have identified a patient."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "department", "topic", "cohort_month"], name="metrics_unique_monthly_cohort"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month} {self.cohort_month}"
+
+
+class MonthlyExposure(models.Model):
+    """Person-time per month, department and enrolment month: patient-days registered and not exited."""
+
+    id = models.BigAutoField(primary_key=True)
+    month = models.DateField()
+    department = models.CharField(max_length=40, blank=True)
+    cohort_month = models.DateField()
+    patients = models.PositiveIntegerField(default=0, help_text="Distinct patients present some day of the month.")
+    patient_days = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["month", "department", "cohort_month"], name="metrics_unique_exposure")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month} {self.cohort_month}"
+
+
+class PeriodCallers(models.Model):
+    """Distinct patients calling per day, week or month, department, topic and cohort at the time of
+    the call: the cell counts disclosure control needs (a patient calling twice counts once).
+
+    ``topic`` ``*`` and ``cohort`` 9 are the all-topics and all-cohorts rows (distinct counts do not add
+    up across topics or across a patient's enrolment). Unattributed calls count distinct caller phones.
+    """
+
+    ALL_COHORTS = 9
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=5)  # day, week or month
+    start = models.DateField()
+    department = models.CharField(max_length=40, blank=True)
+    topic = models.CharField(max_length=12)
+    cohort = models.PositiveSmallIntegerField()
+    callers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "start", "department", "topic", "cohort"], name="metrics_unique_period_callers"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start}"
 
 
 class CohortSize(models.Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Field
@@ -20,8 +20,6 @@ class ReportQuery(Schema):
     group_by: Literal["none", "topic", "department"] = "none"
     department: str | None = Field(None, max_length=40)
     topic: TopicName | None = None
-    baseline_start: date | None = Field(None, description="Default: the configured baseline.")
-    baseline_end: date | None = None
 
 
 class ComparisonQuery(Schema):
@@ -38,26 +36,33 @@ class ReportRowOut(Schema):
     period_start: date
     topic: str | None
     department: str | None
-    calls: int | None = Field(description="Inbound calls (null: suppressed small cell).")
-    callbacks: int | None = Field(description="Calls on a topic the family used the portal for in the 7 days before.")
+    calls: int | None = Field(description="Inbound calls (null: suppressed, see suppressed).")
     calls_enrolled: int | None
     calls_not_enrolled: int | None
+    calls_unattributed: int | None = Field(description="Calls no known identity matched.")
+    callbacks: int | None = Field(description="Calls on a topic the family used the portal for in the 7 days before.")
+    callbacks_expected: float | None = Field(description="Same-topic calls expected within 7 days anyway.")
+    callbacks_excess: float | None = Field(description="Call-backs beyond the same-topic base rate.")
     actions: int | None = Field(description="Self-service actions in the portal.")
-    patients: int | None = Field(description="Mean patients in the population over the period.")
+    patients: int | None = Field(description="Mean patients present (registered, not exited) over the period.")
     enrolled: int | None = Field(description="Mean patients with an active guardian link.")
     calls_per_1000_patients: float | None
+    calls_per_1000_person_months: float | None
     calls_per_1000_enrolled: float | None
     calls_per_1000_not_enrolled: float | None
-    baseline_per_1000: float | None = Field(description="The baseline rate over a period of the same length.")
-    gross_deflection: float | None = Field(description="1 - rate / baseline rate.")
-    net_deflection: float | None = Field(description="Like gross, with each call-back counted against it.")
+    deflection_net: float | None = Field(
+        description="Month rows: 1 - (enrolled now / a year ago) / (not enrolled now / a year ago), every call once."
+    )
+    deflection_gross: float | None = Field(description="The same without call-backs.")
     actions_per_call: float | None
     active_guardians: int | None = Field(description="Monthly active guardians (period=month).")
     responses: int | None
     mean_response_minutes: float | None
     responded_within_1h: float | None
     responded_within_24h: float | None
-    suppressed: list[str] = Field(description="Parts hidden because they concern fewer than 11 patients.")
+    suppressed: list[str] = Field(
+        description="Parts hidden: fewer than 11 distinct patients, or complements of such parts."
+    )
 
 
 class ReportOut(Schema):
@@ -92,8 +97,16 @@ class ComparisonOut(Schema):
     dispersion: float | None
     naive_before_after: float | None = Field(description="Enrolled families before vs after: includes the trend.")
     naive_enrolled_vs_not: float | None = Field(description="Enrolled vs not in the period: includes selection.")
-    hospital_before_after: float | None
+    match_rates: RatesOut = Field(description="Estimated share of each group's calls attributed to a patient.")
+    match_bias: float | None = Field(description="Log-scale bias the match rates put on the effect.")
+    match_bias_se: float | None
+    match_margin: float
+    match_flagged: bool = Field(description="Match rates differ beyond the margin (or cannot be checked): no effect.")
     suppressed: bool
+    included: str = Field(description="Which patients and calls the comparison counts.")
+    estimate: dict[str, Any] | None = Field(
+        description="The staggered-adoption estimate (fitted nightly): att, event_study, pretrend, credible, balance."
+    )
 
 
 class WebhookOut(Schema):

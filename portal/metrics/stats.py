@@ -70,7 +70,10 @@ def dispersion(cells: Mapping[tuple[str, str, date], tuple[int, float]]) -> floa
                 for key in members:
                     fitted[key] *= factor
     chi2 = sum((cells[key][0] - fitted[key]) ** 2 / fitted[key] for key in keys if fitted[key] > 0)
-    df = len(keys) - len(margins_gp) - len(margins_m) + 1
+    # Months are nested in periods, so each period adds one redundancy between the group x period and
+    # the month parameters: the model has |gp| + |months| - |periods| free parameters.
+    periods = {key[1] for key in keys}
+    df = len(keys) - len(margins_gp) - len(margins_m) + len(periods)
     if df <= 0:
         return 1.0
     return max(1.0, chi2 / df)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from portal.metrics.services import metrics_refresh
+from portal.metrics.refresh import metrics_refresh
 
 
 def refresh_metrics_task() -> dict[str, Any]:

@@ -70,10 +70,23 @@ SELF_SERVICE_ACTIONS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 # Audit rows that change who is enrolled or in which department a patient is measured.
-POPULATION_ENTITY_TYPES = frozenset({"GuardianLink", "Invitation", "CareTeam", "CareTeamMembership", "Patient"})
+# Guardian links are audited as FHIR ``RelatedPerson`` (invite, redeem, revoke, expire, update).
+POPULATION_ENTITY_TYPES = frozenset(
+    {"RelatedPerson", "GuardianLink", "Invitation", "CareTeam", "CareTeamMembership", "Patient"}
+)
 
 # Messages: a guardian's "Communication" create opens a question; the care team's closes it.
 MESSAGE_ENTITY_TYPE = "Communication"
+
+
+# Message thread topics (messaging) → metrics topics; a thread's messages count under its topic.
+THREAD_TOPICS: dict[str, str] = {"medical": Topic.ADVICE}
+
+
+def metrics_topic_of_thread(topic: str) -> str:
+    if topic in THREAD_TOPICS:
+        return THREAD_TOPICS[topic]
+    return topic if topic in Topic.values else Topic.OTHER
 
 
 def normalize_phone(raw: str) -> str:

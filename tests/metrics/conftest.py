@@ -3,8 +3,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from portal.metrics import selectors, services
-from portal.metrics.seed import SeedParams, SeedSummary, seed_metrics
+from fixtures.metrics_seed import SeedParams, SeedSummary, seed_metrics
+from portal.metrics import reports
+from portal.metrics.common import days_between
+from portal.metrics.population import cohort_sizes_refresh
+from portal.metrics.rollups import rollups_refresh
 
 
 def seed_and_roll(**overrides: Any) -> SeedSummary:
@@ -22,10 +25,10 @@ def seed_and_roll(**overrides: Any) -> SeedSummary:
         }
     )
     summary = seed_metrics(params)
-    services.rollups_refresh(days=services._days(summary.start, summary.end))
-    services.cohort_sizes_refresh()
+    rollups_refresh(days=days_between(summary.start, summary.end))
+    cohort_sizes_refresh()
     return summary
 
 
-def last_quarter(summary: SeedSummary) -> selectors.Window:
-    return selectors.Window(date(2024, 4, 1), summary.end)
+def last_quarter(summary: SeedSummary) -> reports.Window:
+    return reports.Window(date(2024, 4, 1), summary.end)

@@ -13,8 +13,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from portal import refusals
+from portal.metrics.imports import ImportRejected, calls_import, webhook_signature
 from portal.metrics.models import CallRecord, MetricsPatient
-from portal.metrics.services import ImportRejected, calls_import, patients_sync, webhook_signature
+from portal.metrics.population import patients_sync
 from portal.models import AuditEvent
 from tests.canaries import ADA_MRN
 from tests.conftest import World

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,8 +12,12 @@ import pytest
 from django.test import Client
 
 from portal import audit
-from portal.metrics import selectors, services
+from portal.metrics import derive, estimate, reports
+from portal.metrics.imports import calls_import
 from portal.metrics.models import CallRecord, DailyTopicRollup, MetricsPatient, SelfServiceEvent
+from portal.metrics.population import patients_sync
+from portal.metrics.refresh import metrics_refresh
+from portal.metrics.rollups import rollups_refresh
 from portal.models import AuditEvent
 from tests.conftest import PERSONAS, World
 from tests.matrix import phi_strings
@@ -27,7 +32,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 def _seeded_world(world: World) -> None:
     seed_and_roll(patients=1500, months=12, effect=0.5, seed=3)
     # Real children are part of the same population (synced, hashed, no PHI).
-    services.patients_sync()
+    patients_sync()
 
 
 def test_only_view_metrics_holders_reach_the_endpoints(world: World) -> None:
@@ -53,7 +58,7 @@ def test_report_content_and_export_audit(world: World) -> None:
     body = client.get("/api/v1/metrics/report?period=month&group_by=topic").json()
     rows = body["rows"]
     assert {row["topic"] for row in rows} >= {"scheduling", "refill"}
-    assert any(row["gross_deflection"] is not None for row in rows)
+    assert any(row["callbacks_expected"] for row in rows)
     monthly = client.get("/api/v1/metrics/report?period=month").json()["rows"]
     assert any(row["active_guardians"] for row in monthly)
     assert client.get("/api/v1/metrics/report?period=year").status_code == 422
@@ -80,13 +85,13 @@ def test_small_cells_are_suppressed_in_exports(world: World) -> None:
             patient=patient,
             outcome="answered",
         )
-    services.rollups_refresh(days=[day])
+    rollups_refresh(days=[day])
     assert DailyTopicRollup.objects.get(day=day).calls == 3
     response = world.client("admin").get("/api/v1/metrics/export?period=day&start=2025-03-03&end=2025-03-03")
     lines = response.content.decode().splitlines()
     header, row = lines[0].split(","), dict(zip(lines[0].split(","), lines[1].split(","), strict=False))
     assert "calls" in header and row["calls"] == "" and "calls" in row["suppressed"]
-    rows = selectors.report(period="day", window=selectors.Window(day, day))
+    rows = reports.report(period="day", window=reports.Window(day, day))
     assert rows[0]["calls"] is None and rows[0]["patients"] is None
 
 
@@ -109,6 +114,7 @@ def test_dashboard_is_for_view_metrics_holders_only(world: World) -> None:
 
 def test_dashboard_renders_its_charts_as_svg(world: World) -> None:
     _seeded_world(world)
+    estimate.estimate_refresh()
     response = _dashboard_client(world, "admin").get("/metrics/dashboard")
     assert response.status_code == 200
     html = response.content.decode()
@@ -119,24 +125,23 @@ def test_dashboard_renders_its_charts_as_svg(world: World) -> None:
         end = html.index("</svg>", start) + len("</svg>")
         charts.append(ET.fromstring(html[start:end]))
         position = end
-    assert len(charts) == 3
-    series = [[g.get("data-series") for g in chart.iter(f"{SVG}g") if g.get("class") == "series"] for chart in charts]
-    assert {"Scheduling", "Scheduling baseline", "Refill"} <= set(series[0])
-    assert series[1] == ["Portal actions"]
-    assert series[2] == ["Enrolled", "Not enrolled"]
+    ids = [
+        {
+            re.sub(r"-\d+$", "", g.get("id") or "")
+            for g in chart.iter(f"{SVG}g")
+            if g.get("id", "").startswith("series-")
+        }
+        for chart in charts
+    ]
+    assert {"series-scheduling", "series-refill"} <= ids[0]
+    assert {"series-portal-actions"} <= ids[1]
+    assert {"series-enrolled", "series-not-enrolled"} <= ids[2]
+    assert {"series-effect", "series-interval"} <= ids[3]  # the event study with its band
+    assert {"series-baseline", "series-period"} <= ids[4]  # match rates
     # Lines and bars were drawn, not just legends.
-    assert any(True for _ in charts[0].iter(f"{SVG}polyline"))
-    assert any(True for _ in charts[1].iter(f"{SVG}rect"))
-    assert "Difference in differences" in html
-
-
-def test_net_deflection_is_below_gross_when_families_call_back(world: World) -> None:
-    _seeded_world(world)
-    body = world.client("admin").get("/api/v1/metrics/report?period=month").json()
-    later = [row for row in body["rows"] if row["callbacks"]]
-    assert later, "the seed makes some families call after using the portal"
-    for row in later:
-        assert row["net_deflection"] < row["gross_deflection"]
+    assert any(True for _ in charts[0].iter(f"{SVG}path"))
+    assert "Staggered-adoption estimate" in html or "Not credible" in html
+    assert "Pre-trend test" in html and "never_enrolled" in html
 
 
 def test_self_service_events_are_derived_from_the_audit_trail_incrementally(world: World, settings: Any) -> None:
@@ -147,11 +152,11 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
     audit.record(actor=world.guardian, action="create", entity_type="Task", child_id=world.ada.pk)
     audit.reads(world.clinician, "MedicationRequest", [world.ada.pk])
     audit.reads(world.other_guardian, "Schedule", [world.ada.pk])  # not Ada's guardian
-    services.metrics_refresh()
+    metrics_refresh()
     events = list(SelfServiceEvent.objects.order_by("audit_seq").values_list("topic", "kind"))
     assert events == [("scheduling", "viewed_schedule"), ("refill", "requested_refill")]
     # Incremental: a second run reads only new rows and adds nothing twice.
-    assert services.metrics_refresh().audit_rows == 0
+    assert metrics_refresh().audit_rows == 0
     assert SelfServiceEvent.objects.count() == 2
     # The family calls about the refill two days later: a call-back, matched by the phone hash.
     now = datetime.now(tz=UTC)
@@ -159,8 +164,8 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
         "call_id,started_at,duration_seconds,direction,queue,reason,caller_phone,mrn,outcome\n"
         f"k1,{(now + timedelta(days=2)).isoformat()},60,inbound,pharmacy,refill,(555) 010-0001,,answered\n"
     )
-    services.calls_import(actor=None, source="avaya", data=data.encode())
-    services.metrics_refresh()
+    calls_import(actor=None, source="avaya", data=data.encode())
+    metrics_refresh()
     cell = DailyTopicRollup.objects.get(topic="refill", calls=1)
     assert cell.callbacks == 1 and cell.cohort == 1  # Ada's family is enrolled
     patient = MetricsPatient.objects.get(child_id=world.ada.pk)
@@ -174,10 +179,10 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
 
 @pytest.mark.parametrize("installed", [True, False])
 def test_message_response_times_only_when_messaging_exists(world: World, monkeypatch: Any, installed: bool) -> None:
-    monkeypatch.setattr(services, "messaging_available", lambda: installed)
+    monkeypatch.setattr(derive, "messaging_available", lambda: installed)
     audit.record(actor=world.guardian, action="create", entity_type="Communication", child_id=world.ada.pk)
     audit.record(actor=world.clinician, action="create", entity_type="Communication", child_id=world.ada.pk)
-    services.metrics_refresh()
+    metrics_refresh()
     from portal.metrics.models import DailyResponseRollup, MessageResponse
 
     assert MessageResponse.objects.count() == (1 if installed else 0)

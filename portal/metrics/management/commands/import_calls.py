@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from portal.metrics.imports import ImportRejected, calls_import
 from portal.metrics.models import CallImportBatch
-from portal.metrics.services import ImportRejected, calls_import
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from portal.metrics.services import metrics_refresh
+from portal.metrics.refresh import metrics_refresh
 
 
 class Command(BaseCommand):

@@ -3,9 +3,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.metrics import services
+from fixtures.metrics_seed import SeedParams, seed_metrics
+from portal.metrics.common import days_between
 from portal.metrics.models import DirtyDay
-from portal.metrics.seed import SeedParams, seed_metrics
+from portal.metrics.population import cohort_sizes_refresh
+from portal.metrics.rollups import rollups_refresh
 
 
 class Command(BaseCommand):
@@ -46,10 +48,10 @@ class Command(BaseCommand):
         )
         if options["no_rollups"]:
             DirtyDay.objects.bulk_create(
-                [DirtyDay(day=day) for day in services._days(summary.start, summary.end)], ignore_conflicts=True
+                [DirtyDay(day=day) for day in days_between(summary.start, summary.end)], ignore_conflicts=True
             )
             return
         started = time.perf_counter()
-        days = services.rollups_refresh(days=services._days(summary.start, summary.end))
-        services.cohort_sizes_refresh()
+        days = rollups_refresh(days=days_between(summary.start, summary.end))
+        cohort_sizes_refresh()
         self.stdout.write(f"rollups for {days} days in {time.perf_counter() - started:.1f}s")
