@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connections, transaction
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from care.models import RefillRequest
 from messaging.models import Message, Thread
@@ -71,7 +73,8 @@ def test_concurrent_thread_creations_with_one_client_id_make_one_and_spare_the_q
     clients = [app_client(world.guardian) for _ in range(WORKERS)]
     url = f"/api/v1/children/{world.ada.pk}/threads"
     body = {"subject": "Sleep", "topic": "medical", "body": "Is this normal?", "client_id": str(uuid.uuid4())}
-    with override_settings(PORTAL_MESSAGE_RATE="5/m"):
+    # One instant (every thread sees the frozen clock), so one fixed rate-limit window throughout.
+    with override_settings(PORTAL_MESSAGE_RATE="5/m"), time_machine.travel(timezone.now(), tick=False):
         results = _concurrently(lambda index: post(clients[index % WORKERS], url, body))
         statuses = [answer.status_code for answer in results]
         assert sorted(statuses) == [200] * (CONCURRENT - 1) + [201], statuses

@@ -183,8 +183,10 @@ def test_unread_counter_is_one_query(world: World) -> None:
 
 @override_settings(PORTAL_MESSAGE_RATE="3/m")
 def test_sending_is_rate_limited(world: World) -> None:
-    thread = data.start_thread(world).json()
-    codes = [data.reply(world, thread["id"], persona="guardian").status_code for _ in range(3)]
+    # One instant, so one fixed rate-limit window (a run crossing a minute boundary would restart the count).
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        thread = data.start_thread(world).json()
+        codes = [data.reply(world, thread["id"], persona="guardian").status_code for _ in range(3)]
     assert codes[:2] == [201, 201] and codes[2] == 429
 
 
