@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from care.models import ScheduleException, WorkingHours
+from portal import zones
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def clinic_blocks(hours: Iterable[WorkingHours], start: datetime, end: datetime)
     """Working-hour blocks in ``[start, end)``, in each clinic's own time zone (DST-safe)."""
     blocks = []
     for row in hours:
-        tz = ZoneInfo(row.time_zone)
+        tz = zones.zone(row.time_zone)
         day = start.astimezone(tz).date() - timedelta(days=1)
         last = end.astimezone(tz).date() + timedelta(days=1)
         while day <= last:

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -26,7 +25,7 @@ from messaging.models import (
     ThreadAssignment,
     ThreadRead,
 )
-from portal import audit, ratelimit
+from portal import audit, ratelimit, zones
 from portal.access import Capability, ChildAccess, current_membership_q
 from portal.errors import Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, User
@@ -154,7 +153,7 @@ def _automatic_reply(thread: Thread, reason: str, body: str, moment: datetime, c
 
 
 def _local_when(moment: datetime, tz_name: str) -> str:
-    return moment.astimezone(ZoneInfo(tz_name)).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(zones.zone(tz_name)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _family_message(
