@@ -14,8 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
-from ninja import Query, Router, Schema, Status
-from pydantic import ConfigDict
+from ninja import Query, Router, Status
 
 from portal import audit, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
@@ -28,6 +27,7 @@ from portal.schemas import (
     ChildOut,
     GuardianLinkOut,
     HealthOut,
+    In,
     InvitationIn,
     InvitationOut,
     LinkUpdateIn,
@@ -218,9 +218,7 @@ def access_log(
     return selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
 
 
-class ExportQuery(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class ExportQuery(In):
     start: datetime
     end: datetime
     format: Literal["csv", "json"] = "csv"

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.InputLimitsMiddleware",  # input limits and the API's error shape (see below)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -326,3 +327,14 @@ PORTAL_METRICS_GO_LIVE = env("PORTAL_METRICS_GO_LIVE") or ""
 PORTAL_GROUP_POST_RATE = env("PORTAL_GROUP_POST_RATE", "5/m") or "5/m"
 PORTAL_GROUP_POST_HOURLY_RATE = env("PORTAL_GROUP_POST_HOURLY_RATE", "30/h") or "30/h"
 PORTAL_GROUP_READ_ALERT = env("PORTAL_GROUP_READ_ALERT", "500/10m") or "500/10m"
+
+
+# -- Input limits (oversized requests are refused before they are read; see portal/limits.py) ------
+# JSON and form bodies: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB by default). A multipart upload
+# may be as large as the largest file it can carry (an attachment, a calls file) plus its envelope.
+PORTAL_MAX_UPLOAD_BODY_BYTES = env_int(
+    "PORTAL_MAX_UPLOAD_BODY_BYTES",
+    max(env_int("PORTAL_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024), PORTAL_METRICS_MAX_UPLOAD_BYTES) + 1024 * 1024,
+)
+PORTAL_MAX_URL_BYTES = env_int("PORTAL_MAX_URL_BYTES", 8 * 1024)  # path and query string
+PORTAL_MAX_HEADER_BYTES = env_int("PORTAL_MAX_HEADER_BYTES", 16 * 1024)  # all header names and values
