@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -63,6 +63,8 @@ def _day(value: date | datetime) -> date:
 
 def date_problem(value: Any) -> str | None:
     """The outer bound every date and time in a request must respect."""
+    if isinstance(value, time) and value.tzinfo is not None:
+        return "is a time of day in the account's own time zone: give it without a UTC offset"
     if isinstance(value, date | datetime) and not EARLIEST <= _day(value) <= LATEST:
         return f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
     if isinstance(value, list | tuple):
