@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 
 from portal.admin import site
 from portal.metrics.models import CallImportBatch, MetricsConfig
-from portal.metrics.services import ImportRejected, TooLarge, calls_import
+from portal.metrics.services import ImportRejected, TooLarge, calls_import, too_many_bytes
 
 
 class UploadForm(forms.Form):
@@ -63,11 +63,11 @@ class CallImportBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             upload = form.cleaned_data["file"]
             try:
                 if upload.size > site_limit():
-                    raise TooLarge()
+                    raise too_many_bytes(site_limit())
                 batch = calls_import(
                     actor=request.user,
                     source=form.cleaned_data["source"],
-                    data=upload.read(),
+                    data=upload.open("rb"),
                     via=CallImportBatch.Via.ADMIN,
                 )
             except ImportRejected as exc:
