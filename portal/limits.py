@@ -89,7 +89,7 @@ class Window:
             moment = value if value.tzinfo else value.replace(tzinfo=UTC)
             low: date | datetime = now - self.past
             high: date | datetime = now + self.future
-            inside = low <= moment <= high  # type: ignore[operator]
+            inside = low <= moment <= high
         else:
             low, high = (now - self.past).date(), (now + self.future).date()
             inside = low <= value <= high

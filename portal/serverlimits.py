@@ -46,5 +46,5 @@ def install() -> None:
         self.transport.write(answer)
         self.loseConnection()
 
-    http.HTTPChannel.lineLengthExceeded = line_length_exceeded
-    http.HTTPChannel._portal_line_limits = True
+    setattr(http.HTTPChannel, "lineLengthExceeded", line_length_exceeded)  # noqa: B010
+    setattr(http.HTTPChannel, "_portal_line_limits", True)  # noqa: B010
