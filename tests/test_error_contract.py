@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from portal.apiroot import api
-from tests.conftest import World, app_client
+from tests.conftest import World
 
 
 def _is_error(response, status: int, code: str) -> None:
@@ -39,14 +39,19 @@ def test_a_wrong_method_is_json_405_with_allow(world: World) -> None:
 def test_a_bad_or_expired_app_token_is_401_not_a_csrf_403(world: World) -> None:
     body = json.dumps({"payer": "P", "member_id": "M"})
     url = f"/api/v1/children/{world.ada.pk}/coverage"
-    bad = Client(headers={"X-Session-Token": "no-such-token"})
+    # CSRF is enforced as in production: the test client skips it unless asked.
+    bad = Client(enforce_csrf_checks=True, headers={"X-Session-Token": "no-such-token"})
     _is_error(bad.post(url, data=body, content_type="application/json"), 401, "not_authenticated")
     _is_error(bad.get(url), 401, "not_authenticated")
-    client = app_client(world.guardian)
+    browser = Client()
+    browser.force_login(world.guardian)
+    client = Client(enforce_csrf_checks=True, headers={"X-Session-Token": browser.session.session_key})
     assert client.get("/api/v1/me").status_code == 200
     with time_machine.travel(timezone.now() + timedelta(days=2), tick=False):  # past the idle timeout
         _is_error(client.post(url, data=body, content_type="application/json"), 401, "not_authenticated")
-    _is_error(Client().post(url, data=body, content_type="application/json"), 401, "not_authenticated")
+    _is_error(
+        Client(enforce_csrf_checks=True).post(url, data=body, content_type="application/json"), 401, "not_authenticated"
+    )
 
 
 def test_a_browser_post_without_csrf_is_json_403(world: World) -> None:
