@@ -275,6 +275,21 @@ def _parse_row(row: dict[str, str], line: int, errors: list[LineError]) -> Parse
 MAX_KEPT_ERRORS = 10_000
 
 
+def _text(stream: IO[bytes], max_bytes: int) -> io.TextIOWrapper:
+    counted = io.BufferedReader(_CountingReader(stream, max_bytes), buffer_size=64 * 1024)
+    return io.TextIOWrapper(counted, encoding="utf-8-sig", newline="")
+
+
+def _count_rows(text: io.TextIOWrapper, max_rows: int) -> None:
+    """Raise ``TooLarge`` past the row or byte limit; a file that is not CSV is left to the parser."""
+    try:
+        for index, _ in enumerate(csv.reader(text)):
+            if index > max_rows:  # the header is not a row
+                raise too_many_rows(max_rows)
+    except (UnicodeDecodeError, csv.Error):
+        return
+
+
 def parse_csv(data: bytes | IO[bytes]) -> list[ParsedCall]:
     """Validate a CSV file as it is read; raise ``ImportRejected`` naming every bad line, else return
     its calls. ``TooLarge`` is raised as soon as the byte or row limit is passed, without reading on.
@@ -284,9 +299,13 @@ def parse_csv(data: bytes | IO[bytes]) -> list[ParsedCall]:
     max_bytes: int = settings.PORTAL_METRICS_MAX_UPLOAD_BYTES
     max_rows: int = settings.PORTAL_METRICS_MAX_ROWS
     stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-    counted = io.BufferedReader(_CountingReader(stream, max_bytes), buffer_size=64 * 1024)
-    text = io.TextIOWrapper(counted, encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text)
+    if stream.seekable():
+        # A file that can be read twice is first only counted (about a second per 500,000 rows), so
+        # one over a limit is refused before any row is parsed, hashed or kept.
+        start = stream.tell()
+        _count_rows(_text(stream, max_bytes), max_rows)
+        stream.seek(start)
+    reader = csv.DictReader(_text(stream, max_bytes))
     errors: list[LineError] = []
     total_errors = 0
     try:

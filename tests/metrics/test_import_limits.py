@@ -64,6 +64,21 @@ def test_an_endless_file_stops_at_the_row_limit(settings) -> None:
     assert source.served < 2000 * 80 + 256 * 1024  # read only as far as the limit (plus one buffer)
 
 
+def test_a_file_over_the_row_limit_is_refused_before_any_row_is_parsed(settings, monkeypatch) -> None:
+    """A seekable file (the command's, the admin upload's) is counted first: nothing is parsed, hashed
+    or kept when it is over a limit."""
+    from portal.metrics import services
+
+    settings.PORTAL_METRICS_MAX_ROWS = 100
+
+    def never(*args: Any) -> None:
+        raise AssertionError("a row was parsed")
+
+    monkeypatch.setattr(services, "_parse_row", never)
+    with pytest.raises(TooLarge):
+        parse_csv(io.BytesIO(HEADER + b"".join(row(i) for i in range(101))))
+
+
 def test_an_endless_line_stops_at_the_byte_limit(settings) -> None:
     settings.PORTAL_METRICS_MAX_UPLOAD_BYTES = 1_000_000
     source = EndlessCalls(one_line=True)
