@@ -24,7 +24,16 @@ from portal.models import Child
 from tests import care_data
 from tests.conftest import World, app_client
 
-NOW = datetime(2027, 3, 10, 15, 0, tzinfo=UTC)  # a Wednesday, 10:00 in New York
+# Later than the moment the personas' links and care teams start (they start at the real now), so the
+# tests can travel there; the windows are checked against it.
+NOW = (datetime.now(UTC) + timedelta(days=30)).replace(hour=15, minute=0, second=0, microsecond=0)
+
+
+YEARS = timedelta(days=366)
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT10:00:00Z")
 
 
 def post(client: Client, url: str, body: Any, content_type: str = "application/json") -> Any:
@@ -267,35 +276,29 @@ def test_each_date_field_has_its_own_window(world: World) -> None:
     plan = care_data.plan(world.ada, world.clinician, start=NOW - timedelta(days=30))
     ada = f"/api/v1/children/{world.ada.pk}"
     with time_machine.travel(NOW, tick=False):
-        inside = post(
-            world.client("clinician"), f"{ada}/appointments", _appointment_body(world, "2031-06-01T10:00:00Z")
-        )
-        outside = post(
-            world.client("clinician"), f"{ada}/appointments", _appointment_body(world, "2032-06-01T10:00:00Z")
-        )
+        inside = post(world.client("clinician"), f"{ada}/appointments", _appointment_body(world, iso(NOW + 4 * YEARS)))
+        outside = post(world.client("clinician"), f"{ada}/appointments", _appointment_body(world, iso(NOW + 6 * YEARS)))
         assert (inside.status_code, outside.status_code) == (201, 422)
         assert "window" in outside.json()["errors"][0]["msg"]
         dose = {"client_id": str(uuid.uuid4()), "status": "given"}
         late = post(
             world.client("guardian"),
             f"{ada}/medications/{plan.pk}/doses",
-            {**dose, "occurred_at": "2027-03-12T10:00:00Z"},
+            {**dose, "occurred_at": iso(NOW + timedelta(days=2))},
         )
         old = post(
             world.client("guardian"),
             f"{ada}/medications/{plan.pk}/doses",
-            {**dose, "occurred_at": "2026-11-01T10:00:00Z"},
+            {**dose, "occurred_at": iso(NOW - timedelta(days=100))},
         )
         assert (late.status_code, old.status_code) == (422, 422)
-        far = post(
-            world.client("guardian"), f"{ada}/coverage", {"payer": "P", "member_id": "M", "period_start": "2030-01-01"}
-        )
+        far_start = (NOW + 3 * YEARS).date().isoformat()
+        far_body = {"payer": "P", "member_id": "M", "period_start": far_start}
+        far = post(world.client("guardian"), f"{ada}/coverage", far_body)
         assert far.status_code == 422
-    with time_machine.travel(NOW + timedelta(days=365 * 4), tick=False):
+    with time_machine.travel(NOW + 2 * YEARS, tick=False):
         # The same appointment date is inside the window once the clock has moved on.
-        again = post(
-            app_client(world.clinician), f"{ada}/appointments", _appointment_body(world, "2032-06-01T10:00:00Z")
-        )
+        again = post(app_client(world.clinician), f"{ada}/appointments", _appointment_body(world, iso(NOW + 6 * YEARS)))
         assert again.status_code == 201, again.content
 
 
