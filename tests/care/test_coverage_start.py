@@ -4,7 +4,8 @@ for the family too, until the first day of the new period in the child's time zo
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import time_machine
 
@@ -12,9 +13,13 @@ from care.models import Coverage
 from tests import care_data
 from tests.conftest import World, app_client
 
-JUNE_10 = datetime(2027, 6, 10, 16, 0, tzinfo=UTC)
-JUNE_30_LATE_NEW_YORK = datetime(2027, 7, 1, 3, 30, tzinfo=UTC)  # 23:30 on 30 June in New York
-JULY_1_NEW_YORK = datetime(2027, 7, 1, 4, 30, tzinfo=UTC)  # 00:30 on 1 July in New York
+NEW_YORK = ZoneInfo("America/New_York")  # Ada's time zone
+# The new coverage starts on the first of a month at least a month ahead of the real clock (the
+# personas' links start at the real now, so the tests only travel forward).
+START = (datetime.now(UTC) + timedelta(days=60)).date().replace(day=1)
+BEFORE = datetime.combine(START - timedelta(days=20), time(12, 0), tzinfo=NEW_YORK)
+EVE_LATE = datetime.combine(START - timedelta(days=1), time(23, 30), tzinfo=NEW_YORK)  # still the day before
+FIRST_DAY = datetime.combine(START, time(0, 30), tzinfo=NEW_YORK)
 
 
 def _statuses(world: World, persona: str) -> list[tuple[str, str]]:
@@ -25,10 +30,10 @@ def _statuses(world: World, persona: str) -> list[tuple[str, str]]:
 def test_future_coverage_waits_for_its_start_and_the_current_plan_stays_active(world: World) -> None:
     care_data.coverage(world.ada, world.guardian)
     base = f"/api/v1/children/{world.ada.pk}/coverage"
-    with time_machine.travel(JUNE_10, tick=False):
+    with time_machine.travel(BEFORE, tick=False):
         submitted = app_client(world.guardian).post(
             base,
-            data=json.dumps({"payer": "Next Payer", "member_id": "NP-1", "period_start": "2027-07-01"}),
+            data=json.dumps({"payer": "Next Payer", "member_id": "NP-1", "period_start": START.isoformat()}),
             content_type="application/json",
         )
         assert submitted.status_code == 201
@@ -38,9 +43,9 @@ def test_future_coverage_waits_for_its_start_and_the_current_plan_stays_active(w
         assert verified.status_code == 200 and verified.json()["status"] == "pending_start"
         family = [("Acme Health", "active"), ("Next Payer", "pending_start")]
         assert _statuses(world, "guardian") == family
-    with time_machine.travel(JUNE_30_LATE_NEW_YORK, tick=False):
+    with time_machine.travel(EVE_LATE, tick=False):
         assert _statuses(world, "co_guardian") == family
-    with time_machine.travel(JULY_1_NEW_YORK, tick=False):
+    with time_machine.travel(FIRST_DAY, tick=False):
         assert _statuses(world, "guardian") == [("Next Payer", "active")]
         assert _statuses(world, "clinician") == [("Acme Health", "superseded"), ("Next Payer", "active")]
     # Nothing was written by reading: the next verification settles the stored statuses.
@@ -50,10 +55,10 @@ def test_future_coverage_waits_for_its_start_and_the_current_plan_stays_active(w
 def test_verification_after_the_start_settles_the_stored_statuses(world: World) -> None:
     care_data.coverage(world.ada, world.guardian)
     scheduled = care_data.coverage(
-        world.ada, world.guardian, payer="Next Payer", status="pending_start", period_start=datetime(2027, 7, 1).date()
+        world.ada, world.guardian, payer="Next Payer", status="pending_start", period_start=START
     )
     third = care_data.coverage(world.ada, world.guardian, payer="Third Payer", status="pending")
-    with time_machine.travel(JULY_1_NEW_YORK, tick=False):
+    with time_machine.travel(FIRST_DAY, tick=False):
         rejected = app_client(world.admin).post(
             f"/api/v1/children/{world.ada.pk}/coverage/{third.pk}/verify",
             data='{"accept": false, "reason": "unreadable"}',
@@ -68,10 +73,10 @@ def test_verification_after_the_start_settles_the_stored_statuses(world: World) 
 def test_coverage_that_has_already_started_is_active_at_once(world: World) -> None:
     care_data.coverage(world.ada, world.guardian)
     base = f"/api/v1/children/{world.ada.pk}/coverage"
-    with time_machine.travel(JULY_1_NEW_YORK, tick=False):
+    with time_machine.travel(FIRST_DAY, tick=False):
         submitted = app_client(world.guardian).post(
             base,
-            data=json.dumps({"payer": "Next Payer", "member_id": "NP-1", "period_start": "2027-07-01"}),
+            data=json.dumps({"payer": "Next Payer", "member_id": "NP-1", "period_start": START.isoformat()}),
             content_type="application/json",
         )
         verified = app_client(world.admin).post(
