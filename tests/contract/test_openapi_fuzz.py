@@ -56,6 +56,20 @@ def demo_guardian(django_db_setup: Any, django_db_blocker: Any) -> Any:
         call_command("flush", "--noinput", verbosity=0)
 
 
+@pytest.fixture(autouse=True)
+def _one_connection() -> Any:
+    """Requests go straight to the WSGI application, inside the test's transaction: keep Django from
+    closing the connection at the end of each request (its own test client does the same)."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def signed_in(demo_guardian: Any, db: Any) -> Any:
     return demo_guardian
