@@ -274,17 +274,19 @@ class RefillTransition(models.Model):
 
 
 class Coverage(models.Model):
-    """FHIR Coverage. A guardian's change is a new row ``pending`` until staff verify it."""
+    """FHIR Coverage. A guardian's change is a new row ``pending`` until staff verify it; verified
+    coverage whose period starts later is ``pending_start`` (the current one stays active until then)."""
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         PENDING = "pending", "Pending verification"
+        PENDING_START = "pending_start", "Verified, starts later"
         SUPERSEDED = "superseded", "Superseded"
         REJECTED = "rejected", "Rejected"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="coverages")
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     payer = models.CharField(max_length=120)
     plan_name = models.CharField(max_length=120, blank=True)
     member_id = EncryptedTextField()

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Case, IntegerField, Q, Value, When
 
 from care.models import DepartmentHours, ScheduleException, WorkingHours
+from portal import zones
 from portal.access import current_membership_q
 from portal.models import CareTeamMembership, Department, DepartmentMembership
 
@@ -39,7 +40,7 @@ def clinic_blocks(hours: Iterable[WorkingHours], start: datetime, end: datetime)
     """Working-hour blocks in ``[start, end)``, in each clinic's own time zone (DST-safe)."""
     blocks = []
     for row in hours:
-        tz = ZoneInfo(row.time_zone)
+        tz = zones.zone(row.time_zone)
         day = start.astimezone(tz).date() - timedelta(days=1)
         last = end.astimezone(tz).date() + timedelta(days=1)
         while day <= last:
@@ -171,7 +172,7 @@ def _window(day: date, hours: BusinessHours, tz: ZoneInfo) -> tuple[datetime, da
 
 def is_open(moment: datetime, hours: BusinessHours | None = None) -> bool:
     hours = hours or hospital_hours()
-    tz = ZoneInfo(hours.time_zone)
+    tz = zones.zone(hours.time_zone)
     local = moment.astimezone(tz)
     if not _is_business_day(local.date(), hours):
         return False
@@ -182,7 +183,7 @@ def is_open(moment: datetime, hours: BusinessHours | None = None) -> bool:
 def next_open(moment: datetime, hours: BusinessHours | None = None) -> datetime:
     """``moment`` itself when open, else the next opening."""
     hours = hours or hospital_hours()
-    tz = ZoneInfo(hours.time_zone)
+    tz = zones.zone(hours.time_zone)
     day = moment.astimezone(tz).date()
     for _ in range(_MAX_DAYS):
         if _is_business_day(day, hours):
@@ -196,7 +197,7 @@ def next_open(moment: datetime, hours: BusinessHours | None = None) -> datetime:
 def last_close(moment: datetime, hours: BusinessHours | None = None) -> datetime:
     """The most recent closing at or before ``moment`` (when the current out-of-hours period began)."""
     hours = hours or hospital_hours()
-    tz = ZoneInfo(hours.time_zone)
+    tz = zones.zone(hours.time_zone)
     day = moment.astimezone(tz).date()
     for _ in range(_MAX_DAYS):
         if _is_business_day(day, hours):
@@ -210,7 +211,7 @@ def last_close(moment: datetime, hours: BusinessHours | None = None) -> datetime
 def add_business_minutes(moment: datetime, minutes: int, hours: BusinessHours | None = None) -> datetime:
     """The instant ``minutes`` of business time after ``moment``."""
     hours = hours or hospital_hours()
-    tz = ZoneInfo(hours.time_zone)
+    tz = zones.zone(hours.time_zone)
     remaining = timedelta(minutes=minutes)
     cursor = next_open(moment, hours)
     for _ in range(_MAX_DAYS):

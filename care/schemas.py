@@ -5,14 +5,23 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from portal.limits import DAY, YEAR, window
 from portal.schemas import In
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+# The window of each date field (see portal/limits.py and the README's input limits).
+AppointmentTime = Annotated[datetime, window(past=YEAR, future=5 * YEAR)]
+PlanStart = Annotated[datetime, window(past=5 * YEAR, future=2 * YEAR)]
+PlanEnd = Annotated[datetime, window(past=5 * YEAR, future=10 * YEAR)]
+DoseTime = Annotated[datetime, window(past=90 * DAY, future=DAY)]
+CoverageStart = Annotated[date, window(past=10 * YEAR, future=2 * YEAR)]
+CoverageEnd = Annotated[date, window(past=10 * YEAR, future=10 * YEAR)]
 
 
 class SlotOut(Schema):
@@ -56,8 +65,8 @@ class AppointmentOut(Schema):
 
 class AppointmentIn(In):
     clinician_id: uuid.UUID
-    start: datetime
-    end: datetime
+    start: AppointmentTime
+    end: AppointmentTime
     location: str = Field(min_length=1, max_length=120)
     visit_type: str = Field(min_length=1, max_length=80)
     department_id: uuid.UUID | None = None
@@ -68,8 +77,8 @@ class AppointmentIn(In):
 
 class AppointmentUpdateIn(In):
     status: Literal["booked", "arrived", "fulfilled", "cancelled", "noshow"] | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: AppointmentTime | None = None
+    end: AppointmentTime | None = None
     location: str | None = Field(None, min_length=1, max_length=120)
     preparation: str | None = Field(None, max_length=4000)
     clear_change_request: bool = False
@@ -93,8 +102,8 @@ class PlanIn(In):
     interval_hours: int | None = Field(None, ge=1, le=72)
     min_interval_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
     max_per_day: int | None = Field(None, ge=1, le=48)
-    start: datetime
-    end: datetime | None = None
+    start: PlanStart
+    end: PlanEnd | None = None
     instructions: str = Field("", max_length=4000)
     refills_allowed: int = Field(0, ge=0, le=12)
     pharmacy: str = Field("", max_length=120)
@@ -157,8 +166,8 @@ class PlanOut(Schema):
 class DoseIn(In):
     client_id: uuid.UUID = Field(description="Chosen by the client; a retry with the same id records nothing new.")
     status: Literal["given", "skipped"]
-    occurred_at: datetime | None = None
-    scheduled_for: datetime | None = Field(None, description="The scheduled dose this answers (not for as-needed).")
+    occurred_at: DoseTime | None = None
+    scheduled_for: DoseTime | None = Field(None, description="The scheduled dose this answers (not for as-needed).")
     note: str = Field("", max_length=1000)
 
 
@@ -208,8 +217,8 @@ class CoverageIn(In):
     group_number: str = Field("", max_length=60)
     subscriber_name: str = Field("", max_length=150)
     subscriber_relationship: Literal["parent", "self", "spouse", "other"] = "parent"
-    period_start: date | None = None
-    period_end: date | None = None
+    period_start: CoverageStart | None = None
+    period_end: CoverageEnd | None = None
     copays: dict[str, Decimal] = Field(default_factory=dict, max_length=10)
 
 

@@ -25,8 +25,8 @@ from care.models import (
     ScheduleException,
     WorkingHours,
 )
-from care.services import feed_token_hash, plan_for, refill_out
-from portal import audit
+from care.services import coverage_statuses, feed_token_hash, plan_for, refill_out
+from portal import audit, zones
 from portal.access import (
     Capability,
     ChildAccess,
@@ -186,7 +186,7 @@ def _plan_view(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: dat
 def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
     """Active and recent plans with the next dose, overdue doses and adherence over 7 and 30 days."""
     moment = now or timezone.now()
-    tz = ZoneInfo(access.child.time_zone)
+    tz = zones.zone(access.child.time_zone)
     plans = list(
         hide_confidential(MedicationPlan.objects.filter(child=access.child), access)
         .select_related("prescriber")
@@ -259,10 +259,10 @@ def refill_queue(*, user: User, status: str | None = None) -> list[dict[str, Any
     ]
 
 
-def coverage_out(coverage: Coverage) -> dict[str, Any]:
+def coverage_out(coverage: Coverage, status: str | None = None) -> dict[str, Any]:
     return {
         "id": coverage.pk,
-        "status": coverage.status,
+        "status": status or coverage.status,
         "payer": coverage.payer,
         "plan_name": coverage.plan_name,
         "member_id": coverage.member_id,
@@ -280,11 +280,16 @@ def coverage_out(coverage: Coverage) -> dict[str, Any]:
 
 def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     """Active coverage and any change waiting for verification (and, for staff, the history)."""
-    rows = Coverage.objects.filter(child=access.child).order_by("-submitted_at")
-    if not access.can(Capability.MANAGE):
-        rows = rows.filter(status__in=[Coverage.Status.ACTIVE, Coverage.Status.PENDING, Coverage.Status.REJECTED])
+    rows = list(Coverage.objects.filter(child=access.child).order_by("-submitted_at")[:50])
+    current = [row for row in rows if row.status in (Coverage.Status.ACTIVE, Coverage.Status.PENDING_START)]
+    statuses = coverage_statuses(current, access.child.local_today())
+    shown = {Coverage.Status.ACTIVE, Coverage.Status.PENDING, Coverage.Status.PENDING_START, Coverage.Status.REJECTED}
     _reads(user, "Coverage", access)
-    return [coverage_out(row) for row in rows[:50]]
+    return [
+        coverage_out(row, statuses.get(row.pk, row.status))
+        for row in rows
+        if access.can(Capability.MANAGE) or statuses.get(row.pk, row.status) in shown
+    ]
 
 
 # -- one glance ---------------------------------------------------------------------------------
@@ -342,7 +347,7 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
     doses: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
     for plan in plans:
         child = children[plan.child_id]
-        tz = ZoneInfo(child.time_zone)
+        tz = zones.zone(child.time_zone)
         recorded = {log.scheduled_for for log in logs[plan.pk] if log.scheduled_for}
         base = {
             "plan_id": plan.pk,
@@ -426,7 +431,7 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
     if feed.include_doses:
         full = [link.child_id for link in links if effective_scope(link, moment) == "full"]
         for plan in MedicationPlan.objects.filter(child_id__in=full, status="active", confidential=False):
-            tz = ZoneInfo(children[plan.child_id].time_zone)
+            tz = zones.zone(children[plan.child_id].time_zone)
             first_name = children[plan.child_id].name.split()[0]
             for at in dosing.occurrences(plan, tz, moment, moment + timedelta(days=7)):
                 event = Event()

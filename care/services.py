@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -25,11 +25,11 @@ from care.models import (
     RefillRequest,
     RefillTransition,
 )
-from portal import audit, events, idempotency
+from portal import audit, events, idempotency, zones
 from portal.access import Capability, ChildAccess, hide_confidential
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
-from portal.models import DepartmentMembership, User
+from portal.models import Child, DepartmentMembership, User
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -387,7 +387,7 @@ def dose_record(
             return existing, False
         if plan.status != MedicationPlan.Status.ACTIVE:
             raise Conflict("This medication plan is not active.", code="plan_not_active")
-        tz = ZoneInfo(access.child.time_zone)
+        tz = zones.zone(access.child.time_zone)
         if plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
             scheduled_for = None
             if status == DoseLog.Status.GIVEN:
@@ -600,10 +600,46 @@ def coverage_submit(
     return coverage
 
 
+def coverage_statuses(rows: Iterable[Coverage], today: date) -> dict[uuid.UUID, str]:
+    """Each row's status as of ``today`` (the child's local date): verified coverage whose period has
+    started replaces the active one, without waiting for a job to write it down."""
+    rows = list(rows)
+    statuses = {row.pk: row.status for row in rows}
+    started = [
+        row
+        for row in rows
+        if row.status == Coverage.Status.PENDING_START and row.period_start is not None and row.period_start <= today
+    ]
+    if started:
+        current = max(started, key=lambda row: (row.period_start, row.verified_at or row.submitted_at))
+        for row in rows:
+            if row.status == Coverage.Status.ACTIVE or row in started:
+                statuses[row.pk] = Coverage.Status.SUPERSEDED
+        statuses[current.pk] = Coverage.Status.ACTIVE
+    return statuses
+
+
+def _coverage_settle(child: Child, today: date) -> None:
+    """Write down the statuses ``coverage_statuses`` derives (call inside a transaction)."""
+    rows = list(
+        Coverage.objects.select_for_update().filter(
+            child=child, status__in=[Coverage.Status.ACTIVE, Coverage.Status.PENDING_START]
+        )
+    )
+    statuses = coverage_statuses(rows, today)
+    for row in rows:
+        status = statuses[row.pk]
+        if status != row.status:
+            row.status = status
+            row.save(update_fields=["status"])
+
+
 def coverage_verify(
     *, actor: User, access: ChildAccess, coverage_id: uuid.UUID, accept: bool, reason: str = ""
 ) -> Coverage:
-    """Staff verify (the pending coverage becomes active, the old one superseded) or reject it."""
+    """Staff verify or reject pending coverage. Verified coverage that starts today or earlier becomes
+    active (the old one superseded); coverage that starts later is ``pending_start`` and the current
+    coverage stays active until that day (in the child's time zone)."""
     _require(access, Capability.MANAGE)
     with transaction.atomic():
         coverage = Coverage.objects.select_for_update().filter(pk=coverage_id, child=access.child).first()
@@ -611,10 +647,18 @@ def coverage_verify(
             raise NotFound("No such coverage.")
         if coverage.status != Coverage.Status.PENDING:
             raise Conflict("Only pending coverage can be verified.", code="not_pending")
-        if accept:
-            Coverage.objects.filter(child=access.child, status=Coverage.Status.ACTIVE).update(
+        today = access.child.local_today()
+        _coverage_settle(access.child, today)
+        if accept and coverage.period_start is not None and coverage.period_start > today:
+            # A later verification replaces an earlier card that has not started yet.
+            Coverage.objects.filter(child=access.child, status=Coverage.Status.PENDING_START).update(
                 status=Coverage.Status.SUPERSEDED
             )
+            coverage.status = Coverage.Status.PENDING_START
+        elif accept:
+            Coverage.objects.filter(
+                child=access.child, status__in=[Coverage.Status.ACTIVE, Coverage.Status.PENDING_START]
+            ).update(status=Coverage.Status.SUPERSEDED)
             coverage.status = Coverage.Status.ACTIVE
         else:
             coverage.status = Coverage.Status.REJECTED

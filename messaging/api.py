@@ -7,9 +7,8 @@ import uuid
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse
-from ninja import File, Query, Router, Schema, Status
+from ninja import File, Query, Router, Status
 from ninja.files import UploadedFile
-from pydantic import ConfigDict
 
 from messaging import alerts, selectors, services, stream
 from messaging.conf import max_attachment_bytes
@@ -34,6 +33,7 @@ from messaging.schemas import (
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
+from portal.schemas import In
 
 router = Router(tags=["messaging"])
 
@@ -162,9 +162,7 @@ def attachment_download(request: HttpRequest, child_id: uuid.UUID, attachment_id
 # -- the clinician inbox ------------------------------------------------------------------------
 
 
-class InboxQuery(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class InboxQuery(In):
     status: StatusIn | None = None
     topic: TopicIn | None = None
     priority: Literal["routine", "urgent"] | None = None

@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -24,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from messaging import presence, sms
 from messaging.conf import notification_backoff_seconds, notification_max_attempts
 from messaging.models import Notification, NotificationPreference
+from portal import zones
 from portal.models import User
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def in_quiet_hours(pref: NotificationPreference, tz_name: str, moment: datetime)
     """The end of the quiet period ``moment`` falls in, or None when it is not quiet."""
     if pref.quiet_start is None or pref.quiet_end is None or pref.quiet_start == pref.quiet_end:
         return None
-    tz = ZoneInfo(tz_name)
+    tz = zones.zone(tz_name)
     local = moment.astimezone(tz)
     now_t: time = local.time()
     start, end = pref.quiet_start, pref.quiet_end

@@ -8,15 +8,16 @@ reply is here.
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from django.utils import translation
 from django.utils.translation import gettext
 
+from portal import zones
+
 
 def local_when(moment: datetime, time_zone: str) -> str:
     """An unambiguous local time in any language: ``2027-06-10 17:00 EDT``."""
-    return moment.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(zones.zone(time_zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def after_hours(*, language: str, number: str, when: datetime, time_zone: str) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime, time
 from typing import Literal
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from portal.schemas import In
 
@@ -145,10 +145,17 @@ class EventsOut(Schema):
 
 
 class PreferencesIn(In):
-    email: bool | None = None
-    sms: bool | None = None
-    quiet_start: time | None = None
+    email: bool | None = Field(None, description="Leave out to keep; null is refused.")
+    sms: bool | None = Field(None, description="Leave out to keep; null is refused.")
+    quiet_start: time | None = Field(None, description="Null clears quiet hours.")
     quiet_end: time | None = None
+
+    @field_validator("email", "sms")
+    @classmethod
+    def _on_or_off(cls, value: bool | None) -> bool:
+        if value is None:
+            raise ValueError("must be true or false (leave the field out to keep it)")
+        return value
 
 
 class PreferencesOut(Schema):

@@ -15,8 +15,7 @@ from channels.layers import get_channel_layer
 from django.core.cache import caches
 from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
-from ninja import Query, Router, Schema, Status
-from pydantic import ConfigDict
+from ninja import Query, Router, Status
 
 from portal import audit, refusals, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
@@ -30,6 +29,7 @@ from portal.schemas import (
     ChildOut,
     GuardianLinkOut,
     HealthOut,
+    In,
     InvitationIn,
     InvitationOut,
     LinkUpdateIn,
@@ -305,9 +305,7 @@ def access_log(
     return selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
 
 
-class ExportQuery(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class ExportQuery(In):
     start: datetime
     end: datetime
     format: Literal["csv", "json"] = "csv"

@@ -7,5 +7,5 @@ class PortalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        import portal.checks  # noqa: F401  (registers portal.E001: the keys can read the encrypted data)
+        import portal.checks  # noqa: F401  (registers portal.E001 keys and portal.E002 time zones)
         from portal import signals  # noqa: F401  (audits sign-in and sign-out)

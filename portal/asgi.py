@@ -26,7 +26,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import path  # noqa: E402
 
 from messaging.consumers import StreamConsumer  # noqa: E402
+from portal import serverlimits  # noqa: E402
 from portal.consumers import WebsocketAuthMiddleware  # noqa: E402
+
+# daphne's HTTP parser answers overlong request and header lines (414/431) instead of hanging up.
+serverlimits.install()
 
 # The messenger's consumer extends portal's EventsConsumer with the persisted event stream.
 websocket_urls = [path("ws/v1/events", StreamConsumer.as_asgi())]

@@ -9,12 +9,14 @@ from typing import Any
 
 from allauth.headless.contrib.ninja.security import XSessionTokenAuth
 from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
+from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import SessionAuth
+from ninja.utils import check_csrf
 
 from portal import audit
 from portal.access import has_mfa, requires_mfa
-from portal.errors import MfaRequired
+from portal.errors import CsrfFailed, MfaRequired
 from portal.sessions import check_idle
 
 
@@ -60,9 +62,22 @@ class AppTokenAuth(XSessionTokenAuth):
 
 
 class BrowserSessionAuth(SessionAuth):
-    """The browser client: Django's session cookie, with CSRF on unsafe methods."""
+    """The browser client: Django's session cookie, with CSRF on unsafe methods.
+
+    A request that carries an app token, or no session cookie at all, is not a browser request: it is
+    left to the app client's answer (401 for a bad or expired token) instead of failing CSRF.
+    """
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if request.headers.get("X-Session-Token") or settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return None
+        if not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request):
+            raise CsrfFailed()
+        return request.COOKIES.get(self.param_name)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        if key is None:
+            return None
         user = super().authenticate(request, key)
         return admit(request, user) if user else None
 

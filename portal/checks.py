@@ -34,3 +34,28 @@ def encryption_keys_check(
         )
         for problem in check_keys()
     ]
+
+
+@register(Tags.compatibility)
+def time_zone_settings_check(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    """``portal.E002``: every time zone named in the settings exists in the installed tz database."""
+    from django.conf import settings
+
+    from portal import zones
+
+    named = {
+        "TIME_ZONE": getattr(settings, "TIME_ZONE", "UTC"),
+        "PORTAL_HOSPITAL_TIME_ZONE": getattr(settings, "PORTAL_HOSPITAL_TIME_ZONE", "UTC"),
+    }
+    hours = getattr(settings, "PORTAL_BUSINESS_HOURS", None)
+    if isinstance(hours, dict) and hours.get("time_zone"):
+        named["PORTAL_BUSINESS_HOURS['time_zone']"] = hours["time_zone"]
+    return [
+        Error(
+            f"{name} names an unknown time zone: {value!r}.",
+            hint="Use an IANA zone name such as America/Chicago or UTC.",
+            id="portal.E002",
+        )
+        for name, value in named.items()
+        if not zones.is_known(value)
+    ]

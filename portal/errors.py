@@ -88,3 +88,21 @@ class Overloaded(ApiError):
     code = "overloaded"
     message = "The service is busy. Retry in a moment."
     headers = {"Retry-After": "2"}
+
+
+class CsrfFailed(ApiError):
+    status = 403
+    code = "csrf_failed"
+    message = "CSRF check failed: send the csrftoken cookie's value in the X-CSRFToken header."
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+    message = "The request body is too large."
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+    message = "Send the request body as JSON (Content-Type: application/json)."

@@ -4,10 +4,11 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
-from portal import audit
+from portal import audit, limits
 from portal.sessions import check_idle
 
 
@@ -50,3 +51,74 @@ class NoStoreMiddleware:
             add_never_cache_headers(response)
             response["Pragma"] = "no-cache"
         return response
+
+
+API_PREFIX = "/api/v1/"
+
+# What a status means when something other than an API handler answered (Django's URL resolver,
+# ninja's method dispatch, a middleware): the same {code, message} shape as every API error.
+GENERIC_ERRORS = {
+    400: ("bad_request", "The request could not be read."),
+    403: ("forbidden", "You may not do this."),
+    404: ("not_found", "Not found."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("payload_too_large", "The request body is too large."),
+    414: ("uri_too_long", "The URL is too long."),
+    431: ("request_header_fields_too_large", "The request headers are too large."),
+    500: ("internal_error", "Something went wrong on our side. Please try again."),
+}
+
+
+def error_response(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"code": code, "message": message}, status=status)
+
+
+class InputLimitsMiddleware:
+    """Refuses oversized requests before anything reads them (413 body, 414 URL, 431 headers, each
+    message stating the limit) and gives every error under ``/api/v1/`` the API's JSON shape, whoever
+    produced it (an unknown path, a wrong method)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        refused = self.refuse(request)
+        if refused is not None:
+            return refused
+        return self.shape(request, self.get_response(request))
+
+    def refuse(self, request: HttpRequest) -> HttpResponse | None:
+        max_url = int(settings.PORTAL_MAX_URL_BYTES)
+        if limits.url_bytes(request) > max_url:
+            return error_response(414, "uri_too_long", f"The URL is longer than the limit of {max_url} bytes.")
+        max_headers = int(settings.PORTAL_MAX_HEADER_BYTES)
+        if limits.header_bytes(request) > max_headers:
+            return error_response(
+                431,
+                "request_header_fields_too_large",
+                f"The request headers are larger than the limit of {max_headers} bytes.",
+            )
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "bad_request", "The Content-Length header is not a number.")
+        if length > limits.body_limit(request):
+            return error_response(413, "payload_too_large", limits.body_limit_message(request))
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, RequestDataTooBig):
+            return error_response(413, "payload_too_large", limits.body_limit_message(request))
+        return None
+
+    def shape(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX) or response.status_code < 400:
+            return response
+        if "json" in response.get("Content-Type", ""):
+            return response
+        code, message = GENERIC_ERRORS.get(response.status_code, ("error", "The request failed."))
+        shaped = error_response(response.status_code, code, message)
+        for header in ("Allow", "Retry-After"):
+            if response.has_header(header):
+                shaped[header] = response[header]
+        return shaped

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -20,11 +20,12 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from portal import zones
 from portal.fields import BlindIndexField, EncryptedJSONField, EncryptedTextField
 
 
 def validate_time_zone(value: str) -> None:
-    if value not in available_timezones():
+    if not zones.is_known(value):
         raise ValidationError("Unknown time zone.", code="invalid_time_zone")
 
 
@@ -150,12 +151,12 @@ class Child(models.Model):
 
     def compute_age_boundaries(self) -> None:
         """Derive ``adolescent_from``/``adult_from``; call after changing date of birth or time zone."""
-        tz = ZoneInfo(self.time_zone)
+        tz = zones.zone(self.time_zone)
         self.adolescent_from = _birthday_start(self.date_of_birth, settings.PORTAL_ADOLESCENT_AGE, tz)
         self.adult_from = _birthday_start(self.date_of_birth, settings.PORTAL_ADULT_AGE, tz)
 
     def local_today(self, now: datetime | None = None) -> date:
-        return (now or timezone.now()).astimezone(ZoneInfo(self.time_zone)).date()
+        return (now or timezone.now()).astimezone(zones.zone(self.time_zone)).date()
 
 
 class GuardianLink(models.Model):

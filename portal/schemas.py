@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator
 
+from portal import limits
+from portal.limits import YEAR, window
+
 
 class In(Schema):
-    """Base of every request body: unknown fields are an error, not silently dropped."""
+    """Base of every request body and query schema: unknown fields are an error, not silently dropped;
+    text carries no NUL or other control characters (plaintext and encrypted fields alike); dates lie
+    between 1900 and 2199 (fields narrow this with ``portal.limits.window``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean_input(cls, value: Any) -> Any:
+        problem = limits.text_problem(value) or limits.date_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ErrorOut(Schema):
@@ -154,15 +167,15 @@ class LinkUpdateIn(In):
     scope: Literal["full", "limited"] | None = None
     adolescent_exception: bool | None = None
     court_appointed: bool | None = None
-    valid_until: datetime | None = None
+    valid_until: Annotated[datetime, window(past=YEAR, future=25 * YEAR)] | None = None
 
 
 class CareTeamIn(In):
     clinician_id: uuid.UUID
     role: Literal["primary", "specialist", "nurse", "pharmacist"]
     department_id: uuid.UUID | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: Annotated[datetime, window(past=25 * YEAR, future=5 * YEAR)] | None = None
+    end: Annotated[datetime, window(past=25 * YEAR, future=5 * YEAR)] | None = None
 
 
 class AccessLogEntryOut(Schema):

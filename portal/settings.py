@@ -101,6 +101,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "portal.middleware.NoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.InputLimitsMiddleware",  # input limits and the API's error shape (see below)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -429,3 +430,13 @@ PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/")
 # 429), and each (address, reason) writes one audit row per window, carrying the count.
 PORTAL_REFUSAL_WINDOW_SECONDS = env_int("PORTAL_REFUSAL_WINDOW_SECONDS", 300)
 PORTAL_REFUSAL_RATE = env("PORTAL_REFUSAL_RATE", "30/m") or "30/m"
+
+# -- Input limits (oversized requests are refused before they are read; see portal/limits.py) ------
+# JSON and form bodies: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB by default). A multipart upload
+# may be as large as the largest file it can carry (an attachment, a calls file) plus its envelope.
+PORTAL_MAX_UPLOAD_BODY_BYTES = env_int(
+    "PORTAL_MAX_UPLOAD_BODY_BYTES",
+    max(env_int("PORTAL_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024), PORTAL_METRICS_MAX_UPLOAD_BYTES) + 1024 * 1024,
+)
+PORTAL_MAX_URL_BYTES = env_int("PORTAL_MAX_URL_BYTES", 8 * 1024)  # path and query string
+PORTAL_MAX_HEADER_BYTES = env_int("PORTAL_MAX_HEADER_BYTES", 16 * 1024)  # all header names and values

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from portal.admin import site
-from portal.metrics.imports import ImportRejected, TooLarge, calls_import
+from portal.metrics.imports import ImportRejected, TooLarge, calls_import, too_many_bytes
 from portal.metrics.models import CallImportBatch, MetricsConfig
 
 
@@ -63,11 +63,11 @@ class CallImportBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             upload = form.cleaned_data["file"]
             try:
                 if upload.size > site_limit():
-                    raise TooLarge()
+                    raise too_many_bytes(site_limit())
                 batch = calls_import(
                     actor=request.user,
                     source=form.cleaned_data["source"],
-                    data=upload.read(),
+                    data=upload.open("rb"),
                     via=CallImportBatch.Via.ADMIN,
                 )
             except ImportRejected as exc:

@@ -15,6 +15,7 @@ from portal.errors import Invalid, NotFound
 from portal.metrics import comparison as compare
 from portal.metrics import estimate, imports, reports
 from portal.metrics.schemas import ComparisonOut, ComparisonQuery, ReportOut, ReportQuery, ReportRowOut, WebhookOut
+from portal.schemas import ErrorOut
 
 router = Router(tags=["metrics"])
 
@@ -98,7 +99,12 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
 
 
 # Authenticated by its HMAC signature per source (no session): see tests/test_api_surface.py.
-@router.post("/metrics/calls", auth=None, response={201: WebhookOut}, summary="Phone system: push calls (HMAC)")
+@router.post(
+    "/metrics/calls",
+    auth=None,
+    response={201: WebhookOut, 401: ErrorOut, 413: ErrorOut},
+    summary="Phone system: push calls (HMAC)",
+)
 def calls_webhook(request: HttpRequest) -> Status[dict[str, Any]]:
     refusals.guard("CallWebhook")
     batch = imports.calls_webhook_receive(

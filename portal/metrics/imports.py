@@ -15,7 +15,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -70,11 +70,40 @@ class ImportRejected(ApiError):
 
 class TooLarge(ApiError):
     status = 413
-    code = "too_large"
+    code = "payload_too_large"
     message = "The upload is too large."
 
 
-@dataclass
+# One wording for every way calls arrive (command, admin upload, webhook), each naming its limit.
+def too_many_bytes(limit: int) -> TooLarge:
+    return TooLarge(f"The file is larger than the limit of {limit} bytes; split it into smaller files.")
+
+
+def too_many_rows(limit: int) -> TooLarge:
+    return TooLarge(f"The file has more than the limit of {limit} rows; split it into smaller files.")
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary stream that raises ``TooLarge`` as soon as more than ``limit`` bytes were read."""
+
+    def __init__(self, source: IO[bytes], limit: int) -> None:
+        self.source = source
+        self.limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.source.read(min(len(buffer), 64 * 1024))
+        self.count += len(chunk)
+        if self.count > self.limit:
+            raise too_many_bytes(self.limit)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@dataclass(slots=True)
 class ParsedCall:
     call_id: str
     started_at: datetime
@@ -159,48 +188,85 @@ def _parse_row(row: dict[str, str], line: int, errors: list[LineError]) -> Parse
     )
 
 
-def parse_csv(data: bytes) -> list[ParsedCall]:
-    """Validate a whole CSV file; raise ``ImportRejected`` naming every bad line, else return its calls.
+MAX_KEPT_ERRORS = 10_000
 
-    Line numbers are the file's (the header is line 1).
-    """
-    if len(data) > settings.PORTAL_METRICS_MAX_UPLOAD_BYTES:
-        raise TooLarge(f"The file is larger than {settings.PORTAL_METRICS_MAX_UPLOAD_BYTES} bytes.")
+
+def _text(stream: IO[bytes], max_bytes: int) -> io.TextIOWrapper:
+    counted = io.BufferedReader(_CountingReader(stream, max_bytes), buffer_size=64 * 1024)
+    return io.TextIOWrapper(counted, encoding="utf-8-sig", newline="")
+
+
+def _count_rows(text: io.TextIOWrapper, max_rows: int) -> None:
+    """Raise ``TooLarge`` past the row or byte limit; a file that is not CSV is left to the parser."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRejected([LineError(0, "", "the file is not UTF-8 text")]) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    errors: list[LineError] = []
-    for name in header:
-        if name not in CSV_COLUMNS:
-            errors.append(LineError(1, name[:60], "unknown column"))
-    for name in sorted(REQUIRED_COLUMNS - set(header)):
-        errors.append(LineError(1, name, "missing column"))
-    if errors:
-        raise ImportRejected(errors)
-    reader.fieldnames = header
+        for index, _ in enumerate(csv.reader(text)):
+            if index > max_rows:  # the header is not a row
+                raise too_many_rows(max_rows)
+    except (UnicodeDecodeError, csv.Error):
+        return
+
+
+def _header_errors(header: list[str]) -> list[LineError]:
+    errors = [LineError(1, name[:60], "unknown column") for name in header if name not in CSV_COLUMNS]
+    errors += [LineError(1, name, "missing column") for name in sorted(REQUIRED_COLUMNS - set(header))]
+    return errors
+
+
+def _read_rows(reader: csv.DictReader[str], max_rows: int) -> tuple[list[ParsedCall], list[LineError], int]:
+    """Every valid call of the file, the first ``MAX_KEPT_ERRORS`` bad lines, and how many there were."""
     calls: list[ParsedCall] = []
+    errors: list[LineError] = []
+    total_errors = 0
     first_line: dict[str, int] = {}
-    max_rows: int = settings.PORTAL_METRICS_MAX_ROWS
     for index, row in enumerate(reader):
         line = reader.line_num
         if index >= max_rows:
-            raise TooLarge(f"The file has more than {max_rows} rows; split it.")
+            raise too_many_rows(max_rows)
+        row_errors: list[LineError] = []
         if None in row or any(value is None for value in row.values()):
-            errors.append(LineError(line, "", "wrong number of fields"))
-            continue
-        parsed = _parse_row(row, line, errors)
-        if parsed is None:
-            continue
-        if parsed.call_id in first_line:
-            errors.append(LineError(line, "call_id", f"repeats the call id of line {first_line[parsed.call_id]}"))
-            continue
-        first_line[parsed.call_id] = line
-        calls.append(parsed)
+            row_errors.append(LineError(line, "", "wrong number of fields"))
+            parsed = None
+        else:
+            parsed = _parse_row(row, line, row_errors)
+        if parsed is not None and parsed.call_id in first_line:
+            row_errors.append(LineError(line, "call_id", f"repeats the call id of line {first_line[parsed.call_id]}"))
+        elif parsed is not None:
+            first_line[parsed.call_id] = line
+            calls.append(parsed)
+        total_errors += len(row_errors)
+        errors.extend(row_errors[: max(0, MAX_KEPT_ERRORS - len(errors))])
+    return calls, errors, total_errors
+
+
+def parse_csv(data: bytes | IO[bytes]) -> list[ParsedCall]:
+    """Validate a CSV file as it is read; raise ``ImportRejected`` naming every bad line, else return
+    its calls. ``TooLarge`` is raised as soon as the byte or row limit is passed, without reading on.
+
+    Line numbers are the file's (the header is line 1).
+    """
+    max_bytes: int = settings.PORTAL_METRICS_MAX_UPLOAD_BYTES
+    max_rows: int = settings.PORTAL_METRICS_MAX_ROWS
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    if stream.seekable():
+        # A file that can be read twice is first only counted (about a second per 500,000 rows), so
+        # one over a limit is refused before any row is parsed, hashed or kept.
+        start = stream.tell()
+        _count_rows(_text(stream, max_bytes), max_rows)
+        stream.seek(start)
+    reader = csv.DictReader(_text(stream, max_bytes))
+    try:
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        header_errors = _header_errors(header)
+        if header_errors:
+            raise ImportRejected(header_errors)
+        reader.fieldnames = header
+        calls, errors, total_errors = _read_rows(reader, max_rows)
+    except UnicodeDecodeError:
+        raise ImportRejected([LineError(0, "", "the file is not UTF-8 text")]) from None
+    except csv.Error as exc:
+        raise ImportRejected([LineError(reader.line_num, "", f"not readable as CSV ({exc})"[:200])]) from None
     if errors:
-        raise ImportRejected(errors)
+        raise ImportRejected(errors, total=total_errors)
     return calls
 
 
@@ -296,8 +362,11 @@ def _check_source(source: str) -> str:
     return cleaned
 
 
-def calls_import(*, actor: Any, source: str, data: bytes, via: str = CallImportBatch.Via.COMMAND) -> CallImportBatch:
-    """Import a phone-system CSV: every line valid or nothing imported; known call ids are skipped."""
+def calls_import(
+    *, actor: Any, source: str, data: bytes | IO[bytes], via: str = CallImportBatch.Via.COMMAND
+) -> CallImportBatch:
+    """Import a phone-system CSV (bytes or a binary stream, read once): every line valid or nothing
+    imported; known call ids are skipped. ``TooLarge`` past the byte or row limit."""
     source = _check_source(source)
     calls = parse_csv(data)
     with transaction.atomic():
@@ -360,7 +429,7 @@ def calls_webhook_receive(
         details = [{"loc": [str(p) for p in e["loc"]], "type": e["type"], "msg": e["msg"]} for e in exc.errors()]
         raise Invalid("The body is not valid; see errors.", details=details) from None
     if len(batch_in.calls) > settings.PORTAL_METRICS_WEBHOOK_MAX_CALLS:
-        raise TooLarge(f"At most {settings.PORTAL_METRICS_WEBHOOK_MAX_CALLS} calls per delivery.")
+        raise too_many_rows(settings.PORTAL_METRICS_WEBHOOK_MAX_CALLS)
     errors: list[LineError] = []
     parsed: list[ParsedCall] = []
     seen: set[str] = set()

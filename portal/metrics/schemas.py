@@ -6,14 +6,14 @@ from datetime import date
 from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import Field
+
+from portal.schemas import In
 
 TopicName = Literal["scheduling", "medication", "refill", "advice", "results", "billing", "other"]
 
 
-class ReportQuery(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class ReportQuery(In):
     period: Literal["day", "week", "month"] = "month"
     start: date | None = Field(None, description="Default: 12 months before end.")
     end: date | None = Field(None, description="Inclusive. Default: the last day with data.")
@@ -22,9 +22,7 @@ class ReportQuery(Schema):
     topic: TopicName | None = None
 
 
-class ComparisonQuery(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class ComparisonQuery(In):
     start: date | None = Field(None, description="Comparison period; default: the last 90 days with data.")
     end: date | None = None
     topic: TopicName | None = None

@@ -7,12 +7,17 @@ import base64
 import struct
 import uuid
 import zlib
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
 
 from messaging.models import Attachment, Message, Thread
 from tests.conftest import World
+
+# A Wednesday 14:00 UTC: inside business hours in UTC, New York and Chicago. Tests that count events
+# travel here (ticking), so an after-hours automatic reply never adds one at night or at weekends.
+IN_BUSINESS_HOURS = datetime(2027, 6, 9, 14, 0, tzinfo=UTC)
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import time_machine
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -21,6 +22,7 @@ from portal import events
 from portal.access import Capability, child_for
 from portal.asgi import application
 from tests.conftest import PERSONAS, World, build_world
+from tests.messaging import data
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -98,6 +100,7 @@ def _emit(world: World, count: int, confidential: bool = False) -> list[int]:
     return ids
 
 
+@time_machine.travel(data.IN_BUSINESS_HOURS, tick=True)
 async def test_socket_persona_matrix_over_500_events() -> None:
     """Guardians of the child and its care team get all 500; a guardian of another family, a revoked
     guardian and a clinician of another team get none (even when a row is written for them by

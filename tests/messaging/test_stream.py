@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import time_machine
 from django.db import transaction
 from django.test import TestCase
 
@@ -68,6 +69,7 @@ def test_care_domain_events_reach_guardians_and_care_team_only(world: World) -> 
     assert UserEvent.objects.filter(user=world.clinician).count() == 4
 
 
+@time_machine.travel(data.IN_BUSINESS_HOURS, tick=True)
 def test_http_stream_persona_matrix_over_500_events(world: World, settings) -> None:
     settings.PORTAL_MESSAGE_RATE = "1000/m"
     thread = data.start_thread(world).json()
@@ -107,6 +109,7 @@ def test_revoked_guardian_no_longer_reads_the_stream(world: World) -> None:
     assert world.client("co_guardian").get("/api/v1/events").json()["events"] == []
 
 
+@time_machine.travel(data.IN_BUSINESS_HOURS, tick=True)
 def test_http_api_keeps_working_when_the_channel_layer_is_down(world: World, monkeypatch) -> None:
     class DownLayer:
         async def group_send(self, group, message):

@@ -154,6 +154,7 @@ def test_confidential_threads_reach_the_care_team_only(world: World) -> None:
         assert client.get("/api/v1/me/today").json()["children"][0]["unread_messages"] == 0
 
 
+@time_machine.travel(data.IN_BUSINESS_HOURS, tick=True)
 def test_read_receipts_and_unread_counts(world: World) -> None:
     thread = data.start_thread(world).json()
     data.reply(world, thread["id"], body="First answer")

@@ -3,7 +3,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.metrics.imports import ImportRejected, calls_import
+from portal.errors import ApiError
+from portal.metrics.imports import ImportRejected, TooLarge, calls_import
 from portal.metrics.models import CallImportBatch
 
 
@@ -19,14 +20,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["path"]
+        # Exit status 2 with one line for a file that cannot be taken (unreadable, over a limit);
+        # 1 for a file with bad lines (each named on stderr first).
         try:
-            data = path.read_bytes()
+            stream = path.open("rb")
         except OSError as exc:
-            raise CommandError(f"Cannot read {path}: {exc.strerror}") from None
+            raise CommandError(f"Cannot read {path}: {exc.strerror}", returncode=2) from None
         try:
-            batch = calls_import(actor=None, source=options["source"], data=data, via=CallImportBatch.Via.COMMAND)
+            with stream:
+                batch = calls_import(actor=None, source=options["source"], data=stream, via=CallImportBatch.Via.COMMAND)
+        except TooLarge as exc:
+            raise CommandError(exc.message, returncode=2) from None
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror}", returncode=2) from None
         except ImportRejected as exc:
             for error in exc.line_errors:
                 self.stderr.write(f"line {error.line}, column {error.column or '-'}: {error.reason}")
             raise CommandError(exc.message) from None
+        except ApiError as exc:  # an invalid source name
+            raise CommandError(exc.message, returncode=2) from None
         self.stdout.write(f"{batch.rows} row(s): {batch.added} added, {batch.duplicates} already known.")
