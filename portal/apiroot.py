@@ -47,6 +47,7 @@ ERROR_RESPONSES: tuple[tuple[int, str, str], ...] = (
     (415, "The body is not JSON (`unsupported_media_type`).", "json"),
     (422, "Invalid input (`invalid_input` with `errors`, or a specific code).", "any"),
     (429, "Rate limited (`rate_limited`).", "any"),
+    (503, "Overloaded: no database connection could be had in time (`overloaded`, with `Retry-After`).", "any"),
 )
 
 ERROR_SCHEMA: DictStrAny = {

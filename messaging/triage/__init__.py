@@ -17,14 +17,13 @@ from functools import cached_property
 
 from messaging.triage import rules
 from messaging.triage.normalize import Speller, common_words, fold, tokens
-from messaging.triage.replies import after_hours_reply, emergency_reply
+from messaging.triage.replies import emergency_reply
 from portal.conditions import CONDITIONS
 
 __all__ = [
     "CATEGORIES",
     "Hit",
     "TriageContext",
-    "after_hours_reply",
     "check",
     "context_for",
     "detect_language",

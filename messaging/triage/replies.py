@@ -1,4 +1,5 @@
-"""Automatic replies to a red-flag message and outside business hours, in English and Spanish.
+"""Automatic replies to a red-flag message, in English and Spanish (the after-hours reply lives in
+messaging/replies.py).
 
 The texts are marked for translation (``gettext_noop``) so a ``.po`` catalogue can translate them;
 until a catalogue translates a text, the Spanish below is used. Each category may add its own
@@ -21,10 +22,6 @@ EMERGENCY = gettext_noop(
     "Automatic reply: if this is an emergency, call {emergency} now or go to the nearest emergency department. "
     "Messages are not a way to get emergency help. We have marked your message urgent and alerted the on-call "
     "clinician."
-)
-AFTER_HOURS = gettext_noop(
-    "Automatic reply: the care team is outside business hours. You can expect a reply by {when}. "
-    "If this is an emergency, call {emergency}."
 )
 # Advice added for a category, after the emergency text (in the order of the categories).
 ADVICE = {
@@ -66,10 +63,6 @@ SPANISH = {
         "Respuesta automática: si es una emergencia, llame ahora al {emergency} o vaya a la sala de urgencias "
         "más cercana. Los mensajes no sirven para pedir ayuda urgente. Hemos marcado su mensaje como urgente y "
         "avisado al médico de guardia."
-    ),
-    AFTER_HOURS: (
-        "Respuesta automática: el equipo médico está fuera de su horario. Recibirá una respuesta antes del "
-        "{when}. Si es una emergencia, llame al {emergency}."
     ),
     ADVICE["poisoning"]: (
         "Medicina, producto químico, pila de botón o imán tragados: llame ahora a Control de Envenenamientos al "
@@ -137,8 +130,3 @@ def emergency_reply(language: str, number: str | None = None, *, categories: Seq
         elif category in ADVICE:
             parts.append(_text(ADVICE[category], language))
     return " ".join(dict.fromkeys(part.format(**numbers) for part in parts))
-
-
-def after_hours_reply(language: str, number: str, when: str) -> str:
-    """The automatic reply outside business hours, saying when to expect an answer."""
-    return _text(AFTER_HOURS, _language(language)).format(emergency=number, when=when)
