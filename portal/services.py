@@ -278,6 +278,21 @@ def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Gua
     )
 
 
+def _link_changed(*, actor: User | None, link: GuardianLink, reason: str) -> None:
+    """Audit a change of a guardian link and tell its holder's sockets to re-check their access at once
+    (a narrowed or ended link must stop live events). Call inside the transaction that changed it."""
+    audit.record(
+        actor=actor,
+        action=audit.Action.UPDATE,
+        entity_type="RelatedPerson",
+        entity_id=link.pk,
+        child_id=link.child_id,
+        reason=reason,
+    )
+    if link.guardian_id:
+        realtime.access_revoked(user_id=link.guardian_id)
+
+
 def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> GuardianLink:
     """End a guardian's access (or withdraw an unredeemed invitation). Open sockets are told at once."""
     _require(access, Capability.MANAGE)
@@ -289,16 +304,7 @@ def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Guar
         link.revoked_by = actor
         link.revoked_at = timezone.now()
         link.save(update_fields=["status", "revoked_by", "revoked_at"])
-        audit.record(
-            actor=actor,
-            action=audit.Action.UPDATE,
-            entity_type="RelatedPerson",
-            entity_id=link.pk,
-            child_id=link.child_id,
-            reason="revoked",
-        )
-        if link.guardian_id:
-            realtime.access_revoked(user_id=link.guardian_id)
+        _link_changed(actor=actor, link=link, reason="revoked")
     return link
 
 
@@ -330,16 +336,7 @@ def link_update(
         for name, value in changes.items():
             setattr(link, name, value)
         link.save(update_fields=list(changes))
-        audit.record(
-            actor=actor,
-            action=audit.Action.UPDATE,
-            entity_type="RelatedPerson",
-            entity_id=link.pk,
-            child_id=link.child_id,
-            reason="changed:" + ",".join(sorted(changes)),
-        )
-        if link.guardian_id:
-            realtime.access_revoked(user_id=link.guardian_id)
+        _link_changed(actor=actor, link=link, reason="changed:" + ",".join(sorted(changes)))
     return link
 
 
@@ -501,16 +498,7 @@ def link_suspend_for_approval(*, link_id: uuid.UUID) -> bool:
         link.approved_by = None
         link.approved_at = None
         link.save(update_fields=["status", "approved_by", "approved_at"])
-        audit.record(
-            actor=None,
-            action=audit.Action.UPDATE,
-            entity_type="RelatedPerson",
-            entity_id=link.pk,
-            child_id=link.child_id,
-            reason="suspended_for_approval",
-        )
-        if link.guardian_id:
-            realtime.access_revoked(user_id=link.guardian_id)
+        _link_changed(actor=None, link=link, reason="suspended_for_approval")
     return True
 
 
