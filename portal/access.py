@@ -20,6 +20,7 @@ from django.utils import timezone
 from portal import audit
 from portal.errors import NotFound
 from portal.models import CareTeamMembership, Child, DepartmentMembership, GuardianLink, User
+from portal.vocabulary import Resource
 
 
 class Capability(StrEnum):
@@ -200,7 +201,7 @@ def child_for(
         access = resolve_access(user, child, now)
         if access.can(capability):
             return access
-    audit.deny(actor=user, entity_type="Patient", entity_id=str(child_id)[:64], reason=f"no_{capability}_access")
+    audit.deny(actor=user, entity_type=Resource.PATIENT, entity_id=str(child_id)[:64], reason=f"no_{capability}_access")
     raise NotFound("No such child.")
 
 

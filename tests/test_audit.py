@@ -19,12 +19,13 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import AuditEvent
+from portal.vocabulary import Resource
 from tests.conftest import ADA_MRN, ADA_NAME, World, app_client, build_world
 
 
 def _seed(count: int = 6) -> list[AuditEvent]:
     return [
-        audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id=f"e{i}")
+        audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id=f"e{i}")
         for i in range(count)
     ]
 
