@@ -203,7 +203,7 @@ class AccessCache:
     def _group_member(self, group_id: str) -> bool:
         """Peer-group events reach live members only: a member who left or was banned gets nothing more."""
         if group_id not in self._groups:
-            from community.models import LIVE_MEMBER_STATUSES, Membership
+            from messaging.groups.models import LIVE_MEMBER_STATUSES, Membership
 
             self._groups[group_id] = Membership.objects.filter(
                 group_id=group_id, user=self.user, status__in=LIVE_MEMBER_STATUSES

@@ -121,7 +121,7 @@ api.add_router("/", portal_router)
 api.add_router("/", care_router)
 api.add_router("/", "portal.metrics.api.router")
 api.add_router("/", messaging_router)
-api.add_router("/", "community.api.router")
+api.add_router("/", "messaging.groups.api.router")
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra: object) -> HttpResponse:

@@ -95,7 +95,7 @@ INSTALLED_APPS = [
     "care",
     "django_tasks_db",
     "messaging",
-    "community",
+    "messaging.groups",
 ]
 
 MIDDLEWARE = [

@@ -62,7 +62,7 @@ def test_demo_hospital(db: Any, capsys: Any) -> None:
     assert len(glance["children"]) == 2
     assert any(entry["open_refills"] for entry in glance["children"])
     assert all(entry["doses"] for entry in glance["children"])
-    from community.models import Group, Post
+    from messaging.groups.models import Group, Post
 
     assert Group.objects.count() == 2 and Post.objects.filter(status="pending").count() == 1
     # Running it again changes nothing.

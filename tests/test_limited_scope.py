@@ -21,7 +21,7 @@ from django.core import mail
 from django.test import Client, TestCase
 
 from care.models import ScheduleException, WorkingHours
-from community.models import Group
+from messaging.groups.models import Group
 from messaging.models import NotificationPreference
 from messaging.sms import LocmemSmsBackend
 from portal import services

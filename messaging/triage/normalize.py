@@ -102,7 +102,7 @@ class Speller:
         self.known = frozenset(known) | self.vocabulary
         self._skeletons = {skeleton(word): word for word in sorted(self.vocabulary)}
         # Candidates share the first letter (misspellings rarely change it) and are within the edit
-        # limit in length: a few dozen comparisons per unknown word (see scripts/bench_triage.py).
+        # limit in length: a few dozen comparisons per unknown word (see tests/benchmarks/bench_triage.py).
         buckets: dict[tuple[str, int], list[str]] = {}
         for word in sorted(self.vocabulary):
             if len(word) >= 5:

@@ -21,7 +21,7 @@ def spaced(pattern: str) -> str:
     """``pattern`` for the normalised text, which is words between single spaces with one space at
     each end: a word-start ``\\b`` becomes a literal space and a word-end ``\\b`` a look-ahead for
     one. The same matches, several times faster: ``re`` skips ahead to the next space instead of
-    trying every alternative at every character (see scripts/bench_triage.py)."""
+    trying every alternative at every character (see tests/benchmarks/bench_triage.py)."""
 
     def replace(match: re.Match[str]) -> str:
         start = match.start()

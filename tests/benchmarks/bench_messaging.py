@@ -2,7 +2,7 @@
 
     psql -h 127.0.0.1 -U postgres -c 'create database bench_messaging'
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_messaging REDIS_URL=redis://127.0.0.1:6379/5 \\
-        .venv/bin/python scripts/bench_messaging.py --messages 300 --sockets 2000
+        .venv/bin/python tests/benchmarks/bench_messaging.py --messages 300 --sockets 2000
 
 It needs a database of its own (it migrates it and refuses one that already holds children) and
 generates throw-away encryption keys. It starts one daphne process and reports:
@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _key() -> str:

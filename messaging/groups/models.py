@@ -164,9 +164,9 @@ class NameKey(models.Model):
     """A keyed blind index of the real names of every portal user and child, so a pseudonym that
     spells one of them (in any lookalike form) is refused without decrypting everyone's name.
 
-    ``digest`` is an HMAC (the blind-index key) of ``community.normalise.name_key(name)``; ``part`` is
+    ``digest`` is an HMAC (the blind-index key) of ``messaging.groups.normalise.name_key(name)``; ``part`` is
     ``full`` (the whole name) or ``surname`` (the last word: "Dr Ortiz" impersonates Dr. Helen Ortiz).
-    Kept in step with User and Child saves (``community.names``).
+    Kept in step with User and Child saves (``messaging.groups.names``).
     """
 
     class Owner(models.TextChoices):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from community.models import LIVE_MEMBER_STATUSES, Membership, Post
+from messaging.groups.models import LIVE_MEMBER_STATUSES, Membership, Post
 from portal.vocabulary import EventType, Resource
 
 

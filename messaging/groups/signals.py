@@ -1,4 +1,4 @@
-"""Keeps the blind index of real names (``community.names``) in step with users and children: a
+"""Keeps the blind index of real names (``messaging.groups.names``) in step with users and children: a
 pseudonym check must know a name from the moment it exists, whichever code path saved it."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db.models.signals import post_delete, post_save
 
-from community import names
-from community.models import NameKey
+from messaging.groups import names
+from messaging.groups.models import NameKey
 from portal.models import Child, User
 
 

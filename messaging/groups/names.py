@@ -3,7 +3,7 @@
 Names are encrypted at rest (children) or personal (users), so the pseudonym check never decrypts
 everyone's: each name is indexed once, as an HMAC under the blind-index key of its normalised
 skeleton, and kept in step when a user or child is saved (``index_user``/``index_child``, connected in
-``community.apps``). ``python manage.py index_names`` rebuilds the whole index (after a key change,
+``messaging.groups.apps``). ``python manage.py index_names`` rebuilds the whole index (after a key change,
 or for rows written before the index existed).
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db import transaction
 
-from community import normalise
-from community.models import NameKey
+from messaging.groups import normalise
+from messaging.groups.models import NameKey
 from portal.crypto import keyring
 from portal.models import Child, User
 

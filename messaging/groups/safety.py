@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from community import normalise
+from messaging.groups import normalise
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # "MRN 123", "medical record number: A-12345", "record #12345"
@@ -72,7 +72,7 @@ def _words(text: str) -> list[str]:
 def check(text: str, *, child_names: Iterable[str] = ()) -> Finding | None:
     """The identifiers ``text`` contains, or None when it may be posted.
 
-    Every check reads a normalised form (``community.normalise``): NFKC without invisible characters,
+    Every check reads a normalised form (``messaging.groups.normalise``): NFKC without invisible characters,
     lookalike letters mapped to their TR39 skeleton, separators between digits ignored, spaced-out
     letters joined. The message names what to remove, never the matched text.
     """

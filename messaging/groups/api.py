@@ -9,9 +9,9 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from community import selectors, services
-from community.models import Membership, Post
-from community.schemas import (
+from messaging.groups import selectors, services
+from messaging.groups.models import Membership, Post
+from messaging.groups.schemas import (
     GroupDetailOut,
     GroupIn,
     GroupOut,

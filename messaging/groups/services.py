@@ -12,8 +12,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from community import names, normalise, realtime, safety
-from community.models import LIVE_MEMBER_STATUSES, Group, Membership, NameKey, Post, Reaction, Report
+from messaging.groups import names, normalise, realtime, safety
+from messaging.groups.models import LIVE_MEMBER_STATUSES, Group, Membership, NameKey, Post, Reaction, Report
 from portal import audit, ratelimit
 from portal.access import care_team_memberships, guardian_links, is_clinician, is_portal_manager
 from portal.errors import ApiError, Conflict, Forbidden, Invalid, NotFound
@@ -78,7 +78,7 @@ def _check_pseudonym(user: User, pseudonym: str) -> str:
 
     Refused, on the normalised skeleton (lookalike letters, spacing and case ignored): contact details;
     the user's own name, address or children's names; the real name of any portal user or child (the
-    blind index in ``community.names``); a clinical title with a clinician's name or surname.
+    blind index in ``messaging.groups.names``); a clinical title with a clinician's name or surname.
     """
     cleaned = " ".join(normalise.clean(pseudonym).split())
     if not PSEUDONYM.match(cleaned):

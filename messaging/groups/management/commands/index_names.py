@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from community import names
+from messaging.groups import names
 
 
 class Command(BaseCommand):

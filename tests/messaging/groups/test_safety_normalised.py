@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from community import names, normalise, safety
-from community.models import Group, NameKey, Post
+from messaging.groups import names, normalise, safety
+from messaging.groups.models import Group, NameKey, Post
 from portal.models import Child, DepartmentMembership, GuardianLink
 from tests.conftest import ADA_NAME, World, app_client, make_user
 

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from community.models import Group, Membership, Post, ReadingFlag
+from messaging.groups.models import Group, Membership, Post, ReadingFlag
 from portal.models import AuditEvent, GuardianLink
 from tests.conftest import ADA_NAME, BEN_NAME, World, app_client, make_user
 

@@ -5,7 +5,7 @@ corpus sentences so the speller's per-word cache does not make every run a repea
 the triage of a short message in the same run; then recall and false alarms per part, category and
 language, as reported in the README.
 
-    python scripts/bench_triage.py [--messages 300]
+    python tests/benchmarks/bench_triage.py [--messages 300]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 import django

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from community.models import LIVE_MEMBER_STATUSES, Group, Membership, Post, Reaction, ReadingFlag, Report
+from messaging.groups.models import LIVE_MEMBER_STATUSES, Group, Membership, Post, Reaction, ReadingFlag, Report
 from portal import audit, ratelimit
 from portal.access import effective_scope, guardian_links, is_portal_manager
 from portal.errors import NotFound
