@@ -22,14 +22,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from care import scheduling
-from messaging import notify, stream
+from messaging import notify, publish
 from messaging.conf import alert_ack_minutes
 from messaging.models import AlertStep, Message, Thread, UrgentAlert
 from portal import audit
 from portal.access import Capability, ChildAccess
 from portal.errors import NotFound
 from portal.models import User
-from portal.vocabulary import EventType, Resource
+from portal.vocabulary import Resource
 
 ALERT = Resource.URGENT_ALERT
 Level = UrgentAlert.Level
@@ -50,24 +50,6 @@ def _targets(alert: UrgentAlert, thread: Thread, level: int, moment: datetime) -
     return Level.LEAD, [user_id for user_id in scheduling.department_leads(thread.pool_id) if user_id not in paged]
 
 
-def _changed(alert: UrgentAlert, thread: Thread, crowd: stream.Audience) -> None:
-    stream.emit(
-        users=crowd.care_team,
-        type=EventType.ALERT_CHANGED,
-        child_id=thread.child_id,
-        entity_type=Resource.URGENT_ALERT,
-        entity_id=alert.pk,
-        capability=Capability.TREAT,
-        confidential=thread.confidential,
-        data={
-            "thread_id": str(thread.pk),
-            "status": alert.status,
-            "level": alert.level,
-            "acknowledged_by": str(alert.acknowledged_by_id) if alert.acknowledged_by_id else None,
-        },
-    )
-
-
 def _step(
     *,
     alert: UrgentAlert,
@@ -76,7 +58,7 @@ def _step(
     level: int,
     users: list[uuid.UUID],
     moment: datetime,
-    crowd: stream.Audience,
+    crowd: publish.Audience,
 ) -> None:
     """Record and carry out one step: page ``users`` (or record that nobody was left)."""
     if not users:
@@ -103,15 +85,13 @@ def _step(
     )
     notice = "urgent_message" if kind == AlertStep.Kind.PAGE else "urgent_escalation"
     notify.schedule(users, notice, urgent=True)
-    stream.emit(
-        users={user_id for user_id in users if user_id in crowd.care_team},
-        type=EventType.NOTIFICATION,
-        child_id=thread.child_id,
-        entity_type=Resource.MESSAGE_THREAD,
-        entity_id=thread.pk,
+    publish.notified(
+        users,
+        thread,
+        crowd,
+        kind=notice,
         capability=Capability.TREAT,
-        confidential=thread.confidential,
-        data={"kind": notice, "thread_id": str(thread.pk), "alert_id": str(alert.pk), "level": level},
+        extra={"alert_id": str(alert.pk), "level": level},
     )
 
 
@@ -119,7 +99,7 @@ def _next_deadline(level: int, moment: datetime) -> datetime | None:
     return moment + timedelta(minutes=alert_ack_minutes()) if level < Level.LEAD else None
 
 
-def alert_raise(*, thread: Thread, message: Message, moment: datetime, crowd: stream.Audience) -> UrgentAlert:
+def alert_raise(*, thread: Thread, message: Message, moment: datetime, crowd: publish.Audience) -> UrgentAlert:
     """Open an alert for a red-flag message and page the first on-call clinician. A thread with an
     alert still open keeps that one (it is already paging). Precondition: inside the transaction that
     stores the message, holding the thread's row lock."""
@@ -140,7 +120,7 @@ def alert_raise(*, thread: Thread, message: Message, moment: datetime, crowd: st
         reason="triage_red_flag",
     )
     _step(alert=alert, thread=thread, kind=AlertStep.Kind.PAGE, level=level, users=users, moment=moment, crowd=crowd)
-    _changed(alert, thread, crowd)
+    publish.alert_changed(alert, thread, crowd)
     return alert
 
 
@@ -165,7 +145,7 @@ def alert_acknowledge(*, actor: User, access: ChildAccess, alert_id: uuid.UUID) 
         alert.save(update_fields=["status", "acknowledged_by", "acknowledged_at", "escalate_at"])
         AlertStep.objects.create(alert=alert, kind=AlertStep.Kind.ACKNOWLEDGE, level=alert.level, user=actor, at=moment)
         audit.record_for_child(actor, audit.Action.UPDATE, ALERT, alert.pk, access.child.pk, reason="alert_acknowledge")
-        _changed(alert, thread, stream.audience(thread.child_id, Capability.MESSAGE, thread.confidential, moment))
+        publish.alert_changed(alert, thread, publish.participants(thread, moment))
     return alert
 
 
@@ -189,7 +169,7 @@ def alerts_escalate_due(*, now: datetime | None = None, limit: int = 500) -> lis
             if alert is None:
                 continue
             thread = alert.thread
-            crowd = stream.audience(thread.child_id, Capability.MESSAGE, thread.confidential, moment)
+            crowd = publish.participants(thread, moment)
             level, users = _targets(alert, thread, alert.level + 1, moment)
             alert.level = level
             alert.escalate_at = _next_deadline(level, moment) if users else None
@@ -203,6 +183,6 @@ def alerts_escalate_due(*, now: datetime | None = None, limit: int = 500) -> lis
                 moment=moment,
                 crowd=crowd,
             )
-            _changed(alert, thread, crowd)
+            publish.alert_changed(alert, thread, crowd)
             escalated.append(alert)
     return escalated

@@ -10,9 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Status
 from ninja.files import UploadedFile
 
-from messaging import alerts, selectors, services, stream
+from messaging import alerts, selectors, services
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
+from messaging.realtime import stream
 from messaging.schemas import (
     AlertOut,
     AssignIn,

@@ -7,7 +7,9 @@ class MessagingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from messaging import stream
+        from messaging import publish
+        from messaging.realtime import connect
 
-        # Care's domain events (refills, appointments, doses...) join each user's event stream.
-        stream.connect()
+        # Every app's domain events join each user's event stream; control events reach the sockets.
+        connect()
+        publish.register_rules()

@@ -20,9 +20,10 @@ from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from messaging import presence, sms
+from messaging import sms
 from messaging.conf import notification_backoff_seconds, notification_max_attempts
 from messaging.models import Notification, NotificationPreference
+from messaging.realtime import presence
 from portal import zones
 from portal.models import User
 

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from care import scheduling
-from messaging import alerts, files, notify, replies, routing, stream, triage
+from messaging import alerts, files, notify, publish, replies, routing, triage
 from messaging.conf import emergency_number, max_attachments_per_message, send_rate, upload_rate
 from messaging.models import (
     Attachment,
@@ -30,7 +30,7 @@ from portal import audit, idempotency, ratelimit
 from portal.access import Capability, ChildAccess, current_membership_q
 from portal.errors import Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, User
-from portal.vocabulary import EventType, Resource
+from portal.vocabulary import Resource
 
 THREAD = Resource.MESSAGE_THREAD
 MESSAGE = Resource.COMMUNICATION
@@ -62,39 +62,6 @@ def thread_for(access: ChildAccess, thread_id: uuid.UUID, *, lock: bool = False)
     if thread is None:
         raise NotFound("No such conversation.")
     return thread
-
-
-def _thread_event(thread: Thread, crowd: stream.Audience) -> None:
-    stream.emit(
-        users=crowd.everyone,
-        type=EventType.THREAD_CHANGED,
-        child_id=thread.child_id,
-        entity_type=Resource.MESSAGE_THREAD,
-        entity_id=thread.pk,
-        confidential=thread.confidential,
-        data={
-            "status": thread.status,
-            "priority": thread.priority,
-            "assignee_id": str(thread.assignee_id) if thread.assignee_id else None,
-        },
-    )
-
-
-def _message_event(message: Message, thread: Thread, crowd: stream.Audience) -> None:
-    stream.emit(
-        users=crowd.everyone,
-        type=EventType.MESSAGE_CREATED,
-        child_id=thread.child_id,
-        entity_type=Resource.COMMUNICATION,
-        entity_id=message.pk,
-        confidential=thread.confidential,
-        data={
-            "thread_id": str(thread.pk),
-            "kind": message.kind,
-            "automatic": message.kind == Message.Kind.AUTOMATIC,
-            "author_id": str(message.author_id) if message.author_id else None,
-        },
-    )
 
 
 def _is_care_team(user_id: Any, access: ChildAccess, moment: datetime) -> bool:
@@ -150,11 +117,11 @@ def _create_message(
     )
 
 
-def _automatic_reply(thread: Thread, reason: str, body: str, moment: datetime, crowd: stream.Audience) -> Message:
+def _automatic_reply(thread: Thread, reason: str, body: str, moment: datetime, crowd: publish.Audience) -> Message:
     message = _create_message(
         thread=thread, author=None, kind=Message.Kind.AUTOMATIC, body=body, client_id=None, moment=moment, reason=reason
     )
-    _message_event(message, thread, crowd)
+    publish.message_created(message, thread, crowd)
     return message
 
 
@@ -167,7 +134,7 @@ def _triage_context(access: ChildAccess, moment: datetime) -> triage.TriageConte
 
 
 def _family_message(
-    *, actor: User, access: ChildAccess, thread: Thread, message: Message, moment: datetime, crowd: stream.Audience
+    *, actor: User, access: ChildAccess, thread: Thread, message: Message, moment: datetime, crowd: publish.Audience
 ) -> None:
     """Triage, the reply-by clock and the automatic replies for a message from a guardian."""
     if thread.status != Thread.Status.AWAITING_CARE_TEAM:
@@ -223,7 +190,7 @@ def _family_message(
         notify.schedule([thread.assignee_id], "family_message")
 
 
-def _care_team_message(*, actor: User, thread: Thread, moment: datetime, crowd: stream.Audience) -> None:
+def _care_team_message(*, actor: User, thread: Thread, moment: datetime, crowd: publish.Audience) -> None:
     if thread.first_reply_at is None:
         thread.first_reply_at = moment
     thread.status = Thread.Status.AWAITING_FAMILY
@@ -260,9 +227,9 @@ def _post(
     except IntegrityError:  # a concurrent retry with the same client id won the race
         raise Conflict("This message was already sent.", code="duplicate_send") from None
     _attach(actor, access, message, attachment_ids)
-    crowd = stream.audience(access.child.pk, Capability.MESSAGE, thread.confidential, moment)
+    crowd = publish.participants(thread, moment)
     thread.last_message_at = moment
-    _message_event(message, thread, crowd)
+    publish.message_created(message, thread, crowd)
     if kind == Message.Kind.FAMILY:
         _family_message(actor=actor, access=access, thread=thread, message=message, moment=moment, crowd=crowd)
     else:
@@ -284,7 +251,7 @@ def _post(
         ]
     )
     ThreadRead.objects.update_or_create(thread=thread, user=actor, defaults={"read_at": moment})
-    _thread_event(thread, crowd)
+    publish.thread_changed(thread, crowd)
     _audit(actor, audit.Action.CREATE, MESSAGE, message.pk, access, reason="new_thread" if new_thread else "")
     return message
 
@@ -400,16 +367,8 @@ def thread_mark_read(*, actor: User, access: ChildAccess, thread_id: uuid.UUID) 
     with transaction.atomic():
         thread = thread_for(access, thread_id)
         receipt, _ = ThreadRead.objects.update_or_create(thread=thread, user=actor, defaults={"read_at": moment})
-        crowd = stream.audience(access.child.pk, Capability.MESSAGE, thread.confidential, moment)
-        stream.emit(
-            users=crowd.everyone,
-            type=EventType.RECEIPT_UPDATED,
-            child_id=thread.child_id,
-            entity_type=Resource.MESSAGE_THREAD,
-            entity_id=thread.pk,
-            confidential=thread.confidential,
-            data={"thread_id": str(thread.pk), "user_id": str(actor.pk), "read_at": moment.isoformat()},
-        )
+        crowd = publish.participants(thread, moment)
+        publish.receipt_updated(thread, crowd, reader_id=actor.pk, read_at=moment)
     return receipt
 
 
@@ -438,7 +397,7 @@ def _assign(
         thread.assignee_id = assignee_id
         thread.save(update_fields=["assignee"])
         _audit(actor, audit.Action.UPDATE, THREAD, thread.pk, access, reason=kind)
-        _thread_event(thread, stream.audience(access.child.pk, Capability.MESSAGE, thread.confidential, moment))
+        publish.thread_changed(thread, publish.participants(thread, moment))
     return thread
 
 
@@ -467,7 +426,7 @@ def thread_close(*, actor: User, access: ChildAccess, thread_id: uuid.UUID) -> T
         thread.awaiting_since = None
         thread.save(update_fields=["status", "closed_at", "reply_by", "awaiting_since"])
         _audit(actor, audit.Action.UPDATE, THREAD, thread.pk, access, reason="close")
-        _thread_event(thread, stream.audience(access.child.pk, Capability.MESSAGE, thread.confidential, moment))
+        publish.thread_changed(thread, publish.participants(thread, moment))
     return thread
 
 
@@ -510,19 +469,11 @@ def thread_escalate_overdue(*, now: datetime | None = None) -> list[Thread]:
                 child_id=thread.child_id,
                 reason="escalate_overdue",
             )
-            crowd = stream.audience(thread.child_id, Capability.MESSAGE, thread.confidential, moment)
+            crowd = publish.participants(thread, moment)
             if leads:
                 notify.schedule(leads, "escalation")
-                stream.emit(
-                    users={lead for lead in leads if lead in crowd.care_team},
-                    type=EventType.NOTIFICATION,
-                    child_id=thread.child_id,
-                    entity_type=Resource.MESSAGE_THREAD,
-                    entity_id=thread.pk,
-                    confidential=thread.confidential,
-                    data={"kind": "escalation", "thread_id": str(thread.pk)},
-                )
-            _thread_event(thread, crowd)
+                publish.notified(leads, thread, crowd, kind="escalation")
+            publish.thread_changed(thread, crowd)
             escalated.append(thread)
     return escalated
 

@@ -25,15 +25,14 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from messaging.consumers import StreamConsumer  # noqa: E402
+from messaging.realtime.consumer import EventsConsumer, WebsocketAuthMiddleware  # noqa: E402
 from portal import serverlimits  # noqa: E402
-from portal.consumers import WebsocketAuthMiddleware  # noqa: E402
 
 # daphne's HTTP parser answers overlong request and header lines (414/431) instead of hanging up.
 serverlimits.install()
 
-# The messenger's consumer extends portal's EventsConsumer with the persisted event stream.
-websocket_urls = [path("ws/v1/events", StreamConsumer.as_asgi())]
+# The one consumer: the user's persisted event stream and control messages (messaging.realtime).
+websocket_urls = [path("ws/v1/events", EventsConsumer.as_asgi())]
 
 http_app = ASGIStaticFilesHandler(django_http) if not settings.PRODUCTION else django_http
 

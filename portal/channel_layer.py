@@ -5,7 +5,7 @@ reach Redis is kept for later instead of failing the websocket handshake; ``rece
 retries instead of raising (which would close every socket of the process), and after an outage it
 joins the remembered groups again before receiving (a restarted Redis has forgotten them). While the
 layer is down, sockets catch up from the persisted event stream on every heartbeat
-(``messaging.consumers``); ``send``/``group_send`` still raise, and their callers already treat the
+(``messaging.realtime.consumer``); ``send``/``group_send`` still raise, and their callers already treat the
 stream in the database as the source of truth. Every call but the blocking receive is bounded by
 ``operation_timeout`` (a Redis that hangs instead of refusing), and while an outage is known calls
 fail at once until the next probe (``portal.resilience``).

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from portal import audit, ratelimit, realtime
+from portal import audit, events, ratelimit
 from portal.access import Capability, ChildAccess, holds_staff_role, live_link_q, staff_accounts
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
@@ -207,7 +207,7 @@ def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> Gu
                 reason="invitation_redeemed_pending_approval" if staff else "invitation_redeemed",
             )
             if not staff:
-                realtime.access_changed(user_id=actor.pk)
+                events.access_changed(user_id=actor.pk)
             return link
     reason, error = refusal
     audit.record(
@@ -260,7 +260,7 @@ def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Gua
                 reason="staff_link_approved",
             )
             if link.guardian_id:
-                realtime.access_changed(user_id=link.guardian_id)
+                events.access_changed(user_id=link.guardian_id)
             return link
     audit.record(
         actor=actor,
@@ -291,7 +291,7 @@ def _link_changed(*, actor: User | None, link: GuardianLink, reason: str) -> Non
         reason=reason,
     )
     if link.guardian_id:
-        realtime.access_revoked(user_id=link.guardian_id)
+        events.access_revoked(user_id=link.guardian_id)
 
 
 def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> GuardianLink:
@@ -381,7 +381,7 @@ def care_team_add(
             entity_id=membership.pk,
             child_id=access.child.pk,
         )
-        realtime.access_changed(user_id=clinician.pk)
+        events.access_changed(user_id=clinician.pk)
     return membership
 
 
@@ -404,7 +404,7 @@ def care_team_end(*, actor: User, access: ChildAccess, membership_id: uuid.UUID)
             entity_id=membership.pk,
             child_id=access.child.pk,
         )
-        realtime.access_revoked(user_id=membership.clinician_id)
+        events.access_revoked(user_id=membership.clinician_id)
     return membership
 
 
@@ -435,7 +435,7 @@ def links_expire(*, now: datetime | None = None) -> int:
             actor=None,
         )
         for guardian_id in {guardian for _, _, guardian in rows if guardian}:
-            realtime.access_revoked(user_id=guardian_id)
+            events.access_revoked(user_id=guardian_id)
     return len(rows)
 
 

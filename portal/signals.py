@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from portal import audit, realtime
+from portal import audit, events
 from portal.vocabulary import Resource
 
 
@@ -32,7 +32,7 @@ def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
         client=audit.client_from_request(request) if request is not None else None,
     )
     session_key = getattr(getattr(request, "session", None), "session_key", None)
-    realtime.end_sessions(user_id=user.pk, session_key=session_key)
+    events.end_sessions(user_id=user.pk, session_key=session_key)
 
 
 @receiver(user_login_failed)

@@ -67,3 +67,7 @@ class EventType(StrEnum):
     ALERT_CHANGED = "alert.changed"
     NOTIFICATION = "notification"
     GROUP_POST = "group.post"
+    # Control events: about a user's open sockets, never stored in the stream.
+    SESSION_ENDED = "session.ended"
+    ACCESS_CHANGED = "access.changed"
+    ACCESS_REVOKED = "access.revoked"

@@ -140,7 +140,7 @@ def test_health_is_down_without_the_database(db: Any, monkeypatch: pytest.Monkey
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_opens_without_the_channel_layer_and_catches_up_from_the_database(dead_redis: str) -> None:
-    from messaging import stream
+    from messaging.realtime import stream
     from tests.conftest import build_world
 
     layers = {
@@ -180,7 +180,7 @@ async def test_a_socket_opens_without_the_channel_layer_and_catches_up_from_the_
             if message["type"] == "event":
                 received = message["event"]
                 break
-        assert received is not None and received["type"] == "thread.updated"
+        assert received is not None and received["type"] == "thread.changed"
         await communicator.disconnect()
     await asyncio.sleep(0)
     await database_sync_to_async(connections.close_all)()

@@ -12,8 +12,8 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.test import Client
 
+from messaging.realtime.consumer import CLOSE_MFA_REQUIRED, CLOSE_UNAUTHENTICATED
 from portal.asgi import application
-from portal.consumers import CLOSE_MFA_REQUIRED, CLOSE_UNAUTHENTICATED
 from portal.models import DepartmentMembership
 from tests.conftest import build_world, make_user
 
@@ -121,7 +121,7 @@ async def test_deleted_session_is_noticed_by_the_heartbeat() -> None:
 async def test_link_revocation_closes_the_guardians_sockets_only() -> None:
     import json as _json
 
-    from portal.consumers import CLOSE_ACCESS_REVOKED
+    from messaging.realtime.consumer import CLOSE_ACCESS_REVOKED
 
     world = await sync_to_async(build_world)()
     revoked_token = await sync_to_async(_session_key)(world.co_guardian)

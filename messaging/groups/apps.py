@@ -9,6 +9,7 @@ class GroupsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from messaging.groups import signals
+        from messaging.groups import realtime, signals
 
         signals.connect()
+        realtime.connect()

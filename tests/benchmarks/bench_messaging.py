@@ -120,7 +120,7 @@ def post(port: int, path: str, token: str, body: dict[str, Any]) -> dict[str, An
         headers={"Content-Type": "application/json", "X-Session-Token": token},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as answer:
         result: dict[str, Any] = json.loads(answer.read())
         return result
 
@@ -153,7 +153,7 @@ async def measure(port: int, world: dict[str, Any], args: argparse.Namespace, pi
     import websockets
     from channels.layers import get_channel_layer
 
-    from portal.realtime import user_group
+    from messaging.realtime.control import user_group
 
     results: dict[str, Any] = {}
     raw = await raw_round_trips(max(args.messages, 200))

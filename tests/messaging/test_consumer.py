@@ -17,7 +17,8 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections, transaction
 from django.test import Client
 
-from messaging import services, stream
+from messaging import services
+from messaging.realtime import stream
 from portal import events
 from portal.access import Capability, child_for
 from portal.asgi import application

@@ -9,8 +9,9 @@ import pytest
 import time_machine
 from django.core import mail
 
-from messaging import notify, presence, sms
+from messaging import notify, sms
 from messaging.models import Notification, NotificationPreference
+from messaging.realtime import presence
 from tests.canaries import CANARIES
 from tests.conftest import World
 from tests.messaging import data

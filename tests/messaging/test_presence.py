@@ -17,9 +17,9 @@ import pytest
 import time_machine
 from django.conf import settings
 
-from messaging import presence
 from messaging.conf import presence_seconds
 from messaging.models import Notification, NotificationPreference
+from messaging.realtime import presence
 from tests.conftest import World, build_world
 from tests.messaging.test_scale_out import _database_url, _free_port, _post, _start, _token, _wait_healthy
 

@@ -11,8 +11,9 @@ from django.db import transaction
 from django.test import TestCase
 
 from care import services as care_services
-from messaging import services, stream
+from messaging import services
 from messaging.models import UserEvent
+from messaging.realtime import stream
 from portal import events
 from portal.access import Capability, child_for
 from portal.vocabulary import EventType, Resource

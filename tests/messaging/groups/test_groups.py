@@ -325,13 +325,21 @@ def test_group_endpoint_matrix(groups: Groups, method: str, path: str, body: Any
 
 def test_the_stream_rechecks_membership_when_delivering(groups: Groups) -> None:
     """An event written while someone was a member is not delivered after they leave or are banned."""
-    from messaging import stream
+    from messaging.realtime import delivery, stream
+    from portal.vocabulary import Resource
 
+    as_delivered = delivery.Delivery(
+        entity_type=Resource.GROUP_POST,
+        child_id=None,
+        capability="message",
+        confidential=False,
+        data={"group_id": str(groups.diabetes.pk)},
+    )
     post(groups.world.client("guardian"), groups.url("/posts"), {"body": "Before"})
     world = groups.world
     events, _ = stream.events_after(user=world.co_guardian, after=0)
     assert [event["type"] for event in events] == ["group.post"]
-    assert stream.may_receive(world.co_guardian, None, "message", False, str(groups.diabetes.pk))
+    assert delivery.may_receive(world.co_guardian, as_delivered)
     post(world.client("clinician"), groups.url(f"/members/{groups.newcomer.pk}/moderate"), {"action": "ban"})
     assert stream.events_after(user=world.co_guardian, after=0)[0] == []
-    assert not stream.may_receive(world.co_guardian, None, "message", False, str(groups.diabetes.pk))
+    assert not delivery.may_receive(world.co_guardian, as_delivered)

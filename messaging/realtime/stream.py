@@ -4,7 +4,11 @@
 to the recipients' channel groups with ``transaction.on_commit``: nothing is sent for a change that
 rolls back, and a push that fails (the channel layer is down) loses nothing, because sockets replay
 from the database when they reconnect. Recipients are worked out from the access policy when the
-event is written, and each socket checks again when it forwards it.
+event is written, and each socket checks again when it forwards it (``delivery``).
+
+The stream is the only writer of per-user events: the apps publish ``portal.events`` (a child's
+``DomainEvent`` reaches everyone who may see the child; an ``AddressedEvent`` the users it names) and
+``on_event`` appends them here.
 """
 
 from __future__ import annotations
@@ -21,20 +25,20 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from messaging.conf import resume_lookback_seconds
 from messaging.models import UserEvent
+from messaging.realtime.control import user_group
+from messaging.realtime.delivery import Delivery, Viewer
 from portal import events
 from portal.access import (
     LIMITED_CAPABILITIES,
     Capability,
-    ChildAccess,
     current_membership_q,
     effective_scope,
     live_link_q,
-    resolve_access,
 )
 from portal.channel_layer import layer_outage
-from portal.models import CareTeamMembership, Child, GuardianLink, User
-from portal.realtime import user_group
+from portal.models import CareTeamMembership, GuardianLink, User
 from portal.vocabulary import EventType, Resource
 
 logger = logging.getLogger(__name__)
@@ -149,73 +153,52 @@ def emit(
     return created
 
 
-# -- care's domain events -----------------------------------------------------------------------
+# -- the domain events it subscribes to ---------------------------------------------------------
 
 
-def on_domain_event(event: events.DomainEvent) -> None:
-    """Deliver another app's domain event (refill, appointment, dose, medication, coverage changes)
-    to everyone who may see it, in the publishing transaction."""
-    crowd = audience(event.child_id, event.capability, event.confidential)
-    emit(
-        users=crowd.everyone,
-        type=event.type,
-        child_id=event.child_id,
-        entity_type=event.entity_type,
-        entity_id=event.entity_id,
-        capability=event.capability,
-        confidential=event.confidential,
-        data={key: value for key, value in event.data.items() if isinstance(value, str | int | bool | None)},
-    )
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if isinstance(value, str | int | bool | None)}
 
 
-def connect() -> None:
-    events.subscribe(on_domain_event)
+def on_event(event: events.Event) -> None:
+    """Append a published event to its recipients' streams, in the publishing transaction: a child's
+    event to everyone who may see it (``audience``), an addressed one to the users it names."""
+    if isinstance(event, events.DomainEvent):
+        crowd = audience(event.child_id, event.capability, event.confidential)
+        emit(
+            users=crowd.everyone,
+            type=event.type,
+            child_id=event.child_id,
+            entity_type=event.entity_type,
+            entity_id=event.entity_id,
+            capability=event.capability,
+            confidential=event.confidential,
+            data=_plain(event.data),
+        )
+    elif isinstance(event, events.AddressedEvent):
+        emit(
+            users=event.users,
+            type=event.type,
+            child_id=event.child_id,
+            entity_type=event.entity_type,
+            entity_id=event.entity_id,
+            capability=event.capability,
+            confidential=event.confidential,
+            data=event.data,
+        )
 
 
 # -- reading the stream -------------------------------------------------------------------------
 
 
-class AccessCache:
-    """Access decisions for one batch of events (one resolve per child)."""
-
-    def __init__(self, user: User) -> None:
-        self.user = user
-        self._children: dict[uuid.UUID, ChildAccess | None] = {}
-        self._groups: dict[str, bool] = {}
-
-    def allows(
-        self, child_id: uuid.UUID | None, capability: str, confidential: bool, group_id: str | None = None
-    ) -> bool:
-        if group_id is not None:
-            return self._group_member(group_id)
-        if child_id is None:
-            return True
-        if child_id not in self._children:
-            child = Child.objects.filter(pk=child_id).first()
-            self._children[child_id] = resolve_access(self.user, child) if child is not None else None
-        access = self._children[child_id]
-        if access is None:
-            return False
-        if confidential and not access.is_clinician:
-            return False
-        return access.can(Capability(capability))
-
-    def _group_member(self, group_id: str) -> bool:
-        """Peer-group events reach live members only: a member who left or was banned gets nothing more."""
-        if group_id not in self._groups:
-            from messaging.groups.models import LIVE_MEMBER_STATUSES, Membership
-
-            self._groups[group_id] = Membership.objects.filter(
-                group_id=group_id, user=self.user, status__in=LIVE_MEMBER_STATUSES
-            ).exists()
-        return self._groups[group_id]
-
-
-def may_receive(
-    user: User, child_id: uuid.UUID | str | None, capability: str, confidential: bool, group_id: str | None = None
-) -> bool:
-    """The access policy (or, for a peer-group event, the membership), asked again at delivery time."""
-    return AccessCache(user).allows(uuid.UUID(str(child_id)) if child_id else None, capability, confidential, group_id)
+def delivery_of(row: UserEvent) -> Delivery:
+    return Delivery(
+        entity_type=row.entity_type,
+        child_id=row.child_id,
+        capability=row.capability,
+        confidential=row.confidential,
+        data=row.data or {},
+    )
 
 
 def events_after(
@@ -224,8 +207,6 @@ def events_after(
     """The user's events with an id above ``after`` (plus, with ``lookback``, the last few seconds
     before it: ids are allocated before commit, so on PostgreSQL a smaller id can commit later),
     oldest first, those the user may no longer see left out; and the id to continue after."""
-    from messaging.conf import resume_lookback_seconds
-
     rows = UserEvent.objects.filter(user=user)
     batch = list(rows.filter(pk__gt=after).order_by("id")[:limit])
     if lookback and after > 0:
@@ -234,10 +215,6 @@ def events_after(
             since = anchor - timedelta(seconds=resume_lookback_seconds())
             recent = rows.filter(pk__lte=after, created_at__gte=since).order_by("-id")[: min(limit, 100)]
             batch = list(reversed(recent)) + batch
-    checker = AccessCache(user)
-    visible = [
-        event_payload(row)
-        for row in batch
-        if checker.allows(row.child_id, row.capability, row.confidential, (row.data or {}).get("group_id"))
-    ]
+    viewer = Viewer(user)
+    visible = [event_payload(row) for row in batch if viewer.allows(delivery_of(row))]
     return visible, max([after, *(row.pk for row in batch)])  # lookback rows are ≤ after
