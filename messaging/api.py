@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Status
 from ninja.files import UploadedFile
 
-from messaging import alerts, selectors, services
+from messaging import alerts, attachments, handling, notify, selectors, sending
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
 from messaging.realtime import stream
@@ -55,7 +55,7 @@ def threads(request: HttpRequest, child_id: uuid.UUID, status: StatusIn | None =
 )
 def thread_create(request: HttpRequest, child_id: uuid.UUID, payload: ThreadIn) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
-    thread, created = services.thread_create(actor=actor(request), access=access, **payload.dict())
+    thread, created = sending.thread_create(actor=actor(request), access=access, **payload.dict())
     return Status(
         201 if created else 200, selectors.thread_detail(user=actor(request), access=access, thread_id=thread.pk)
     )
@@ -80,7 +80,7 @@ def message_send(
     request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID, payload: MessageIn
 ) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
-    message, created = services.message_send(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
+    message, created = sending.message_send(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
     return Status(201 if created else 200, selectors.message_view(access=access, message=message))
 
 
@@ -89,14 +89,14 @@ def message_send(
 )
 def thread_read(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> Status[None]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
-    services.thread_mark_read(actor=actor(request), access=access, thread_id=thread_id)
+    handling.thread_mark_read(actor=actor(request), access=access, thread_id=thread_id)
     return Status(204, None)
 
 
 @router.post("/children/{child_id}/threads/{thread_id}/claim", response=ThreadOut, summary="Care team: take it")
 def thread_claim(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
-    return selectors.thread_out(services.thread_claim(actor=actor(request), access=access, thread_id=thread_id))
+    return selectors.thread_out(handling.thread_claim(actor=actor(request), access=access, thread_id=thread_id))
 
 
 @router.post(
@@ -106,14 +106,14 @@ def thread_claim(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID
 )
 def thread_assign(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID, payload: AssignIn) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
-    thread = services.thread_assign(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
+    thread = handling.thread_assign(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
     return selectors.thread_out(thread)
 
 
 @router.post("/children/{child_id}/threads/{thread_id}/close", response=ThreadOut, summary="Care team: close")
 def thread_close(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
-    return selectors.thread_out(services.thread_close(actor=actor(request), access=access, thread_id=thread_id))
+    return selectors.thread_out(handling.thread_close(actor=actor(request), access=access, thread_id=thread_id))
 
 
 @router.post(
@@ -139,7 +139,7 @@ def attachment_upload(request: HttpRequest, child_id: uuid.UUID, file: File[Uplo
     access = child_for(actor(request), child_id, Capability.MESSAGE)
     if file.size is not None and file.size > max_attachment_bytes():
         raise TooLarge()
-    attachment = services.attachment_upload(
+    attachment = attachments.attachment_upload(
         actor=actor(request), access=access, filename=str(file.name or ""), data=file.read(max_attachment_bytes() + 1)
     )
     return Status(201, selectors.attachment_meta(attachment))
@@ -208,5 +208,5 @@ def preferences(request: HttpRequest) -> dict[str, Any]:
 
 @router.patch("/me/notification-preferences", response=PreferencesOut, summary="Change email, SMS or quiet hours")
 def preferences_update(request: HttpRequest, payload: PreferencesIn) -> dict[str, Any]:
-    services.preferences_update(actor=actor(request), **payload.dict(exclude_unset=True))
+    notify.preferences_update(actor=actor(request), **payload.dict(exclude_unset=True))
     return selectors.preferences(user=actor(request))

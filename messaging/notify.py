@@ -1,4 +1,5 @@
-"""Email and SMS notifications for users who are not connected, sent by background tasks.
+"""Email and SMS notifications for users who are not connected, sent by background tasks, and the
+users' preferences that decide them (channels, quiet hours).
 
 The texts are fixed and free of PHI: they say that something happened and ask the user to sign in,
 never which child, which condition or what was written. Preferences decide the channels; quiet hours
@@ -12,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -19,13 +21,15 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django_tasks import task
 
 from messaging import sms
 from messaging.conf import notification_backoff_seconds, notification_max_attempts
 from messaging.models import Notification, NotificationPreference
 from messaging.realtime import presence
-from portal import zones
+from portal import audit, zones
 from portal.models import User
+from portal.vocabulary import Resource
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,19 @@ def texts(kind: str, language: str) -> tuple[str, str]:
 def preference(user: User) -> NotificationPreference:
     found = NotificationPreference.objects.filter(user=user).first()
     return found or NotificationPreference(user=user)
+
+
+def preferences_update(*, actor: User, **fields: Any) -> NotificationPreference:
+    with transaction.atomic():
+        pref, _ = NotificationPreference.objects.get_or_create(user=actor)
+        for name, value in fields.items():
+            setattr(pref, name, value)
+        if fields:
+            pref.save(update_fields=list(fields))
+        audit.record(
+            actor=actor, action=audit.Action.UPDATE, entity_type=Resource.NOTIFICATION_PREFERENCE, entity_id=pref.pk
+        )
+    return pref
 
 
 def in_quiet_hours(pref: NotificationPreference, tz_name: str, moment: datetime) -> datetime | None:
@@ -125,8 +142,6 @@ def _send_at_once(ids: list[str]) -> None:
 
 
 def _enqueue_all(ids: list[str]) -> None:
-    from messaging.tasks import deliver_notification
-
     for notification_id in ids:
         deliver_notification.enqueue(notification_id)
 
@@ -134,8 +149,6 @@ def _enqueue_all(ids: list[str]) -> None:
 def _defer(notification_id: str, when: datetime) -> None:
     """Queue a later attempt where the task backend can defer; otherwise ``send_notifications``
     (run periodically) picks the row up once ``not_before`` has passed."""
-    from messaging.tasks import deliver_notification
-
     if deliver_notification.get_backend().supports_defer:
         deliver_notification.using(run_after=when).enqueue(notification_id)
 
@@ -207,3 +220,17 @@ def send_due(now: datetime | None = None, limit: int = 500) -> int:
     for notification_id in due:
         deliver(notification_id, now=moment)
     return len(due)
+
+
+# -- the background tasks that send them --------------------------------------------------------
+
+
+@task()
+def deliver_notification(notification_id: str) -> str:
+    """Send one notification; a failure schedules a retry with exponential backoff (``deliver``)."""
+    return deliver(notification_id)
+
+
+@task()
+def send_due_notifications() -> int:
+    return send_due()

@@ -22,13 +22,30 @@ from messaging.models import (
     ThreadRead,
     UrgentAlert,
 )
-from messaging.services import BINARY, MESSAGE, thread_for
 from portal import audit
 from portal.access import ChildAccess, care_team_memberships, current_membership_q, hide_confidential
 from portal.errors import NotFound
 from portal.models import CareTeamMembership, DepartmentMembership, User
+from portal.vocabulary import Resource
 
 # -- unread counts ------------------------------------------------------------------------------
+
+
+MESSAGE = Resource.COMMUNICATION
+BINARY = Resource.BINARY
+
+
+def thread_for(access: ChildAccess, thread_id: uuid.UUID, *, lock: bool = False) -> Thread:
+    """A thread of the child that the user may see (confidential threads: the care team only)."""
+    rows = Thread.objects.filter(pk=thread_id, child=access.child)
+    if not access.is_clinician:
+        rows = rows.filter(confidential=False)
+    if lock:
+        rows = rows.select_for_update()
+    thread = rows.first()
+    if thread is None:
+        raise NotFound("No such conversation.")
+    return thread
 
 
 def _unread_messages(user: User, now: datetime) -> QuerySet[Message]:

@@ -94,12 +94,12 @@ def worker_health(now: datetime | None = None) -> str:
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """The periodic jobs: escalate unacknowledged alerts and overdue threads, retry due notifications."""
-    from messaging import alerts, notify, services
+    from messaging import alerts, handling, notify
 
     moment = now or timezone.now()
     return {
         "alerts_escalated": len(alerts.alerts_escalate_due(now=moment)),
-        "threads_escalated": len(services.thread_escalate_overdue(now=moment)),
+        "threads_escalated": len(handling.thread_escalate_overdue(now=moment)),
         "notifications_sent": notify.send_due(now=moment),
     }
 

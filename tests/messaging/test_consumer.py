@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections, transaction
 from django.test import Client
 
-from messaging import services
+from messaging import sending
 from messaging.realtime import stream
 from portal import events
 from portal.access import Capability, child_for
@@ -111,7 +111,7 @@ async def test_socket_persona_matrix_over_500_events() -> None:
     sockets = {p: await _socket(await sync_to_async(_token)(world.users[p])) for p in PERSONAS}
 
     def generate() -> int:
-        thread, _ = services.thread_create(
+        thread, _ = sending.thread_create(
             actor=world.guardian,
             access=child_for(world.guardian, world.ada.pk, Capability.MESSAGE),
             subject="S",
@@ -124,7 +124,7 @@ async def test_socket_persona_matrix_over_500_events() -> None:
 
         with override_settings(PORTAL_MESSAGE_RATE="10000/m"):
             for index in range(100):
-                services.message_send(
+                sending.message_send(
                     actor=world.clinician,
                     access=staff,
                     thread_id=thread.pk,

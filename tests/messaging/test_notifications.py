@@ -135,7 +135,7 @@ def test_preferences_endpoint(world: World) -> None:
 
 
 def test_notification_task_runs_on_the_configured_queue(world: World) -> None:
-    from messaging.tasks import deliver_notification
+    from messaging.notify import deliver_notification
 
     [row] = notify.schedule([world.guardian.pk], "new_message")
     result = deliver_notification.enqueue(str(row.pk))

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.test import TestCase
 
 from care import services as care_services
-from messaging import services
+from messaging import sending
 from messaging.models import UserEvent
 from messaging.realtime import stream
 from portal import events
@@ -99,7 +99,7 @@ def test_http_stream_persona_matrix_over_500_events(world: World, settings) -> N
     client = world.client("clinician")
     staff = child_for(world.clinician, world.ada.pk, Capability.MESSAGE)
     for index in range(249):  # two events each (message.created, thread.changed), after the thread's two
-        services.message_send(
+        sending.message_send(
             actor=world.clinician, access=staff, thread_id=thread["id"], body=f"answer {index}", client_id=uuid.uuid4()
         )
     assert UserEvent.objects.filter(user=world.guardian).count() == 500

@@ -12,7 +12,7 @@ import time_machine
 from django.core.management import call_command
 from django.test import Client
 
-from messaging.tasks import deliver_notification
+from messaging.notify import deliver_notification
 from messaging.worker import PortalWorker, queue_state, worker_health
 
 MOMENT = datetime(2027, 6, 12, 3, 0, tzinfo=UTC)  # Saturday night

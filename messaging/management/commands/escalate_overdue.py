@@ -16,7 +16,7 @@ class Command(BaseCommand):
             result = escalate_overdue_threads.enqueue()
             self.stdout.write(f"queued task {result.id}")
             return
-        from messaging.services import thread_escalate_overdue
+        from messaging.handling import thread_escalate_overdue
 
         escalated = thread_escalate_overdue()
         self.stdout.write(f"escalated {len(escalated)} overdue thread(s)")

@@ -1,76 +1,30 @@
-"""Writes of the messenger. Each service is atomic, takes the acting user and the ``ChildAccess`` the
-handler got from ``child_for``, writes its audit rows, appends to the participants' event streams in
-the same transaction (delivered after commit) and queues notifications after commit."""
+"""Sending messages: a new thread or a message in one, and what a message sets off (triage, the
+reply-by clock, automatic replies, an urgent alert, notifications). Each service is atomic, takes the
+acting user and the ``ChildAccess`` the handler got from ``child_for``, writes its audit rows and
+publishes the thread's events (``messaging.publish``) in the same transaction."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from care import scheduling
-from messaging import alerts, files, notify, publish, replies, routing, triage
-from messaging.conf import emergency_number, max_attachments_per_message, send_rate, upload_rate
-from messaging.models import (
-    Attachment,
-    Message,
-    NotificationPreference,
-    Priority,
-    Thread,
-    ThreadAssignment,
-    ThreadRead,
-)
+from messaging import alerts, notify, publish, replies, routing, triage
+from messaging.conf import emergency_number, max_attachments_per_message, send_rate
+from messaging.models import Attachment, Message, Priority, Thread, ThreadAssignment, ThreadRead
+from messaging.selectors import thread_for
 from portal import audit, idempotency, ratelimit
-from portal.access import Capability, ChildAccess, current_membership_q
-from portal.errors import Conflict, Invalid, NotFound
-from portal.models import CareTeamMembership, User
+from portal.access import Capability, ChildAccess
+from portal.errors import Conflict, Invalid
+from portal.models import User
 from portal.vocabulary import Resource
 
 THREAD = Resource.MESSAGE_THREAD
 MESSAGE = Resource.COMMUNICATION
-BINARY = Resource.BINARY
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _require(access: ChildAccess, capability: Capability) -> None:
-    if not access.can(capability):
-        raise NotFound("No such child.")
-
-
-def _audit(
-    actor: User | None, action: str, entity_type: Resource, entity_id: Any, access: ChildAccess, reason: str = ""
-) -> None:
-    audit.record_for_child(actor, action, entity_type, entity_id, access.child.pk, reason)
-
-
-def thread_for(access: ChildAccess, thread_id: uuid.UUID, *, lock: bool = False) -> Thread:
-    """A thread of the child that the user may see (confidential threads: the care team only)."""
-    rows = Thread.objects.filter(pk=thread_id, child=access.child)
-    if not access.is_clinician:
-        rows = rows.filter(confidential=False)
-    if lock:
-        rows = rows.select_for_update()
-    thread = rows.first()
-    if thread is None:
-        raise NotFound("No such conversation.")
-    return thread
-
-
-def _is_care_team(user_id: Any, access: ChildAccess, moment: datetime) -> bool:
-    return CareTeamMembership.objects.filter(
-        current_membership_q(moment), child=access.child, clinician_id=user_id, clinician__is_active=True
-    ).exists()
-
-
-# -- sending ------------------------------------------------------------------------------------
 
 
 # A client_id is unique per author across threads: one idempotency scope for new threads and messages.
@@ -167,7 +121,7 @@ def _family_message(
             moment,
             crowd,
         )
-        _audit(actor, audit.Action.UPDATE, THREAD, thread.pk, access, reason="triage_red_flag")
+        audit.record_for_child(actor, audit.Action.UPDATE, THREAD, thread.pk, access.child.pk, reason="triage_red_flag")
         alerts.alert_raise(thread=thread, message=message, moment=moment, crowd=crowd)
     else:
         business = scheduling.department_hours(thread.pool_id)
@@ -252,7 +206,9 @@ def _post(
     )
     ThreadRead.objects.update_or_create(thread=thread, user=actor, defaults={"read_at": moment})
     publish.thread_changed(thread, crowd)
-    _audit(actor, audit.Action.CREATE, MESSAGE, message.pk, access, reason="new_thread" if new_thread else "")
+    audit.record_for_child(
+        actor, audit.Action.CREATE, MESSAGE, message.pk, access.child.pk, reason="new_thread" if new_thread else ""
+    )
     return message
 
 
@@ -281,7 +237,7 @@ def thread_create(
     """A guardian or the care team starts a conversation about the child; it is routed to a pool with
     a reply-by time. Only the care team can start a confidential (adolescent) thread. A retry with the
     same ``client_id`` returns the thread made the first time (``created`` False)."""
-    _require(access, Capability.MESSAGE)
+    access.require(Capability.MESSAGE)
     if confidential and not access.is_clinician:
         raise Invalid("Only the care team can open a confidential conversation.", code="confidential_not_allowed")
     with transaction.atomic():
@@ -312,7 +268,7 @@ def thread_create(
             awaiting_since=moment if not access.is_clinician else None,
             reply_by=route.reply_by(moment) if not access.is_clinician else None,
         )
-        _audit(actor, audit.Action.CREATE, THREAD, thread.pk, access)
+        audit.record_for_child(actor, audit.Action.CREATE, THREAD, thread.pk, access.child.pk)
         if access.is_clinician:
             # The care team started it: nobody owes the family a "first reply".
             thread.first_reply_at = moment
@@ -339,7 +295,7 @@ def message_send(
     attachment_ids: Sequence[uuid.UUID] = (),
 ) -> tuple[Message, bool]:
     """Add a message to a thread (a guardian's reopens a closed one). Idempotent by ``client_id``."""
-    _require(access, Capability.MESSAGE)
+    access.require(Capability.MESSAGE)
     with transaction.atomic():
         idempotency.lock_key(user=actor, scope=MESSAGE_SCOPE, key=str(client_id))
         thread = thread_for(access, thread_id, lock=True)
@@ -358,161 +314,3 @@ def message_send(
             new_thread=False,
         )
     return message, True
-
-
-def thread_mark_read(*, actor: User, access: ChildAccess, thread_id: uuid.UUID) -> ThreadRead:
-    """Record that the user has read everything in the thread so far (a read receipt)."""
-    _require(access, Capability.MESSAGE)
-    moment = timezone.now()
-    with transaction.atomic():
-        thread = thread_for(access, thread_id)
-        receipt, _ = ThreadRead.objects.update_or_create(thread=thread, user=actor, defaults={"read_at": moment})
-        crowd = publish.participants(thread, moment)
-        publish.receipt_updated(thread, crowd, reader_id=actor.pk, read_at=moment)
-    return receipt
-
-
-# -- the care team's handling -------------------------------------------------------------------
-
-
-def _assign(
-    *, actor: User, access: ChildAccess, thread_id: uuid.UUID, assignee_id: uuid.UUID, kind: str | None = None
-) -> Thread:
-    _require(access, Capability.TREAT)
-    moment = timezone.now()
-    with transaction.atomic():
-        thread = thread_for(access, thread_id, lock=True)
-        if thread.status == Thread.Status.CLOSED:
-            raise Conflict("The conversation is closed.", code="thread_closed")
-        if not _is_care_team(assignee_id, access, moment):
-            raise Invalid("The assignee must be on the child's care team.", code="not_on_care_team")
-        if thread.assignee_id == assignee_id:
-            return thread
-        previous = thread.assignee_id
-        if kind is None:
-            kind = ThreadAssignment.Kind.REASSIGN if previous else ThreadAssignment.Kind.ASSIGN
-        ThreadAssignment.objects.create(
-            thread=thread, kind=kind, from_user_id=previous, to_user_id=assignee_id, by=actor, at=moment
-        )
-        thread.assignee_id = assignee_id
-        thread.save(update_fields=["assignee"])
-        _audit(actor, audit.Action.UPDATE, THREAD, thread.pk, access, reason=kind)
-        publish.thread_changed(thread, publish.participants(thread, moment))
-    return thread
-
-
-def thread_claim(*, actor: User, access: ChildAccess, thread_id: uuid.UUID) -> Thread:
-    """A clinician of the care team takes the thread (from whoever held it)."""
-    return _assign(
-        actor=actor, access=access, thread_id=thread_id, assignee_id=actor.pk, kind=ThreadAssignment.Kind.CLAIM
-    )
-
-
-def thread_assign(*, actor: User, access: ChildAccess, thread_id: uuid.UUID, assignee_id: uuid.UUID) -> Thread:
-    """Assign (or reassign) the thread to a clinician of the child's care team; history is kept."""
-    return _assign(actor=actor, access=access, thread_id=thread_id, assignee_id=assignee_id)
-
-
-def thread_close(*, actor: User, access: ChildAccess, thread_id: uuid.UUID) -> Thread:
-    _require(access, Capability.TREAT)
-    moment = timezone.now()
-    with transaction.atomic():
-        thread = thread_for(access, thread_id, lock=True)
-        if thread.status == Thread.Status.CLOSED:
-            return thread
-        thread.status = Thread.Status.CLOSED
-        thread.closed_at = moment
-        thread.reply_by = None
-        thread.awaiting_since = None
-        thread.save(update_fields=["status", "closed_at", "reply_by", "awaiting_since"])
-        _audit(actor, audit.Action.UPDATE, THREAD, thread.pk, access, reason="close")
-        publish.thread_changed(thread, publish.participants(thread, moment))
-    return thread
-
-
-def thread_escalate_overdue(*, now: datetime | None = None) -> list[Thread]:
-    """Hand every thread past its reply-by time (and not yet escalated) to its pool lead, record it in
-    the assignment history, and tell the lead. Run by ``manage.py escalate_overdue`` or its task."""
-    moment = now or timezone.now()
-    escalated = []
-    overdue = list(
-        Thread.objects.filter(
-            status=Thread.Status.AWAITING_CARE_TEAM, reply_by__lt=moment, escalated_at__isnull=True
-        ).values_list("pk", flat=True)[:1000]
-    )
-    for thread_id in overdue:
-        with transaction.atomic():
-            thread = (
-                Thread.objects.select_for_update()
-                .filter(pk=thread_id, status=Thread.Status.AWAITING_CARE_TEAM, escalated_at__isnull=True)
-                .first()
-            )
-            if thread is None:
-                continue
-            leads = scheduling.department_leads(thread.pool_id)
-            thread.escalated_at = moment
-            thread.escalated_to_id = leads[0] if leads else None
-            thread.save(update_fields=["escalated_at", "escalated_to"])
-            ThreadAssignment.objects.create(
-                thread=thread,
-                kind=ThreadAssignment.Kind.ESCALATE,
-                from_user_id=thread.assignee_id,
-                to_user_id=thread.escalated_to_id,
-                by=None,
-                at=moment,
-            )
-            audit.record(
-                actor=None,
-                action=audit.Action.UPDATE,
-                entity_type=THREAD,
-                entity_id=thread.pk,
-                child_id=thread.child_id,
-                reason="escalate_overdue",
-            )
-            crowd = publish.participants(thread, moment)
-            if leads:
-                notify.schedule(leads, "escalation")
-                publish.notified(leads, thread, crowd, kind="escalation")
-            publish.thread_changed(thread, crowd)
-            escalated.append(thread)
-    return escalated
-
-
-# -- attachments --------------------------------------------------------------------------------
-
-
-def attachment_upload(*, actor: User, access: ChildAccess, filename: str, data: bytes) -> Attachment:
-    """Check and store a file (encrypted) for the user's next message about this child."""
-    _require(access, Capability.MESSAGE)
-    ratelimit.enforce("attachment_upload", [str(actor.pk)], upload_rate())
-    checked = files.check(data, filename)
-    with transaction.atomic():
-        attachment = Attachment(
-            child=access.child,
-            uploaded_by=actor,
-            content_type=checked.content_type,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            filename=filename[:200] or f"attachment{checked.extension}",
-        )
-        # The associated data names the row, so the primary key must exist before encrypting.
-        attachment.content = base64.b64encode(data).decode("ascii")
-        attachment.save(force_insert=True)
-        _audit(actor, audit.Action.CREATE, BINARY, attachment.pk, access)
-    return attachment
-
-
-# -- preferences --------------------------------------------------------------------------------
-
-
-def preferences_update(*, actor: User, **fields: Any) -> NotificationPreference:
-    with transaction.atomic():
-        pref, _ = NotificationPreference.objects.get_or_create(user=actor)
-        for name, value in fields.items():
-            setattr(pref, name, value)
-        if fields:
-            pref.save(update_fields=list(fields))
-        audit.record(
-            actor=actor, action=audit.Action.UPDATE, entity_type=Resource.NOTIFICATION_PREFERENCE, entity_id=pref.pk
-        )
-    return pref
