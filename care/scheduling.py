@@ -208,6 +208,30 @@ def last_close(moment: datetime, hours: BusinessHours | None = None) -> datetime
     return moment
 
 
+@dataclass(frozen=True)
+class ClosedPeriod:
+    """An out-of-hours period: since the last closing until the next opening."""
+
+    since: datetime
+    reopens: datetime
+
+
+def closed_period(department: Department | uuid.UUID | None, moment: datetime) -> ClosedPeriod | None:
+    """The out-of-hours period of the department (its own hours, else the hospital's) that ``moment``
+    falls in, or None while it is open."""
+    hours = department_hours(department)
+    if is_open(moment, hours):
+        return None
+    return ClosedPeriod(since=last_close(moment, hours), reopens=next_open(moment, hours))
+
+
+def department_reply_by(
+    department: Department | uuid.UUID | None, moment: datetime, minutes: int, business_only: bool
+) -> datetime:
+    """``reply_by`` counted in the department's business hours (its own, else the hospital's)."""
+    return reply_by(moment, minutes, business_only, department_hours(department) if business_only else None)
+
+
 def add_business_minutes(moment: datetime, minutes: int, hours: BusinessHours | None = None) -> datetime:
     """The instant ``minutes`` of business time after ``moment``."""
     hours = hours or hospital_hours()

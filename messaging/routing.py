@@ -23,8 +23,7 @@ class Route:
 
     def reply_by(self, moment: datetime) -> datetime:
         """Counted in the pool's business hours (its own where it keeps them, else the hospital's)."""
-        hours = scheduling.department_hours(self.pool) if self.business_hours_only else None
-        return scheduling.reply_by(moment, self.minutes, self.business_hours_only, hours)
+        return scheduling.department_reply_by(self.pool, moment, self.minutes, self.business_hours_only)
 
 
 def _care_team_department(child: Child, moment: datetime) -> Department | None:

@@ -124,15 +124,13 @@ def _family_message(
         audit.record_for_child(actor, audit.Action.UPDATE, THREAD, thread.pk, access.child.pk, reason="triage_red_flag")
         alerts.alert_raise(thread=thread, message=message, moment=moment, crowd=crowd)
     else:
-        business = scheduling.department_hours(thread.pool_id)
-        if not scheduling.is_open(moment, business):
+        closed = scheduling.closed_period(thread.pool_id, moment)
+        if closed is not None:
             already = Message.objects.filter(
-                thread=thread,
-                automatic_reason=Message.Reason.AFTER_HOURS,
-                created_at__gte=scheduling.last_close(moment, business),
+                thread=thread, automatic_reason=Message.Reason.AFTER_HOURS, created_at__gte=closed.since
             ).exists()
             if not already:
-                expected = thread.reply_by or scheduling.next_open(moment, business)
+                expected = thread.reply_by or closed.reopens
                 text = replies.after_hours(
                     language=actor.preferred_language,
                     number=emergency_number(),
