@@ -13,6 +13,7 @@ from ninja.files import UploadedFile
 from messaging import alerts, attachments, handling, notify, selectors, sending
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
+from messaging.models import NotificationPreference
 from messaging.realtime import stream
 from messaging.schemas import (
     AlertOut,
@@ -30,7 +31,14 @@ from messaging.schemas import (
     ThreadIn,
     ThreadOut,
     TopicIn,
+    alert_out,
+    attachment_meta,
+    inbox_out,
+    message_out,
+    thread_detail_out,
+    thread_out,
 )
+from messaging.selectors import ThreadView
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
@@ -45,7 +53,7 @@ router = Router(tags=["messaging"])
 @router.get("/children/{child_id}/threads", response=list[ThreadOut], summary="Conversations about the child")
 def threads(request: HttpRequest, child_id: uuid.UUID, status: StatusIn | None = None) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
-    return selectors.threads_list(user=actor(request), access=access, status=status)
+    return [thread_out(view) for view in selectors.threads_list(user=actor(request), access=access, status=status)]
 
 
 @router.post(
@@ -57,7 +65,8 @@ def thread_create(request: HttpRequest, child_id: uuid.UUID, payload: ThreadIn) 
     access = child_for(actor(request), child_id, Capability.MESSAGE)
     thread, created = sending.thread_create(actor=actor(request), access=access, **payload.dict())
     return Status(
-        201 if created else 200, selectors.thread_detail(user=actor(request), access=access, thread_id=thread.pk)
+        201 if created else 200,
+        thread_detail_out(selectors.thread_detail(user=actor(request), access=access, thread_id=thread.pk)),
     )
 
 
@@ -68,7 +77,7 @@ def thread_create(request: HttpRequest, child_id: uuid.UUID, payload: ThreadIn) 
 )
 def thread(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
-    return selectors.thread_detail(user=actor(request), access=access, thread_id=thread_id)
+    return thread_detail_out(selectors.thread_detail(user=actor(request), access=access, thread_id=thread_id))
 
 
 @router.post(
@@ -81,7 +90,7 @@ def message_send(
 ) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
     message, created = sending.message_send(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
-    return Status(201 if created else 200, selectors.message_view(access=access, message=message))
+    return Status(201 if created else 200, message_out(selectors.message_view(message=message)))
 
 
 @router.post(
@@ -96,7 +105,7 @@ def thread_read(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID)
 @router.post("/children/{child_id}/threads/{thread_id}/claim", response=ThreadOut, summary="Care team: take it")
 def thread_claim(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
-    return selectors.thread_out(handling.thread_claim(actor=actor(request), access=access, thread_id=thread_id))
+    return thread_out(ThreadView(handling.thread_claim(actor=actor(request), access=access, thread_id=thread_id)))
 
 
 @router.post(
@@ -107,13 +116,13 @@ def thread_claim(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID
 def thread_assign(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID, payload: AssignIn) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
     thread = handling.thread_assign(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
-    return selectors.thread_out(thread)
+    return thread_out(ThreadView(thread))
 
 
 @router.post("/children/{child_id}/threads/{thread_id}/close", response=ThreadOut, summary="Care team: close")
 def thread_close(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
-    return selectors.thread_out(handling.thread_close(actor=actor(request), access=access, thread_id=thread_id))
+    return thread_out(ThreadView(handling.thread_close(actor=actor(request), access=access, thread_id=thread_id)))
 
 
 @router.post(
@@ -124,7 +133,7 @@ def thread_close(request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID
 def alert_acknowledge(request: HttpRequest, child_id: uuid.UUID, alert_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.TREAT)
     alert = alerts.alert_acknowledge(actor=actor(request), access=access, alert_id=alert_id)
-    return selectors.alert_view(alert)
+    return alert_out(selectors.alert_detail(alert))
 
 
 # -- attachments --------------------------------------------------------------------------------
@@ -142,7 +151,7 @@ def attachment_upload(request: HttpRequest, child_id: uuid.UUID, file: File[Uplo
     attachment = attachments.attachment_upload(
         actor=actor(request), access=access, filename=str(file.name or ""), data=file.read(max_attachment_bytes() + 1)
     )
-    return Status(201, selectors.attachment_meta(attachment))
+    return Status(201, attachment_meta(attachment))
 
 
 @router.get(
@@ -173,7 +182,7 @@ class InboxQuery(In):
 
 @router.get("/inbox", response=list[InboxThreadOut], summary="Clinicians: threads in my pools, by reply-by time")
 def inbox(request: HttpRequest, query: Query[InboxQuery]) -> list[dict[str, Any]]:
-    return selectors.inbox(user=actor(request), **query.dict())
+    return [inbox_out(item) for item in selectors.inbox(user=actor(request), **query.dict())]
 
 
 @router.get(
@@ -202,11 +211,11 @@ def events(request: HttpRequest, after: int = 0, limit: int = 500) -> dict[str, 
 
 
 @router.get("/me/notification-preferences", response=PreferencesOut, summary="Email, SMS and quiet hours")
-def preferences(request: HttpRequest) -> dict[str, Any]:
+def preferences(request: HttpRequest) -> NotificationPreference:
     return selectors.preferences(user=actor(request))
 
 
 @router.patch("/me/notification-preferences", response=PreferencesOut, summary="Change email, SMS or quiet hours")
-def preferences_update(request: HttpRequest, payload: PreferencesIn) -> dict[str, Any]:
+def preferences_update(request: HttpRequest, payload: PreferencesIn) -> NotificationPreference:
     notify.preferences_update(actor=actor(request), **payload.dict(exclude_unset=True))
     return selectors.preferences(user=actor(request))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Literal
+from typing import Any, Literal
 
+from django.utils import timezone
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from messaging.models import Attachment, Message, Thread
+from messaging.selectors import AlertView, InboxItem, MessageView, ThreadDetail, ThreadView
 from portal.schemas import In
 
 TopicIn = Literal["medical", "medication", "refill", "scheduling", "billing", "other"]
@@ -163,3 +166,110 @@ class PreferencesOut(Schema):
     sms: bool
     quiet_start: time | None
     quiet_end: time | None
+
+
+# -- presenters: the domain's typed results as the JSON the API answers -------------------------
+
+
+def alert_out(view: AlertView) -> dict[str, Any]:
+    alert = view.alert
+    return {
+        "id": alert.pk,
+        "thread_id": alert.thread_id,
+        "status": alert.status,
+        "level": alert.level,
+        "created_at": alert.created_at,
+        "escalate_at": alert.escalate_at,
+        "acknowledged_by": alert.acknowledged_by_id,
+        "acknowledged_at": alert.acknowledged_at,
+        "steps": [
+            {"kind": step.kind, "level": step.level, "user_id": step.user_id, "at": step.at} for step in view.steps
+        ],
+    }
+
+
+def thread_out(view: ThreadView, *, include_child_name: bool = False) -> dict[str, Any]:
+    """A thread as its reader may see it (``view.limited`` hides the pool)."""
+    thread, limited = view.thread, view.limited
+    now = timezone.now()
+    out: dict[str, Any] = {
+        "id": thread.pk,
+        "child_id": thread.child_id,
+        "subject": thread.subject,
+        "topic": thread.topic,
+        "priority": thread.priority,
+        "status": thread.status,
+        "confidential": thread.confidential,
+        "pool_id": None if limited else thread.pool_id,
+        "pool": thread.pool.name if thread.pool and not limited else None,
+        "assignee_id": thread.assignee_id,
+        "assignee_name": str(thread.assignee) if thread.assignee else None,
+        "created_at": thread.created_at,
+        "last_message_at": thread.last_message_at,
+        "reply_by": thread.reply_by,
+        "overdue": bool(
+            thread.reply_by and thread.reply_by < now and thread.status == Thread.Status.AWAITING_CARE_TEAM
+        ),
+        "escalated_at": thread.escalated_at,
+        "unread": view.unread,
+    }
+    if include_child_name:
+        out["child_name"] = thread.child.name
+    return out
+
+
+def attachment_meta(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "id": attachment.pk,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+    }
+
+
+_AUTHOR_ROLES = {"family": "guardian", "care_team": "care_team", "automatic": "automatic"}
+
+
+def message_out(view: MessageView) -> dict[str, Any]:
+    message = view.message
+    return {
+        "id": message.pk,
+        "thread_id": message.thread_id,
+        "client_id": message.client_id,
+        "author_id": message.author_id,
+        "author_name": str(message.author) if message.author else "Automatic reply",
+        "author_role": _AUTHOR_ROLES[message.kind],
+        "automatic": message.kind == Message.Kind.AUTOMATIC,
+        "automatic_reason": message.automatic_reason or None,
+        "body": message.body,
+        "created_at": message.created_at,
+        "attachments": [attachment_meta(a) for a in view.attachments],
+    }
+
+
+def thread_detail_out(detail: ThreadDetail) -> dict[str, Any]:
+    return {
+        **thread_out(detail.view),
+        "messages": [message_out(m) for m in detail.messages],
+        "read_receipts": [{"user_id": r.user_id, "name": str(r.user), "read_at": r.read_at} for r in detail.receipts],
+        "assignment_history": None
+        if detail.history is None
+        else [
+            {
+                "kind": row.kind,
+                "from_user_id": row.from_user_id,
+                "to_user_id": row.to_user_id,
+                "by_id": row.by_id,
+                "at": row.at,
+            }
+            for row in detail.history
+        ],
+        "alerts": None if detail.alerts is None else [alert_out(a) for a in detail.alerts],
+    }
+
+
+def inbox_out(item: InboxItem) -> dict[str, Any]:
+    return {
+        **thread_out(item.view, include_child_name=True),
+        "alert": alert_out(item.alert) if item.alert is not None else None,
+    }

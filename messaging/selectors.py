@@ -6,6 +6,7 @@ import base64
 import statistics
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,7 +93,45 @@ def _unread_by_thread(user: User, thread_ids: list[uuid.UUID]) -> dict[uuid.UUID
 # -- threads ------------------------------------------------------------------------------------
 
 
-def alerts_out(thread_ids: list[uuid.UUID], *, latest_only: bool = False) -> dict[uuid.UUID, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class AlertView:
+    alert: UrgentAlert
+    steps: list[AlertStep]
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """A thread with what its reader sees around it; ``limited`` (a limited-scope guardian) hides the
+    pool, a department whose name can reveal the diagnosis."""
+
+    thread: Thread
+    unread: int = 0
+    limited: bool = False
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    view: ThreadView
+    alert: AlertView | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    message: Message
+    attachments: list[Attachment]
+
+
+@dataclass(frozen=True)
+class ThreadDetail:
+    view: ThreadView
+    messages: list[MessageView]
+    receipts: list[ThreadRead]
+    # For the care team only (None for guardians).
+    history: list[ThreadAssignment] | None
+    alerts: list[AlertView] | None
+
+
+def alerts_of(thread_ids: list[uuid.UUID], *, latest_only: bool = False) -> dict[uuid.UUID, list[AlertView]]:
     """Urgent alerts (newest first) with their steps, by thread: two queries however many threads."""
     alerts = list(UrgentAlert.objects.filter(thread_id__in=thread_ids).order_by("thread_id", "-created_at"))
     if latest_only:
@@ -100,102 +139,27 @@ def alerts_out(thread_ids: list[uuid.UUID], *, latest_only: bool = False) -> dic
         for alert in alerts:
             newest.setdefault(alert.thread_id, alert)
         alerts = list(newest.values())
-    steps: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    steps: dict[uuid.UUID, list[AlertStep]] = {}
     for step in AlertStep.objects.filter(alert__in=alerts).order_by("at", "id"):
-        steps.setdefault(step.alert_id, []).append(
-            {"kind": step.kind, "level": step.level, "user_id": step.user_id, "at": step.at}
-        )
-    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        steps.setdefault(step.alert_id, []).append(step)
+    found: dict[uuid.UUID, list[AlertView]] = {}
     for alert in alerts:
-        out.setdefault(alert.thread_id, []).append(
-            {
-                "id": alert.pk,
-                "thread_id": alert.thread_id,
-                "status": alert.status,
-                "level": alert.level,
-                "created_at": alert.created_at,
-                "escalate_at": alert.escalate_at,
-                "acknowledged_by": alert.acknowledged_by_id,
-                "acknowledged_at": alert.acknowledged_at,
-                "steps": steps.get(alert.pk, []),
-            }
-        )
-    return out
+        found.setdefault(alert.thread_id, []).append(AlertView(alert, steps.get(alert.pk, [])))
+    return found
 
 
-def alert_view(alert: UrgentAlert) -> dict[str, Any]:
-    return next(a for a in alerts_out([alert.thread_id])[alert.thread_id] if a["id"] == alert.pk)
+def alert_detail(alert: UrgentAlert) -> AlertView:
+    return next(view for view in alerts_of([alert.thread_id])[alert.thread_id] if view.alert.pk == alert.pk)
 
 
-def thread_out(
-    thread: Thread, *, unread: int = 0, include_child_name: bool = False, limited: bool = False
-) -> dict[str, Any]:
-    """A thread as its reader may see it; ``limited`` (a limited-scope guardian) hides the pool, a
-    department whose name can reveal the diagnosis."""
-    now = timezone.now()
-    out: dict[str, Any] = {
-        "id": thread.pk,
-        "child_id": thread.child_id,
-        "subject": thread.subject,
-        "topic": thread.topic,
-        "priority": thread.priority,
-        "status": thread.status,
-        "confidential": thread.confidential,
-        "pool_id": None if limited else thread.pool_id,
-        "pool": thread.pool.name if thread.pool and not limited else None,
-        "assignee_id": thread.assignee_id,
-        "assignee_name": str(thread.assignee) if thread.assignee else None,
-        "created_at": thread.created_at,
-        "last_message_at": thread.last_message_at,
-        "reply_by": thread.reply_by,
-        "overdue": bool(
-            thread.reply_by and thread.reply_by < now and thread.status == Thread.Status.AWAITING_CARE_TEAM
-        ),
-        "escalated_at": thread.escalated_at,
-        "unread": unread,
-    }
-    if include_child_name:
-        out["child_name"] = thread.child.name
-    return out
-
-
-def threads_list(*, user: User, access: ChildAccess, status: str | None = None) -> list[dict[str, Any]]:
+def threads_list(*, user: User, access: ChildAccess, status: str | None = None) -> list[ThreadView]:
     rows = hide_confidential(Thread.objects.filter(child=access.child), access).select_related("pool", "assignee")
     if status:
         rows = rows.filter(status=status)
     threads = list(rows.order_by("-last_message_at")[:200])
     unread = _unread_by_thread(user, [t.pk for t in threads])
     audit.reads(user, MESSAGE, [access.child.pk])
-    return [thread_out(t, unread=unread.get(t.pk, 0), limited=access.limited_view) for t in threads]
-
-
-def _author_role(message: Message) -> str:
-    return {"family": "guardian", "care_team": "care_team", "automatic": "automatic"}[message.kind]
-
-
-def message_out(message: Message, attachments: list[Attachment]) -> dict[str, Any]:
-    return {
-        "id": message.pk,
-        "thread_id": message.thread_id,
-        "client_id": message.client_id,
-        "author_id": message.author_id,
-        "author_name": str(message.author) if message.author else "Automatic reply",
-        "author_role": _author_role(message),
-        "automatic": message.kind == Message.Kind.AUTOMATIC,
-        "automatic_reason": message.automatic_reason or None,
-        "body": message.body,
-        "created_at": message.created_at,
-        "attachments": [attachment_meta(a) for a in attachments],
-    }
-
-
-def attachment_meta(attachment: Attachment) -> dict[str, Any]:
-    return {
-        "id": attachment.pk,
-        "filename": attachment.filename,
-        "content_type": attachment.content_type,
-        "size": attachment.size,
-    }
+    return [ThreadView(t, unread=unread.get(t.pk, 0), limited=access.limited_view) for t in threads]
 
 
 def _attachments_of(message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Attachment]]:
@@ -206,44 +170,31 @@ def _attachments_of(message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Attach
     return found
 
 
-def thread_detail(*, user: User, access: ChildAccess, thread_id: uuid.UUID) -> dict[str, Any]:
+def thread_detail(*, user: User, access: ChildAccess, thread_id: uuid.UUID) -> ThreadDetail:
     """The thread with its messages (oldest first), read receipts, and for the care team the
-    assignment history."""
+    assignment history and the alerts."""
     thread = thread_for(access, thread_id)
     messages = list(Message.objects.filter(thread=thread).select_related("author").order_by("position"))
     attachments = _attachments_of([m.pk for m in messages])
-    receipts = [
-        {"user_id": r.user_id, "name": str(r.user), "read_at": r.read_at}
-        for r in ThreadRead.objects.filter(thread=thread).select_related("user").order_by("read_at")
-    ]
+    receipts = list(ThreadRead.objects.filter(thread=thread).select_related("user").order_by("read_at"))
     history = None
     alerts = None
     if access.is_clinician:
-        alerts = alerts_out([thread.pk]).get(thread.pk, [])
-        history = [
-            {
-                "kind": row.kind,
-                "from_user_id": row.from_user_id,
-                "to_user_id": row.to_user_id,
-                "by_id": row.by_id,
-                "at": row.at,
-            }
-            for row in ThreadAssignment.objects.filter(thread=thread).order_by("at", "id")
-        ]
+        alerts = alerts_of([thread.pk]).get(thread.pk, [])
+        history = list(ThreadAssignment.objects.filter(thread=thread).order_by("at", "id"))
     unread = _unread_by_thread(user, [thread.pk])
     audit.reads(user, MESSAGE, [access.child.pk])
-    return {
-        **thread_out(thread, unread=unread.get(thread.pk, 0), limited=access.limited_view),
-        "messages": [message_out(m, attachments.get(m.pk, [])) for m in messages],
-        "read_receipts": receipts,
-        "assignment_history": history,
-        "alerts": alerts,
-    }
+    return ThreadDetail(
+        view=ThreadView(thread, unread=unread.get(thread.pk, 0), limited=access.limited_view),
+        messages=[MessageView(m, attachments.get(m.pk, [])) for m in messages],
+        receipts=receipts,
+        history=history,
+        alerts=alerts,
+    )
 
 
-def message_view(*, access: ChildAccess, message: Message) -> dict[str, Any]:
-    attachments = _attachments_of([message.pk])
-    return message_out(message, attachments.get(message.pk, []))
+def message_view(*, message: Message) -> MessageView:
+    return MessageView(message, _attachments_of([message.pk]).get(message.pk, []))
 
 
 # -- attachments --------------------------------------------------------------------------------
@@ -285,7 +236,7 @@ def inbox(
     child_id: uuid.UUID | None = None,
     pool_id: uuid.UUID | None = None,
     limit: int = 200,
-) -> list[dict[str, Any]]:
+) -> list[InboxItem]:
     """Threads in my pools (or assigned to me) about children whose care team I am on, the most
     pressing reply-by first. Open threads by default."""
     children = care_team_memberships(user).values("child_id")
@@ -306,13 +257,9 @@ def inbox(
     )
     unread = _unread_by_thread(user, [t.pk for t in threads])
     audit.reads(user, MESSAGE, sorted({t.child_id for t in threads}, key=str))
-    alerts = alerts_out([t.pk for t in threads], latest_only=True) if threads else {}
+    alerts = alerts_of([t.pk for t in threads], latest_only=True) if threads else {}
     return [
-        {
-            **thread_out(t, unread=unread.get(t.pk, 0), include_child_name=True),
-            "alert": next(iter(alerts.get(t.pk, [])), None),
-        }
-        for t in threads
+        InboxItem(ThreadView(t, unread=unread.get(t.pk, 0)), next(iter(alerts.get(t.pk, [])), None)) for t in threads
     ]
 
 
@@ -359,6 +306,5 @@ def response_stats(*, user: User, days: int = 30, now: datetime | None = None) -
 # -- preferences --------------------------------------------------------------------------------
 
 
-def preferences(*, user: User) -> dict[str, Any]:
-    pref = NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
-    return {"email": pref.email, "sms": pref.sms, "quiet_start": pref.quiet_start, "quiet_end": pref.quiet_end}
+def preferences(*, user: User) -> NotificationPreference:
+    return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
