@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from messaging.groups import selectors, services
-from messaging.groups.models import Membership, Post
+from messaging.groups.models import Membership
 from messaging.groups.schemas import (
     GroupDetailOut,
     GroupIn,
@@ -28,23 +28,21 @@ from messaging.groups.schemas import (
     ReadingFlagOut,
     ReportIn,
     ReportOut,
+    group_detail_out,
+    group_out,
+    member_out,
+    moderation_queue_out,
+    my_membership_out,
+    post_out,
+    reading_flag_out,
 )
+from messaging.groups.selectors import PostView
 from portal import audit
 from portal.api import actor
 from portal.errors import NotFound
 from portal.vocabulary import Resource
 
 router = Router(tags=["groups"])
-
-
-def _post(group_id: uuid.UUID, post_id: uuid.UUID, *, published_only: bool = True) -> Post:
-    rows = Post.objects.filter(pk=post_id, group_id=group_id).select_related("author")
-    if published_only:
-        rows = rows.filter(status=Post.Status.PUBLISHED)
-    post = rows.first()
-    if post is None:
-        raise NotFound("No such post.")
-    return post
 
 
 def _moderator(request: HttpRequest, group_id: uuid.UUID) -> tuple[Any, Membership | None]:
@@ -62,36 +60,26 @@ def _moderator(request: HttpRequest, group_id: uuid.UUID) -> tuple[Any, Membersh
 
 @router.get("/groups", response=list[GroupOut], summary="Discover groups (those matching my children first)")
 def groups(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.discover(user=actor(request))
+    return [group_out(view) for view in selectors.discover(user=actor(request))]
 
 
 @router.post("/groups", response={201: GroupDetailOut}, summary="Staff: create a group")
 def group_create(request: HttpRequest, payload: GroupIn) -> Status[dict[str, Any]]:
     group = services.group_create(actor=actor(request), **payload.dict())
-    return Status(201, selectors.group_detail(user=actor(request), group=group, membership=None))
+    return Status(201, group_detail_out(selectors.group_detail(user=actor(request), group=group, membership=None)))
 
 
 @router.get("/groups/{group_id}", response=GroupDetailOut, summary="A group (non-members: name, description, size)")
 def group(request: HttpRequest, group_id: uuid.UUID) -> dict[str, Any]:
     found, membership = selectors.group_for(actor(request), group_id)
-    return selectors.group_detail(user=actor(request), group=found, membership=membership)
+    return group_detail_out(selectors.group_detail(user=actor(request), group=found, membership=membership))
 
 
 @router.post("/groups/{group_id}/join", response={201: MyMembershipOut}, summary="Join under a pseudonym")
 def join(request: HttpRequest, group_id: uuid.UUID, payload: JoinIn) -> Status[dict[str, Any]]:
     found, membership = selectors.group_for(actor(request), group_id)
     joined = services.group_join(actor=actor(request), group=found, membership=membership, pseudonym=payload.pseudonym)
-    return Status(
-        201,
-        {
-            "id": joined.pk,
-            "pseudonym": joined.pseudonym,
-            "role": joined.role,
-            "kind": joined.kind,
-            "joined_at": joined.joined_at,
-            "status": joined.status,
-        },
-    )
+    return Status(201, my_membership_out(joined))
 
 
 @router.post("/groups/{group_id}/leave", response={204: None}, summary="Leave the group")
@@ -111,30 +99,24 @@ def leave(request: HttpRequest, group_id: uuid.UUID) -> Status[None]:
 def invite(request: HttpRequest, group_id: uuid.UUID, payload: InviteIn) -> Status[dict[str, Any]]:
     found, membership = _moderator(request, group_id)
     invited = services.group_invite(actor=actor(request), group=found, moderator=membership, user_id=payload.user_id)
-    return Status(
-        201,
-        {
-            "id": invited.pk,
-            "pseudonym": invited.pseudonym,
-            "role": invited.role,
-            "kind": invited.kind,
-            "joined_at": invited.joined_at,
-            "status": invited.status,
-        },
-    )
+    return Status(201, my_membership_out(invited))
 
 
 @router.get("/groups/{group_id}/members", response=list[MembershipOut], summary="Members, by pseudonym")
 def members(request: HttpRequest, group_id: uuid.UUID) -> list[dict[str, Any]]:
     found, _ = selectors.member_for(actor(request), group_id)
-    return selectors.members_list(user=actor(request), group=found)
+    rows = selectors.members_list(group=found)
+    services.reads_note(actor=actor(request), count=len(rows))
+    return [member_out(row) for row in rows]
 
 
 @router.get("/groups/{group_id}/posts", response=list[PostOut], summary="Posts and replies, newest first")
 def posts(request: HttpRequest, group_id: uuid.UUID) -> list[dict[str, Any]]:
     found, membership = selectors.member_for(actor(request), group_id)
     moderator = services.is_moderator(actor(request), membership)
-    return selectors.posts_list(user=actor(request), group=found, membership=membership, moderator=moderator)
+    views = selectors.posts_list(user=actor(request), group=found, membership=membership, moderator=moderator)
+    services.reads_note(actor=actor(request), count=len(views))
+    return [post_out(view) for view in views]
 
 
 @router.post(
@@ -149,7 +131,7 @@ def post_create(request: HttpRequest, group_id: uuid.UUID, payload: PostIn) -> S
     post = services.post_create(
         actor=actor(request), membership=membership, body=payload.body, parent_id=payload.parent_id
     )
-    return Status(201, selectors.post_out(post, 0, False))
+    return Status(201, post_out(PostView(post)))
 
 
 @router.post("/groups/{group_id}/posts/{post_id}/helpful", response=HelpfulOut, summary="Toggle a helpful mark")
@@ -157,7 +139,9 @@ def helpful(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID) -> di
     _, membership = selectors.member_for(actor(request), group_id)
     if membership is None:
         raise NotFound("No such group.")
-    state = services.post_helpful(actor=actor(request), membership=membership, post=_post(group_id, post_id))
+    state = services.post_helpful(
+        actor=actor(request), membership=membership, post=selectors.post_in_group(group_id, post_id)
+    )
     return {"helpful": state}
 
 
@@ -167,7 +151,10 @@ def report(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID, payloa
     if membership is None:
         raise NotFound("No such group.")
     made = services.post_report(
-        actor=actor(request), membership=membership, post=_post(group_id, post_id), reason=payload.reason
+        actor=actor(request),
+        membership=membership,
+        post=selectors.post_in_group(group_id, post_id),
+        reason=payload.reason,
     )
     return Status(201, {"id": made.pk, "reason": made.reason, "created_at": made.created_at})
 
@@ -179,7 +166,7 @@ def report(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID, payloa
 )
 def moderation(request: HttpRequest, group_id: uuid.UUID) -> dict[str, Any]:
     found, _ = _moderator(request, group_id)
-    return selectors.moderation_queue(user=actor(request), group=found)
+    return moderation_queue_out(selectors.moderation_queue(user=actor(request), group=found))
 
 
 @router.post(
@@ -194,10 +181,10 @@ def post_moderate(
     post = services.post_moderate(
         actor=actor(request),
         moderator=membership,
-        post=_post(group_id, post_id, published_only=False),
+        post=selectors.post_in_group(group_id, post_id, published_only=False),
         **payload.dict(),
     )
-    return selectors.post_out(post, 0, False)
+    return post_out(PostView(post))
 
 
 @router.post(
@@ -209,20 +196,11 @@ def member_moderate(
     request: HttpRequest, group_id: uuid.UUID, membership_id: uuid.UUID, payload: MemberModerationIn
 ) -> dict[str, Any]:
     _, membership = _moderator(request, group_id)
-    target = Membership.objects.filter(pk=membership_id, group_id=group_id).first()
-    if target is None:
-        raise NotFound("No such member.")
+    target = selectors.member_of(group_id, membership_id)
     done = services.member_moderate(
         actor=actor(request), moderator=membership, membership=target, action=payload.action
     )
-    return {
-        "id": done.pk,
-        "pseudonym": done.pseudonym,
-        "role": done.role,
-        "kind": done.kind,
-        "joined_at": done.joined_at,
-        "status": done.status,
-    }
+    return my_membership_out(done)
 
 
 @router.get(
@@ -231,4 +209,4 @@ def member_moderate(
     summary="Staff: accounts that read unusually many posts or profiles",
 )
 def reading_flags(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.reading_flags(user=actor(request))
+    return [reading_flag_out(flag) for flag in selectors.reading_flags(user=actor(request))]

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import Field
 
+from messaging.groups.models import Membership, ReadingFlag
+from messaging.groups.selectors import GroupView, ModerationQueue, PostView
 from portal.schemas import In
 
 
@@ -112,3 +114,81 @@ class ReadingFlagOut(Schema):
     reads: int
     window_minutes: int
     created_at: datetime
+
+
+# -- presenters: the selectors' typed views as the JSON the API answers ----------------------------
+
+
+def group_out(view: GroupView) -> dict[str, Any]:
+    membership = view.membership
+    return {
+        "id": view.group.pk,
+        "name": view.group.name,
+        "description": view.group.description,
+        "visibility": view.group.visibility,
+        "join_policy": view.group.join_policy,
+        "member_count": view.member_count,
+        "membership_status": membership.status if membership and membership.status != Membership.Status.LEFT else None,
+        "matches_my_children": view.matches,
+    }
+
+
+def group_detail_out(view: GroupView) -> dict[str, Any]:
+    mine = view.membership if view.member else None
+    return {
+        **group_out(view),
+        "rules": view.group.rules if view.rules_visible else None,
+        "my_pseudonym": mine.pseudonym if mine else None,
+        "my_role": mine.role if mine else None,
+    }
+
+
+def member_out(member: Membership) -> dict[str, Any]:
+    return {
+        "id": member.pk,
+        "pseudonym": member.pseudonym,
+        "role": member.role,
+        "kind": member.kind,
+        "joined_at": member.joined_at,
+    }
+
+
+def my_membership_out(member: Membership) -> dict[str, Any]:
+    return {**member_out(member), "status": member.status}
+
+
+def post_out(view: PostView) -> dict[str, Any]:
+    post, author = view.post, view.post.author
+    return {
+        "id": post.pk,
+        "parent_id": post.parent_id,
+        "author_id": author.pk,
+        "author_pseudonym": author.pseudonym,
+        "author_kind": author.kind,
+        "author_role": author.role,
+        "body": post.body,
+        "status": post.status,
+        "created_at": post.created_at,
+        "helpful_count": view.helpful,
+        "helpful_by_me": view.mine,
+        "open_reports": view.reports,
+    }
+
+
+def moderation_queue_out(queue: ModerationQueue) -> dict[str, Any]:
+    return {
+        "pending_posts": [post_out(view) for view in queue.pending_posts],
+        "reported_posts": [post_out(view) for view in queue.reported_posts],
+        "pending_members": [member_out(member) for member in queue.pending_members],
+    }
+
+
+def reading_flag_out(flag: ReadingFlag) -> dict[str, Any]:
+    return {
+        "id": flag.pk,
+        "user_id": flag.user_id,
+        "user_name": str(flag.user),
+        "reads": flag.reads,
+        "window_minutes": flag.window_minutes,
+        "created_at": flag.created_at,
+    }

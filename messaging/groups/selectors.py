@@ -1,19 +1,20 @@
 """Reads for peer groups. Other members appear only by pseudonym (clinicians as clinicians); a group
-that is invite-only does not exist for non-members; reading unusually much is flagged to staff."""
+that is invite-only does not exist for non-members. Reads return models and typed views; the API's
+presenters (``schemas``) make the JSON. Counting reads (and flagging unusual reading) is a write:
+``services.reads_note``, called by the edge."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from messaging.groups.models import LIVE_MEMBER_STATUSES, Group, Membership, Post, Reaction, ReadingFlag, Report
-from portal import audit, ratelimit
+from portal import audit
 from portal.access import effective_scope, guardian_links, is_portal_manager
 from portal.errors import NotFound
 from portal.models import GuardianLink, User
@@ -47,29 +48,33 @@ def member_for(user: User, group_id: uuid.UUID) -> tuple[Group, Membership | Non
     return group, membership
 
 
-def note_reads(user: User, count: int) -> None:
-    """Count posts and profiles read; past the threshold in the window, flag the account to staff once."""
-    allowed = True
-    for _ in range(max(1, count)):
-        allowed = ratelimit.hit("group_reads", str(user.pk), settings.PORTAL_GROUP_READ_ALERT) and allowed
-    if not allowed and cache.add(f"group_reads_flagged:{user.pk}", 1, timeout=600):
-        limit, window = ratelimit.parse_rate(settings.PORTAL_GROUP_READ_ALERT)
-        ReadingFlag.objects.create(user=user, reads=limit, window_minutes=window // 60)
-        audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_POST, reason="unusual_reading")
+@dataclass(frozen=True)
+class GroupView:
+    """A group as one user sees it: ``matches`` (a match with the user's own children's conditions) is
+    computed for this user alone; ``member`` is the user's live membership, if any."""
+
+    group: Group
+    membership: Membership | None
+    member_count: int
+    matches: bool
+    member: bool = False
+    rules_visible: bool = False
 
 
-def _summary(group: Group, membership: Membership | None, member_count: int, matches: bool) -> dict[str, Any]:
-    status = membership.status if membership and membership.status != Membership.Status.LEFT else None
-    return {
-        "id": group.pk,
-        "name": group.name,
-        "description": group.description,
-        "visibility": group.visibility,
-        "join_policy": group.join_policy,
-        "member_count": member_count,
-        "membership_status": status,
-        "matches_my_children": matches,
-    }
+@dataclass(frozen=True)
+class PostView:
+    post: Post
+    helpful: int = 0
+    mine: bool = False
+    # Open reports, for moderators only (None for everyone else).
+    reports: int | None = None
+
+
+@dataclass(frozen=True)
+class ModerationQueue:
+    pending_posts: list[PostView]
+    reported_posts: list[PostView]
+    pending_members: list[Membership]
 
 
 def _my_children_conditions(user: User) -> set[str]:
@@ -83,7 +88,7 @@ def _my_children_conditions(user: User) -> set[str]:
     return conditions
 
 
-def discover(*, user: User) -> list[dict[str, Any]]:
+def discover(*, user: User) -> list[GroupView]:
     """Listed groups (and the user's own), the ones matching the user's children's conditions first.
 
     The match is computed for this user only and never stored or shown to anyone else.
@@ -98,53 +103,35 @@ def discover(*, user: User) -> list[dict[str, Any]]:
     result = []
     for group in groups:
         matches = bool(conditions & {str(code) for code in group.condition_codes})
-        result.append(_summary(group, mine.get(group.pk), group.members, matches))
-    result.sort(key=lambda g: (not g["matches_my_children"], g["name"]))
+        result.append(GroupView(group, mine.get(group.pk), group.members, matches))
+    result.sort(key=lambda view: (not view.matches, view.group.name))
     return result
 
 
-def group_detail(*, user: User, group: Group, membership: Membership | None) -> dict[str, Any]:
+def group_detail(*, user: User, group: Group, membership: Membership | None) -> GroupView:
     count = Membership.objects.filter(group=group, status__in=LIVE_MEMBER_STATUSES).count()
     conditions = _my_children_conditions(user)
-    detail = _summary(group, membership, count, bool(conditions & set(map(str, group.condition_codes))))
     is_member = membership is not None and membership.status in LIVE_MEMBER_STATUSES
-    detail["rules"] = group.rules if is_member or is_portal_manager(user) else None
-    detail["my_pseudonym"] = membership.pseudonym if is_member and membership else None
-    detail["my_role"] = membership.role if is_member and membership else None
-    return detail
+    return GroupView(
+        group,
+        membership,
+        count,
+        bool(conditions & set(map(str, group.condition_codes))),
+        member=is_member,
+        rules_visible=is_member or is_portal_manager(user),
+    )
 
 
-def members_list(*, user: User, group: Group) -> list[dict[str, Any]]:
-    rows = list(Membership.objects.filter(group=group, status__in=LIVE_MEMBER_STATUSES).order_by("joined_at"))
-    note_reads(user, len(rows))
-    return [
-        {"id": row.pk, "pseudonym": row.pseudonym, "role": row.role, "kind": row.kind, "joined_at": row.joined_at}
-        for row in rows
-    ]
-
-
-def post_out(post: Post, helpful: int, mine: bool, reports: int | None = None) -> dict[str, Any]:
-    author = post.author
-    return {
-        "id": post.pk,
-        "parent_id": post.parent_id,
-        "author_id": author.pk,
-        "author_pseudonym": author.pseudonym,
-        "author_kind": author.kind,
-        "author_role": author.role,
-        "body": post.body,
-        "status": post.status,
-        "created_at": post.created_at,
-        "helpful_count": helpful,
-        "helpful_by_me": mine,
-        "open_reports": reports,
-    }
+def members_list(*, group: Group) -> list[Membership]:
+    """Live members, by pseudonym. The edge counts them as read (``services.reads_note``)."""
+    return list(Membership.objects.filter(group=group, status__in=LIVE_MEMBER_STATUSES).order_by("joined_at"))
 
 
 def posts_list(
     *, user: User, group: Group, membership: Membership | None, moderator: bool, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Published posts, the member's own waiting ones, and (for moderators) everything."""
+) -> list[PostView]:
+    """Published posts, the member's own waiting ones, and (for moderators) everything. The edge counts
+    them as read (``services.reads_note``)."""
     rows = Post.objects.filter(group=group).select_related("author")
     if not moderator:
         own = Q(author=membership) if membership else Q(pk__in=[])
@@ -162,12 +149,11 @@ def posts_list(
         reports = Counter(
             Report.objects.filter(post_id__in=ids, resolved_at__isnull=True).values_list("post_id", flat=True)
         )
-    note_reads(user, len(page))
     audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_POST, entity_id=group.pk)
-    return [post_out(p, helpful[p.pk], p.pk in mine, reports[p.pk] if moderator else None) for p in page]
+    return [PostView(p, helpful[p.pk], p.pk in mine, reports[p.pk] if moderator else None) for p in page]
 
 
-def moderation_queue(*, user: User, group: Group) -> dict[str, Any]:
+def moderation_queue(*, user: User, group: Group) -> ModerationQueue:
     pending = list(
         Post.objects.filter(group=group, status=Post.Status.PENDING).select_related("author").order_by("created_at")
     )
@@ -180,29 +166,34 @@ def moderation_queue(*, user: User, group: Group) -> dict[str, Any]:
     )
     waiting = list(Membership.objects.filter(group=group, status=Membership.Status.PENDING).order_by("joined_at"))
     audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_MODERATION, entity_id=group.pk)
-    return {
-        "pending_posts": [post_out(p, 0, False, 0) for p in pending],
-        "reported_posts": [post_out(p, 0, False, counts[p.pk]) for p in reported],
-        "pending_members": [
-            {"id": m.pk, "pseudonym": m.pseudonym, "role": m.role, "kind": m.kind, "joined_at": m.joined_at}
-            for m in waiting
-        ],
-    }
+    return ModerationQueue(
+        pending_posts=[PostView(p, reports=0) for p in pending],
+        reported_posts=[PostView(p, reports=counts[p.pk]) for p in reported],
+        pending_members=waiting,
+    )
 
 
-def reading_flags(*, user: User) -> list[dict[str, Any]]:
+def reading_flags(*, user: User) -> list[ReadingFlag]:
     if not is_portal_manager(user):
         audit.deny(actor=user, entity_type=Resource.READING_FLAG, entity_id=None, reason="not_staff")
         raise NotFound()
-    rows = ReadingFlag.objects.filter(reviewed_at__isnull=True).select_related("user").order_by("-created_at")[:200]
-    return [
-        {
-            "id": row.pk,
-            "user_id": row.user_id,
-            "user_name": str(row.user),
-            "reads": row.reads,
-            "window_minutes": row.window_minutes,
-            "created_at": row.created_at,
-        }
-        for row in rows
-    ]
+    return list(
+        ReadingFlag.objects.filter(reviewed_at__isnull=True).select_related("user").order_by("-created_at")[:200]
+    )
+
+
+def post_in_group(group_id: uuid.UUID, post_id: uuid.UUID, *, published_only: bool = True) -> Post:
+    rows = Post.objects.filter(pk=post_id, group_id=group_id).select_related("author")
+    if published_only:
+        rows = rows.filter(status=Post.Status.PUBLISHED)
+    post = rows.first()
+    if post is None:
+        raise NotFound("No such post.")
+    return post
+
+
+def member_of(group_id: uuid.UUID, membership_id: uuid.UUID) -> Membership:
+    found = Membership.objects.filter(pk=membership_id, group_id=group_id).first()
+    if found is None:
+        raise NotFound("No such member.")
+    return found

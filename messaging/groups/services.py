@@ -8,12 +8,22 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from messaging.groups import names, normalise, realtime, safety
-from messaging.groups.models import LIVE_MEMBER_STATUSES, Group, Membership, NameKey, Post, Reaction, Report
+from messaging.groups.models import (
+    LIVE_MEMBER_STATUSES,
+    Group,
+    Membership,
+    NameKey,
+    Post,
+    Reaction,
+    ReadingFlag,
+    Report,
+)
 from portal import audit, ratelimit
 from portal.access import care_team_memberships, guardian_links, is_clinician, is_portal_manager
 from portal.errors import ApiError, Conflict, Forbidden, Invalid, NotFound
@@ -283,3 +293,15 @@ def post_helpful(*, actor: User, membership: Membership, post: Post) -> bool:
             return False
         Reaction.objects.create(post=post, member=membership)
     return True
+
+
+def reads_note(*, actor: User, count: int) -> None:
+    """Count posts and profiles read; past ``PORTAL_GROUP_READ_ALERT`` in its window, flag the account
+    to staff once (a ``ReadingFlag`` and its audit row). Called by the edge after a read."""
+    allowed = True
+    for _ in range(max(1, count)):
+        allowed = ratelimit.hit("group_reads", str(actor.pk), settings.PORTAL_GROUP_READ_ALERT) and allowed
+    if not allowed and cache.add(f"group_reads_flagged:{actor.pk}", 1, timeout=600):
+        limit, window = ratelimit.parse_rate(settings.PORTAL_GROUP_READ_ALERT)
+        ReadingFlag.objects.create(user=actor, reads=limit, window_minutes=window // 60)
+        audit.record(actor=actor, action=audit.Action.READ, entity_type=Resource.GROUP_POST, reason="unusual_reading")
