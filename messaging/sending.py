@@ -46,6 +46,8 @@ def _attach(actor: User, access: ChildAccess, message: Message, attachment_ids: 
     )
     if claimed != len(ids):
         raise Invalid("An attachment is unknown or was already sent.", code="attachment_not_found")
+    for attachment_id in ids:
+        audit.record_for_child(actor, audit.Action.UPDATE, Resource.BINARY, attachment_id, access.child.pk, "attached")
 
 
 def _create_message(

@@ -237,7 +237,12 @@ def post_moderate(*, actor: User, moderator: Membership | None, post: Post, acti
         post.save(update_fields=["status", "moderated_by", "moderated_at", "moderation_reason"])
         if action == "approve":
             Membership.objects.filter(pk=post.author_id).update(approved_posts=F("approved_posts") + 1)
-        Report.objects.filter(post=post, resolved_at__isnull=True).update(resolved_at=timezone.now(), resolved_by=actor)
+            _audit(actor, audit.Action.UPDATE, Resource.GROUP_MEMBERSHIP, post.author_id, "approved_post")
+        open_reports = Report.objects.filter(post=post, resolved_at__isnull=True)
+        resolved = list(open_reports.values_list("pk", flat=True))
+        open_reports.update(resolved_at=timezone.now(), resolved_by=actor)
+        for report_id in resolved:
+            _audit(actor, audit.Action.UPDATE, Resource.GROUP_REPORT, report_id, "resolved")
         _audit(actor, audit.Action.UPDATE, Resource.GROUP_POST, post.pk, f"moderation:{action}")
         realtime.post_changed(post)
     return post
