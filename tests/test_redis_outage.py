@@ -29,7 +29,7 @@ from django.test import Client, override_settings
 from messaging.models import UserEvent
 from portal import resilience
 from tests.conftest import app_client, build_world
-from tests.messaging.test_scale_out import ROOT, _database_url, _free_port, _start, _wait_healthy
+from tests.messaging.realtime.test_scale_out import ROOT, _database_url, _free_port, _start, _wait_healthy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 

@@ -12,7 +12,7 @@ from django.db.models import Max
 from messaging.models import UrgentAlert, UserEvent
 from tests.conftest import World, build_world
 from tests.messaging import data
-from tests.messaging.test_consumer import _close_worker_connections, _drain, _events_until, _socket, _token
+from tests.messaging.realtime.test_consumer import _close_worker_connections, _drain, _events_until, _socket, _token
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 __all__ = ["_close_worker_connections"]  # the module's autouse clean-up applies here too

@@ -21,7 +21,7 @@ from messaging.conf import presence_seconds
 from messaging.models import Notification, NotificationPreference
 from messaging.realtime import presence
 from tests.conftest import World, build_world
-from tests.messaging.test_scale_out import _database_url, _free_port, _post, _start, _token, _wait_healthy
+from tests.messaging.realtime.test_scale_out import _database_url, _free_port, _post, _start, _token, _wait_healthy
 
 MOMENT = datetime(2027, 6, 9, 17, 0, tzinfo=UTC)
 
@@ -79,7 +79,7 @@ def test_a_guardian_on_daphne_a_is_not_emailed_for_a_message_sent_through_daphne
         "REDIS_URL": settings.REDIS_URL,
         "CHANNEL_PREFIX": f"presence-{uuid.uuid4().hex[:8]}",
         "PORTAL_TEST_CACHE_PREFIX": f"presence-{uuid.uuid4().hex[:8]}",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
     }
     ports = [_free_port(), _free_port()]
     processes = [_start(port, env, tmp_path / f"daphne-{port}.log") for port in ports]
