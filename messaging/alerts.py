@@ -127,8 +127,7 @@ def alert_raise(*, thread: Thread, message: Message, moment: datetime, crowd: pu
 def alert_acknowledge(*, actor: User, access: ChildAccess, alert_id: uuid.UUID) -> UrgentAlert:
     """A clinician of the child's care team acknowledges the alert: escalation stops. Acknowledging
     again changes nothing."""
-    if not access.can(Capability.TREAT):
-        raise NotFound("No such child.")
+    access.require(Capability.TREAT)
     moment = timezone.now()
     if not UrgentAlert.objects.filter(pk=alert_id, thread__child=access.child).exists():
         audit.deny(actor=actor, entity_type=ALERT, entity_id=str(alert_id), reason="no_alert")
