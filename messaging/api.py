@@ -38,7 +38,7 @@ from messaging.schemas import (
     thread_detail_out,
     thread_out,
 )
-from messaging.selectors import ThreadView
+from messaging.selectors import PoolStats, ThreadView
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
@@ -190,7 +190,7 @@ def inbox(request: HttpRequest, query: Query[InboxQuery]) -> list[dict[str, Any]
     response=list[PoolStatsOut],
     summary="Clinicians: median and 90th percentile time to first reply per pool",
 )
-def inbox_stats(request: HttpRequest, days: int = 30) -> list[dict[str, Any]]:
+def inbox_stats(request: HttpRequest, days: int = 30) -> list[PoolStats]:
     if not 1 <= days <= 365:
         raise Invalid("days must be between 1 and 365.", code="invalid_days")
     return selectors.response_stats(user=actor(request), days=days)

@@ -276,7 +276,17 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def response_stats(*, user: User, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PoolStats:
+    pool_id: uuid.UUID
+    pool: str
+    threads: int
+    answered: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+def response_stats(*, user: User, days: int = 30, now: datetime | None = None) -> list[PoolStats]:
     """Per pool I work in: threads opened by families in the period, how many got a first reply, and
     the median and 90th percentile time to it (seconds). No clinical content, no child."""
     moment = now or timezone.now()
@@ -291,14 +301,14 @@ def response_stats(*, user: User, days: int = 30, now: datetime | None = None) -
         )
         waits = [(first - created).total_seconds() for created, first in rows if first is not None]
         result.append(
-            {
-                "pool_id": membership.department_id,
-                "pool": membership.department.name,
-                "threads": len(rows),
-                "answered": len(waits),
-                "median_seconds": statistics.median(waits) if waits else None,
-                "p90_seconds": _percentile(waits, 0.9) if waits else None,
-            }
+            PoolStats(
+                pool_id=membership.department_id,
+                pool=membership.department.name,
+                threads=len(rows),
+                answered=len(waits),
+                median_seconds=statistics.median(waits) if waits else None,
+                p90_seconds=_percentile(waits, 0.9) if waits else None,
+            )
         )
     return result
 
