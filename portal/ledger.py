@@ -1,0 +1,596 @@
+"""The audit ledger: audit rows sealed into an RFC 6962 Merkle tree with signed checkpoints.
+
+Writers only insert audit rows (``portal.audit``): no lock, no read of the row before. A sequencer
+(``seal``, run every ``PORTAL_AUDIT_SEAL_SECONDS`` by the worker, or by ``manage.py audit_seal``)
+gives new rows their place in a batch, as leaves of a Merkle tree (leaf hash ``SHA-256(0x00 ||
+canonical entry)``, node hash ``SHA-256(0x01 || left || right)``), stores the complete subtrees the
+batch forms, and signs a checkpoint (tree size, root hash, time) with Ed25519, all in one
+transaction. Leaves, nodes and checkpoints are insert-only tables; on PostgreSQL triggers refuse
+UPDATE, DELETE and TRUNCATE on them as on the audit table (migration 0007).
+
+Commit-order gaps. An audit row's ``seq`` comes from a sequence at insert time, so a transaction
+holding ``seq`` 7 may commit after one holding ``seq`` 8. A sequencer that sealed "everything after
+the last seq sealed" would skip 7 for ever. On PostgreSQL every audit row stores the id of the
+transaction that inserted it (``xid xid8 DEFAULT pg_current_xact_id()``). The sequencer reads the
+snapshot's ``xmin`` (``pg_snapshot_xmin(pg_current_snapshot())``), the oldest transaction still
+running: every transaction with a smaller id has ended, so each of its rows is either committed and
+visible now or rolled back and gone for good. The sequencer seals only rows with ``xid < xmin``
+(plus rows of its own transaction, which commit or vanish together with their leaves), and remembers
+``xmin`` in the checkpoint as the horizon below which nothing is left; the next run looks only at
+rows with ``xid`` at or above it, and an anti-join on the leaf table keeps a row from being sealed
+twice. A row is therefore sealed in the first run after every transaction older than it has ended:
+the delay is the seal interval plus the longest write transaction running at the time (read-only
+transactions take no transaction id and hold nothing back). On SQLite a single writer commits in
+``seq`` order and the sequencer's own transaction holds the write lock, so every row it sees is
+final and the horizon is simply the next ``seq``.
+
+What it guarantees. Once sealed, a row cannot be edited, removed or reordered, nor the tail of the
+ledger truncated or rewritten, without the change showing in ``verify`` (leaf hashes recomputed from
+the rows, roots recomputed for every stored checkpoint, signatures checked with trusted keys) and
+against any checkpoint exported earlier (``verify_against``: the ledger must still contain it, with
+a consistency proof to the current tree). Exported checkpoints are what make the evidence hold
+against someone who can rewrite the database itself: keep them elsewhere. A row not yet sealed
+(at most the sealing delay) is protected only by the append-only triggers and the database roles.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connection, connections, transaction
+from django.utils import timezone
+
+from portal import merkle
+from portal.models import AuditEvent, LedgerCheckpoint, LedgerLeaf, LedgerNode
+
+logger = logging.getLogger(__name__)
+
+ORIGIN = "portal-audit-ledger/v1"
+# Any fixed 64-bit number: the key of the PostgreSQL advisory lock that lets one sequencer run at a
+# time. Writers never take it.
+_PG_SEAL_LOCK_KEY = 0x5041_5544_4C47  # "PAUDLG"
+SEAL_BATCH = 10_000
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def entry_leaf_hash(entry: dict[str, Any]) -> bytes:
+    return merkle.leaf_hash(canonical(entry))
+
+
+# --- Keys and checkpoints ---------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def public_key_bytes(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def key_id(public: bytes) -> str:
+    """A public key's id: the first 8 bytes of its SHA-256, in hex."""
+    return hashlib.sha256(b"portal-audit-key\x00" + public).hexdigest()[:16]
+
+
+def _seed(text: str, what: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(text.strip().encode("ascii") + b"==")
+    except ValueError:
+        raise ImproperlyConfigured(f"{what} is not base64.") from None
+    if len(raw) != 32:
+        raise ImproperlyConfigured(f"{what} must be 32 bytes (base64).")
+    return raw
+
+
+def create_signing_key_file(path: Path) -> None:
+    """Write a fresh Ed25519 signing key readable by its owner only (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seed = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"private_key": base64.urlsafe_b64encode(seed).decode("ascii")}, handle, indent=2)
+
+
+@lru_cache(maxsize=1)
+def signing_key() -> Ed25519PrivateKey:
+    """The checkpoint signing key: ``PORTAL_AUDIT_SIGNING_KEY``, or the key file (created in the
+    embedded default, like the encryption key file)."""
+    configured: str = settings.PORTAL_AUDIT_SIGNING_KEY
+    if configured:
+        return Ed25519PrivateKey.from_private_bytes(_seed(configured, "PORTAL_AUDIT_SIGNING_KEY"))
+    path: Path = settings.PORTAL_AUDIT_KEY_FILE
+    if not path.exists():
+        if not settings.PORTAL_ALLOW_LOCAL_KEY_FILE:
+            raise ImproperlyConfigured("No audit signing key: set PORTAL_AUDIT_SIGNING_KEY (or PORTAL_AUDIT_KEY_FILE).")
+        create_signing_key_file(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Ed25519PrivateKey.from_private_bytes(_seed(data["private_key"], str(path)))
+
+
+def trusted_keys() -> dict[str, bytes]:
+    """key id -> raw public key: the signing key's, and the retired ones still trusted."""
+    keys = {}
+    for text in settings.PORTAL_AUDIT_TRUSTED_KEYS:
+        public = _seed(text, "PORTAL_AUDIT_TRUSTED_KEYS")
+        keys[key_id(public)] = public
+    public = public_key_bytes(signing_key().public_key())
+    keys[key_id(public)] = public
+    return keys
+
+
+def reset_keys() -> None:
+    """Forget the cached signing key (after a settings change in tests)."""
+    signing_key.cache_clear()
+
+
+class LedgerError(Exception):
+    """The stored ledger is not in a state the sequencer can extend (run ``audit_verify``)."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint is malformed, signed by an untrusted key, or its signature does not verify."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    tree_size: int
+    root_hash: str  # hex
+    timestamp: datetime
+    key_id: str
+    signature: str  # base64 Ed25519 signature of ``message()``
+    origin: str = ORIGIN
+
+    def message(self) -> bytes:
+        return checkpoint_message(self.origin, self.tree_size, self.root_hash, self.timestamp)
+
+    def root(self) -> bytes:
+        return bytes.fromhex(self.root_hash)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "timestamp": _iso(self.timestamp),
+            "key_id": self.key_id,
+            "public_key": _b64(trusted_keys().get(self.key_id, b"")),
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        try:
+            checkpoint = cls(
+                origin=str(data["origin"]),
+                tree_size=int(data["tree_size"]),
+                root_hash=str(data["root_hash"]),
+                timestamp=datetime.fromisoformat(str(data["timestamp"])),
+                key_id=str(data["key_id"]),
+                signature=str(data["signature"]),
+            )
+            bytes.fromhex(checkpoint.root_hash)
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError("not a ledger checkpoint") from None
+        return checkpoint
+
+    @classmethod
+    def from_row(cls, row: LedgerCheckpoint) -> Checkpoint:
+        return cls(
+            tree_size=row.tree_size,
+            root_hash=row.root_hash,
+            timestamp=row.timestamp,
+            key_id=row.key_id,
+            signature=row.signature,
+        )
+
+    def verify_signature(self, keys: dict[str, bytes] | None = None) -> None:
+        """Raise ``CheckpointError`` unless a trusted key signed this checkpoint. The public key in
+        an exported file is a convenience only: trust comes from the configured keys."""
+        if self.origin != ORIGIN:
+            raise CheckpointError(f"checkpoint of another log ({self.origin!r})")
+        public = (keys if keys is not None else trusted_keys()).get(self.key_id)
+        if public is None:
+            raise CheckpointError(f"checkpoint {self.tree_size} is signed by an untrusted key {self.key_id}")
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(_unb64(self.signature), self.message())
+        except (InvalidSignature, ValueError):
+            raise CheckpointError(f"the signature of checkpoint {self.tree_size} does not verify") from None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def checkpoint_message(origin: str, tree_size: int, root_hash: str, timestamp: datetime) -> bytes:
+    """The signed bytes: a domain-separated canonical JSON of what the checkpoint states."""
+    body = {"origin": origin, "tree_size": tree_size, "root_hash": root_hash, "timestamp": _iso(timestamp)}
+    return b"portal-audit-checkpoint\n" + canonical(body)
+
+
+def sign_checkpoint(tree_size: int, root: bytes, timestamp: datetime) -> Checkpoint:
+    key = signing_key()
+    kid = key_id(public_key_bytes(key.public_key()))
+    message = checkpoint_message(ORIGIN, tree_size, root.hex(), timestamp)
+    return Checkpoint(tree_size, root.hex(), timestamp, kid, _b64(key.sign(message)))
+
+
+def latest_checkpoint() -> Checkpoint | None:
+    row = LedgerCheckpoint.objects.order_by("-tree_size").first()
+    return Checkpoint.from_row(row) if row else None
+
+
+# --- Reading the stored tree ------------------------------------------------------------------
+
+
+def tree_size() -> int:
+    last = LedgerLeaf.objects.order_by("-index").values_list("index", flat=True).first()
+    return 0 if last is None else last + 1
+
+
+class _Tree:
+    """Stored complete subtrees, memoized for one proof or one seal."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[int, int], bytes] = {}
+
+    def node(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        if key not in self.memo:
+            if level == 0:
+                value = LedgerLeaf.objects.filter(index=index).values_list("hash", flat=True).first()
+            else:
+                value = LedgerNode.objects.filter(level=level, index=index).values_list("hash", flat=True).first()
+            if value is None:
+                raise LookupError(f"ledger node {level}/{index} is missing")
+            self.memo[key] = bytes.fromhex(value)
+        return self.memo[key]
+
+    def subtree(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) from stored nodes (an aligned power-of-two range is one stored node)."""
+        n = end - start
+        if n & (n - 1) == 0 and start % n == 0:
+            level = n.bit_length() - 1
+            return self.node(level, start >> level)
+        k = merkle.split_point(n)
+        return merkle.node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
+
+    def frontier(self, size: int) -> merkle.Frontier:
+        return merkle.Frontier(size, {level: self.node(level, index) for level, index in merkle.frontier_levels(size)})
+
+
+def root_hash(size: int | None = None) -> bytes:
+    """The root of the stored tree at ``size`` leaves (default: all of them)."""
+    size = tree_size() if size is None else size
+    return _Tree().subtree(0, size) if size else merkle.EMPTY_ROOT
+
+
+def inclusion_proof(index: int, size: int) -> list[bytes]:
+    return merkle.inclusion_proof(index, size, _Tree().subtree)
+
+
+def consistency_proof(old_size: int, new_size: int) -> list[bytes]:
+    return merkle.consistency_proof(old_size, new_size, _Tree().subtree)
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """Where an audit row sits in the ledger, and the proof of it against a checkpoint."""
+
+    event_seq: int
+    index: int
+    leaf_hash: str
+    checkpoint: Checkpoint
+    proof: list[str]
+
+    def verify(self, event: AuditEvent) -> None:
+        """Raise ``merkle.ProofError`` unless ``event`` (as it reads now) is this leaf under the checkpoint."""
+        leaf = entry_leaf_hash(event.entry())
+        if leaf.hex() != self.leaf_hash:
+            raise merkle.ProofError("the row no longer matches its leaf")
+        proof = [bytes.fromhex(item) for item in self.proof]
+        merkle.verify_inclusion(leaf, self.index, self.checkpoint.tree_size, proof, self.checkpoint.root())
+
+
+def prove_inclusion(event_seq: int, checkpoint: Checkpoint | None = None) -> Inclusion | None:
+    """The inclusion proof of an audit row against ``checkpoint`` (default: the latest), or None if
+    the row is not sealed under it yet."""
+    checkpoint = checkpoint or latest_checkpoint()
+    leaf = LedgerLeaf.objects.filter(event_id=event_seq).values_list("index", "hash").first()
+    if checkpoint is None or leaf is None or leaf[0] >= checkpoint.tree_size:
+        return None
+    proof = inclusion_proof(leaf[0], checkpoint.tree_size)
+    return Inclusion(event_seq, leaf[0], leaf[1], checkpoint, [item.hex() for item in proof])
+
+
+# --- The sequencer ----------------------------------------------------------------------------
+
+
+def _pending(floor: int | None, limit: int) -> tuple[int, list[int]]:
+    """(horizon, seqs): up to ``limit`` audit rows without a leaf that may be sealed now, and the
+    horizon below which, once these are sealed, no unsealed row can appear (module docstring)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            row = cursor.fetchone()
+            assert row is not None
+            horizon = int(row[0])
+            cursor.execute(
+                "SELECT e.seq FROM portal_auditevent e WHERE "
+                "((e.xid >= %s::text::xid8 AND e.xid < %s::text::xid8) OR e.xid = pg_current_xact_id_if_assigned()) "
+                "AND NOT EXISTS (SELECT 1 FROM portal_ledgerleaf l WHERE l.event_seq = e.seq) "
+                "ORDER BY e.seq LIMIT %s",
+                [str(floor or 0), str(horizon), limit],
+            )
+        else:
+            cursor.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_auditevent")
+            row = cursor.fetchone()
+            assert row is not None
+            horizon = int(row[0])
+            cursor.execute(
+                "SELECT e.seq FROM portal_auditevent e WHERE e.seq >= %s AND e.seq < %s "
+                "AND NOT EXISTS (SELECT 1 FROM portal_ledgerleaf l WHERE l.event_seq = e.seq) "
+                "ORDER BY e.seq LIMIT %s",
+                [floor or 0, horizon, limit],
+            )
+        return horizon, [int(item[0]) for item in cursor.fetchall()]
+
+
+def _lock_sequencer() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_SEAL_LOCK_KEY])
+    # SQLite: every transaction opens with BEGIN IMMEDIATE, so the sequencer holds the write lock.
+
+
+def seal_batch(limit: int = SEAL_BATCH) -> tuple[int, bool]:
+    """Seal up to ``limit`` rows in one transaction; returns (rows sealed, whether none are left)."""
+    with transaction.atomic():
+        _lock_sequencer()
+        last = LedgerCheckpoint.objects.order_by("-tree_size").values_list("tree_size", "horizon").first()
+        size = tree_size()
+        floor = last[1] if last else None
+        horizon, seqs = _pending(floor, limit)
+        drained = len(seqs) < limit
+        if not seqs:
+            return 0, True
+        if last is not None and last[0] != size:
+            raise LedgerError(f"the ledger has {size} leaves but its last checkpoint states {last[0]}")
+        frontier = _Tree().frontier(size)
+        nodes: list[LedgerNode] = []
+        leaves: list[LedgerLeaf] = []
+
+        def keep(level: int, index: int, value: bytes) -> None:
+            nodes.append(LedgerNode(level=level, index=index, hash=value.hex()))
+
+        events = AuditEvent.objects.in_bulk(seqs)
+        for seq in seqs:
+            leaf = entry_leaf_hash(events[seq].entry())
+            leaves.append(LedgerLeaf(index=frontier.size, event_id=seq, hash=leaf.hex()))
+            frontier.append(leaf, keep)
+        LedgerLeaf.objects.bulk_create(leaves, batch_size=2000)
+        LedgerNode.objects.bulk_create(nodes, batch_size=2000)
+        checkpoint = sign_checkpoint(frontier.size, frontier.root(), timezone.now())
+        LedgerCheckpoint.objects.create(
+            tree_size=checkpoint.tree_size,
+            root_hash=checkpoint.root_hash,
+            timestamp=checkpoint.timestamp,
+            key_id=checkpoint.key_id,
+            signature=checkpoint.signature,
+            # Only a run that took every row below the horizon may move the floor up to it.
+            horizon=horizon if drained else floor,
+        )
+    return len(seqs), drained
+
+
+def seal(*, batch_size: int = SEAL_BATCH) -> int:
+    """Seal every audit row that may be sealed now (module docstring); returns how many."""
+    total = 0
+    while True:
+        count, drained = seal_batch(batch_size)
+        total += count
+        if drained:
+            return total
+
+
+def run_sequencer(stop: threading.Event, *, interval: float | None = None) -> None:
+    """The background loop: seal every ``interval`` seconds until ``stop`` is set (a worker thread)."""
+    period = settings.PORTAL_AUDIT_SEAL_SECONDS if interval is None else interval
+    try:
+        while not stop.is_set():
+            try:
+                count = seal()
+                if count:
+                    logger.debug("ledger sealed %d audit rows", count)
+            except DatabaseError:
+                logger.warning("ledger sealing postponed: database unavailable")
+                connection.close()
+            except (LedgerError, ImproperlyConfigured) as error:
+                logger.error("ledger sealing stopped: %s", error)
+            stop.wait(period)
+    finally:
+        connections.close_all()
+
+
+def start_sequencer_thread(*, interval: float | None = None) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_sequencer, args=(stop,), kwargs={"interval": interval}, name="audit-sequencer", daemon=True
+    )
+    thread.start()
+    return thread, stop
+
+
+# --- Verification -----------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    """One place where the ledger does not hold. ``seq`` names the audit row when one is known."""
+
+    seq: int | None
+    index: int | None
+    problem: str
+
+
+_ROW_SQL_POSTGRES = (
+    'SELECT l."index", l.hash, e.seq, e.id::text, '
+    "to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), "
+    "e.actor_id::text, e.on_behalf_of_id::text, e.action, e.entity_type, e.entity_id, e.child_id::text, "
+    "e.outcome, e.reason, e.client_address, e.user_agent, e.count "
+    'FROM portal_ledgerleaf l LEFT JOIN portal_auditevent e ON e.seq = l.event_seq ORDER BY l."index"'
+)
+_ENTRY_KEYS = (
+    "seq",
+    "id",
+    "recorded_at",
+    "actor",
+    "on_behalf_of",
+    "action",
+    "entity_type",
+    "entity_id",
+    "child",
+    "outcome",
+    "reason",
+    "client_address",
+    "user_agent",
+)
+
+
+def _leaf_rows(batch_size: int) -> Iterator[tuple[int, str, dict[str, Any] | None]]:
+    """(index, stored leaf hash, the row's canonical entry or None if the row is gone), in order."""
+    if connection.vendor == "postgresql":
+        # Text straight from the server: the canonical entry needs strings, and building UUID and
+        # datetime objects only to print them again would triple the cost of a full verification.
+        with transaction.atomic(), connection.chunked_cursor() as cursor:
+            cursor.execute(_ROW_SQL_POSTGRES)
+            while rows := cursor.fetchmany(batch_size):
+                for row in rows:
+                    if row[2] is None:
+                        yield row[0], row[1], None
+                        continue
+                    entry = dict(zip(_ENTRY_KEYS, row[2:15], strict=True))
+                    if row[15] != 1:
+                        entry["count"] = row[15]
+                    yield row[0], row[1], entry
+        return
+    after = -1
+    while True:
+        leaves = list(
+            LedgerLeaf.objects.filter(index__gt=after)
+            .order_by("index")
+            .values_list("index", "hash", "event_id")[:batch_size]
+        )
+        if not leaves:
+            return
+        events = AuditEvent.objects.in_bulk([seq for _, _, seq in leaves])
+        for index, stored, seq in leaves:
+            event = events.get(seq)
+            yield index, stored, event.entry() if event is not None else None
+        after = leaves[-1][0]
+
+
+def verify(batch_size: int = 5000) -> Iterator[Problem]:
+    """Recompute the whole ledger from the audit rows and check every stored checkpoint.
+
+    Every leaf must match its row; leaf indexes must run 0..n-1; every stored complete subtree on
+    the right edge of a checkpoint and every checkpoint root must equal the recomputation; every
+    checkpoint must carry a trusted signature.
+    """
+    keys = trusted_keys()
+    checkpoints = list(LedgerCheckpoint.objects.order_by("tree_size"))
+    by_size: dict[int, list[LedgerCheckpoint]] = {}
+    for row in checkpoints:
+        by_size.setdefault(row.tree_size, []).append(row)
+        try:
+            Checkpoint.from_row(row).verify_signature(keys)
+        except CheckpointError as error:
+            yield Problem(None, None, str(error))
+    frontier = merkle.Frontier()
+    expected = 0
+    for index, stored, entry in _leaf_rows(batch_size):
+        if index != expected:
+            yield Problem(None, expected, f"leaves {expected}..{index - 1} are missing (deleted)")
+            # Keep the recomputed tree honest: a gap cannot be hashed, so stop checking roots.
+            by_size.clear()
+            expected = index
+        if entry is None:
+            yield Problem(None, index, "the audit row of this leaf is missing (deleted)")
+            leaf = bytes.fromhex(stored)
+        else:
+            leaf = entry_leaf_hash(entry)
+            if leaf.hex() != stored:
+                yield Problem(entry["seq"], index, "the row no longer matches its sealed leaf (it was edited)")
+        frontier.append(leaf)
+        expected = index + 1
+        for row in by_size.pop(frontier.size, []):
+            if frontier.root().hex() != row.root_hash:
+                yield Problem(None, index, f"checkpoint {row.tree_size}'s root does not match the rows under it")
+    size = frontier.size
+    for tree_size_, _rows in sorted(by_size.items()):
+        if tree_size_ > size:
+            yield Problem(None, size, f"checkpoint {tree_size_} is beyond the ledger's {size} leaves (truncated)")
+    if size:
+        try:
+            stored_root = root_hash(size)
+        except LookupError as error:
+            yield Problem(None, None, str(error))
+        else:
+            if stored_root != frontier.root():
+                yield Problem(None, None, "the stored tree nodes do not match the leaves")
+
+
+def verify_against(checkpoint: Checkpoint, *, keys: dict[str, bytes] | None = None) -> list[str]:
+    """Check the ledger against a checkpoint kept elsewhere: its signature, that the ledger still
+    holds at least its size, that its root is the root of the ledger's first ``tree_size`` leaves as
+    recomputed from the rows, and that the stored tree is consistent with it (a consistency proof
+    from it to the latest checkpoint). Returns the problems (empty: the checkpoint holds)."""
+    try:
+        checkpoint.verify_signature(keys)
+    except CheckpointError as error:
+        return [str(error)]
+    size = tree_size()
+    if checkpoint.tree_size > size:
+        return [f"the ledger has {size} leaves, fewer than the {checkpoint.tree_size} of the checkpoint (truncated)"]
+    problems = []
+    recomputed = merkle.Frontier()
+    for index, _stored, entry in _leaf_rows(5000):
+        if index >= checkpoint.tree_size:
+            break
+        if index != recomputed.size or entry is None:
+            problems.append(f"leaf {recomputed.size} is missing (deleted)")
+            break
+        recomputed.append(entry_leaf_hash(entry))
+    if not problems and recomputed.root() != checkpoint.root():
+        problems.append(f"the rows under the checkpoint's {checkpoint.tree_size} leaves no longer hash to its root")
+    latest = latest_checkpoint()
+    if latest is not None and latest.tree_size >= checkpoint.tree_size:
+        try:
+            proof = consistency_proof(checkpoint.tree_size, latest.tree_size)
+            merkle.verify_consistency(checkpoint.tree_size, latest.tree_size, checkpoint.root(), latest.root(), proof)
+        except (LookupError, merkle.ProofError) as error:
+            problems.append(f"the latest checkpoint is not consistent with this one ({error})")
+    return problems
