@@ -41,7 +41,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -463,39 +463,57 @@ _ROW_SQL_POSTGRES = (
     "e.outcome, e.reason, e.client_address, e.user_agent, e.count "
     'FROM portal_ledgerleaf l LEFT JOIN portal_auditevent e ON e.seq = l.event_seq ORDER BY l."index"'
 )
-_ENTRY_KEYS = (
-    "seq",
-    "id",
-    "recorded_at",
-    "actor",
-    "on_behalf_of",
-    "action",
-    "entity_type",
-    "entity_id",
-    "child",
-    "outcome",
-    "reason",
-    "client_address",
-    "user_agent",
-)
+_escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
-def _leaf_rows(batch_size: int) -> Iterator[tuple[int, str, dict[str, Any] | None]]:
-    """(index, stored leaf hash, the row's canonical entry or None if the row is gone), in order."""
+def _text(value: str | None) -> str:
+    return "null" if value is None else _escape(value)
+
+
+def canonical_from_text(row: tuple[Any, ...]) -> bytes:
+    """``canonical(entry)`` of an audit row read as text (seq, id, recorded_at, actor, on_behalf_of,
+    action, entity_type, entity_id, child, outcome, reason, client_address, user_agent, count), built
+    without a dict: the keys in sorted order, each string escaped as ``json.dumps`` does."""
+    (
+        seq,
+        id_,
+        recorded,
+        actor,
+        behalf,
+        action,
+        entity_type,
+        entity_id,
+        child,
+        outcome,
+        reason,
+        address,
+        agent,
+        count,
+    ) = row
+    count_part = "" if count == 1 else f',"count":{count}'
+    return (
+        f'{{"action":{_text(action)},"actor":{_text(actor)},"child":{_text(child)},'
+        f'"client_address":{_text(address)}{count_part},"entity_id":{_text(entity_id)},'
+        f'"entity_type":{_text(entity_type)},"id":{_text(id_)},"on_behalf_of":{_text(behalf)},'
+        f'"outcome":{_text(outcome)},"reason":{_text(reason)},"recorded_at":{_text(recorded)},'
+        f'"seq":{seq},"user_agent":{_text(agent)}}}'
+    ).encode("ascii")
+
+
+def _leaf_rows(batch_size: int) -> Iterator[tuple[int, str, int | None, bytes | None]]:
+    """(index, stored leaf hash, the row's seq and its leaf hash recomputed, or None twice if the row
+    is gone), in ledger order."""
     if connection.vendor == "postgresql":
-        # Text straight from the server: the canonical entry needs strings, and building UUID and
-        # datetime objects only to print them again would triple the cost of a full verification.
+        # Text straight from the server: the canonical entry is text, and building UUID and datetime
+        # objects only to print them again would triple the cost of a full verification.
         with transaction.atomic(), connection.chunked_cursor() as cursor:
             cursor.execute(_ROW_SQL_POSTGRES)
             while rows := cursor.fetchmany(batch_size):
                 for row in rows:
                     if row[2] is None:
-                        yield row[0], row[1], None
-                        continue
-                    entry = dict(zip(_ENTRY_KEYS, row[2:15], strict=True))
-                    if row[15] != 1:
-                        entry["count"] = row[15]
-                    yield row[0], row[1], entry
+                        yield row[0], row[1], None, None
+                    else:
+                        yield row[0], row[1], row[2], merkle.leaf_hash(canonical_from_text(row[2:]))
         return
     after = -1
     while True:
@@ -509,7 +527,10 @@ def _leaf_rows(batch_size: int) -> Iterator[tuple[int, str, dict[str, Any] | Non
         events = AuditEvent.objects.in_bulk([seq for _, _, seq in leaves])
         for index, stored, seq in leaves:
             event = events.get(seq)
-            yield index, stored, event.entry() if event is not None else None
+            if event is None:
+                yield index, stored, None, None
+            else:
+                yield index, stored, seq, entry_leaf_hash(event.entry())
         after = leaves[-1][0]
 
 
@@ -531,16 +552,16 @@ def verify(batch_size: int = 5000) -> Iterator[Problem]:
             yield Problem(None, None, str(error))
     frontier = merkle.Frontier()
     expected = 0
-    for index, stored, entry in _leaf_rows(batch_size):
+    for index, stored, seq, leaf in _leaf_rows(batch_size):
         if index != expected:
             yield Problem(None, expected, f"leaves {expected}..{index - 1} are missing (deleted)")
             # Keep the recomputed tree honest: a gap cannot be hashed, so stop checking roots.
             by_size.clear()
             expected = index
-        if entry is None:
+        if leaf is None:
             yield Problem(None, index, "the audit row of this leaf is missing (deleted)")
-        elif entry_leaf_hash(entry).hex() != stored:
-            yield Problem(entry["seq"], index, "the row no longer matches its sealed leaf (it was edited)")
+        elif leaf.hex() != stored:
+            yield Problem(seq, index, "the row no longer matches its sealed leaf (it was edited)")
         # The tree is rebuilt from the stored leaves, so a changed row is reported once, here, and a
         # changed leaf (or order of leaves) by the checkpoints' roots.
         frontier.append(bytes.fromhex(stored))
@@ -576,13 +597,13 @@ def verify_against(checkpoint: Checkpoint, *, keys: dict[str, bytes] | None = No
         return [f"the ledger has {size} leaves, fewer than the {checkpoint.tree_size} of the checkpoint (truncated)"]
     problems = []
     recomputed = merkle.Frontier()
-    for index, _stored, entry in _leaf_rows(5000):
+    for index, _stored, _seq, leaf in _leaf_rows(5000):
         if index >= checkpoint.tree_size:
             break
-        if index != recomputed.size or entry is None:
+        if index != recomputed.size or leaf is None:
             problems.append(f"leaf {recomputed.size} is missing (deleted)")
             break
-        recomputed.append(entry_leaf_hash(entry))
+        recomputed.append(leaf)
     if not problems and recomputed.root() != checkpoint.root():
         problems.append(f"the rows under the checkpoint's {checkpoint.tree_size} leaves no longer hash to its root")
     latest = latest_checkpoint()

@@ -156,6 +156,64 @@ def test_tampered_consistency_proofs_fail() -> None:
             merkle.verify_consistency(old, new, a, b, path)
 
 
+def test_the_fast_canonical_form_is_the_canonical_json() -> None:
+    """Verification builds each entry's bytes from the row's text; they must be ``canonical(entry)``."""
+    rows = [
+        (
+            7,
+            "0b1c…",
+            "2026-11-22T05:30:00.000000+00:00",
+            None,
+            None,
+            "read",
+            "Patient",
+            "",
+            None,
+            "success",
+            "",
+            "",
+            "",
+            1,
+        ),
+        (
+            8,
+            "id",
+            "2026-01-01T00:00:00.000001+00:00",
+            "a",
+            "b",
+            "deny",
+            'Qu"ote\\',
+            "é✓\n",
+            "c",
+            "denied",
+            "no_access",
+            "::1",
+            "Mozilla/5.0 \u2028 ünï",
+            3,
+        ),
+    ]
+    for row in rows:
+        keys = (
+            "seq",
+            "id",
+            "recorded_at",
+            "actor",
+            "on_behalf_of",
+            "action",
+            "entity_type",
+            "entity_id",
+            "child",
+            "outcome",
+            "reason",
+            "client_address",
+            "user_agent",
+        )
+        entry: dict[str, Any] = dict(zip(keys, row[:13], strict=True))
+        if row[13] != 1:
+            entry["count"] = row[13]
+        assert ledger.canonical_from_text(row) == ledger.canonical(entry)
+
+
 # --- The sequencer ----------------------------------------------------------------------------
 
 
