@@ -31,11 +31,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--proof", action="append", default=[], metavar="FILE", help="an exported proof to check")
         parser.add_argument("--skip-ledger", action="store_true", help="check only the given checkpoints and proofs")
+        parser.add_argument(
+            "--all-checkpoints", action="store_true", help="check every stored checkpoint, not only the latest"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         problems: list[str] = []
         if not options["skip_ledger"]:
-            for item in audit.verify():
+            for item in audit.verify(all_checkpoints=options["all_checkpoints"]):
                 if item.seq is not None:
                     problems.append(f"row {item.seq}: {item.problem}")
                 elif item.index is not None:
