@@ -329,34 +329,49 @@ def prove_inclusion(event_seq: int, checkpoint: Checkpoint | None = None) -> Inc
 # --- The sequencer ----------------------------------------------------------------------------
 
 
-def _pending(floor: int | None, limit: int) -> tuple[int, list[int]]:
-    """(horizon, seqs): up to ``limit`` audit rows without a leaf that may be sealed now, and the
-    horizon below which, once these are sealed, no unsealed row can appear (module docstring)."""
+@dataclass
+class _Run:
+    """One sealing run: its horizon, fixed by the first batch, and the last seq it sealed. Later
+    batches of the run take the next rows of the same candidate set in seq order, so a backlog is
+    read once rather than rescanned per batch."""
+
+    horizon: int | None = None
+    after: int = 0
+
+
+def _pending(floor: int | None, limit: int, run: _Run) -> list[tuple[int, bytes]]:
+    """Up to ``limit`` audit rows without a leaf that may be sealed now, as (seq, canonical entry),
+    in seq order. The first call of a run fixes its horizon: once every candidate below it is
+    sealed, no unsealed row can appear below it (module docstring)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            row = cursor.fetchone()
-            assert row is not None
-            horizon = int(row[0])
+            if run.horizon is None:
+                cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                row = cursor.fetchone()
+                assert row is not None
+                run.horizon = int(row[0])
             cursor.execute(
-                "SELECT e.seq FROM portal_auditevent e WHERE "
+                f"SELECT {_ROW_TEXT} FROM portal_auditevent e WHERE "  # noqa: S608 (constant text)
                 "((e.xid >= %s::text::xid8 AND e.xid < %s::text::xid8) OR e.xid = pg_current_xact_id_if_assigned()) "
-                "AND NOT EXISTS (SELECT 1 FROM portal_ledgerleaf l WHERE l.event_seq = e.seq) "
+                "AND e.seq > %s AND NOT EXISTS (SELECT 1 FROM portal_ledgerleaf l WHERE l.event_seq = e.seq) "
                 "ORDER BY e.seq LIMIT %s",
-                [str(floor or 0), str(horizon), limit],
+                [str(floor or 0), str(run.horizon), run.after, limit],
             )
-        else:
+            return [(int(row[0]), canonical_from_text(tuple(row))) for row in cursor.fetchall()]
+        if run.horizon is None:
             cursor.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_auditevent")
             row = cursor.fetchone()
             assert row is not None
-            horizon = int(row[0])
-            cursor.execute(
-                "SELECT e.seq FROM portal_auditevent e WHERE e.seq >= %s AND e.seq < %s "
-                "AND NOT EXISTS (SELECT 1 FROM portal_ledgerleaf l WHERE l.event_seq = e.seq) "
-                "ORDER BY e.seq LIMIT %s",
-                [floor or 0, horizon, limit],
-            )
-        return horizon, [int(item[0]) for item in cursor.fetchall()]
+            run.horizon = int(row[0])
+        cursor.execute(
+            "SELECT e.seq FROM portal_auditevent e WHERE e.seq >= %s AND e.seq < %s AND e.seq > %s "
+            "AND NOT EXISTS (SELECT 1 FROM portal_ledgerleaf l WHERE l.event_seq = e.seq) "
+            "ORDER BY e.seq LIMIT %s",
+            [floor or 0, run.horizon, run.after, limit],
+        )
+        seqs = [int(item[0]) for item in cursor.fetchall()]
+    events = AuditEvent.objects.in_bulk(seqs)
+    return [(seq, canonical(events[seq].entry())) for seq in seqs]
 
 
 def _lock_sequencer() -> None:
@@ -366,16 +381,17 @@ def _lock_sequencer() -> None:
     # SQLite: every transaction opens with BEGIN IMMEDIATE, so the sequencer holds the write lock.
 
 
-def seal_batch(limit: int = SEAL_BATCH) -> tuple[int, bool]:
+def seal_batch(limit: int = SEAL_BATCH, run: _Run | None = None) -> tuple[int, bool]:
     """Seal up to ``limit`` rows in one transaction; returns (rows sealed, whether none are left)."""
+    run = run or _Run()
     with transaction.atomic():
         _lock_sequencer()
         last = LedgerCheckpoint.objects.order_by("-tree_size").values_list("tree_size", "horizon").first()
         size = tree_size()
         floor = last[1] if last else None
-        horizon, seqs = _pending(floor, limit)
-        drained = len(seqs) < limit
-        if not seqs:
+        rows = _pending(floor, limit, run)
+        drained = len(rows) < limit
+        if not rows:
             return 0, True
         if last is not None and last[0] != size:
             raise LedgerError(f"the ledger has {size} leaves but its last checkpoint states {last[0]}")
@@ -386,9 +402,8 @@ def seal_batch(limit: int = SEAL_BATCH) -> tuple[int, bool]:
         def keep(level: int, index: int, value: bytes) -> None:
             nodes.append(LedgerNode(level=level, index=index, hash=value.hex()))
 
-        events = AuditEvent.objects.in_bulk(seqs)
-        for seq in seqs:
-            leaf = entry_leaf_hash(events[seq].entry())
+        for seq, entry in rows:
+            leaf = merkle.leaf_hash(entry)
             leaves.append(LedgerLeaf(index=frontier.size, event_id=seq, hash=leaf.hex()))
             frontier.append(leaf, keep)
         LedgerLeaf.objects.bulk_create(leaves, batch_size=2000)
@@ -401,16 +416,18 @@ def seal_batch(limit: int = SEAL_BATCH) -> tuple[int, bool]:
             key_id=checkpoint.key_id,
             signature=checkpoint.signature,
             # Only a run that took every row below the horizon may move the floor up to it.
-            horizon=horizon if drained else floor,
+            horizon=run.horizon if drained else floor,
         )
-    return len(seqs), drained
+    run.after = rows[-1][0]
+    return len(rows), drained
 
 
 def seal(*, batch_size: int = SEAL_BATCH) -> int:
     """Seal every audit row that may be sealed now (module docstring); returns how many."""
     total = 0
+    run = _Run()
     while True:
-        count, drained = seal_batch(batch_size)
+        count, drained = seal_batch(batch_size, run)
         total += count
         if drained:
             return total
