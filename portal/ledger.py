@@ -20,13 +20,15 @@ visible now or rolled back and gone for good. The sequencer seals only rows with
 rows with ``xid`` at or above it, and an anti-join on the leaf table keeps a row from being sealed
 twice. A row is therefore sealed in the first run after every transaction older than it has ended:
 the delay is the seal interval plus the longest write transaction running at the time (read-only
-transactions take no transaction id and hold nothing back). On SQLite a single writer commits in
+transactions take no transaction id and hold nothing back; a row inserted in a savepoint carries the
+top-level transaction's id, which is what the snapshot tracks). On SQLite a single writer commits in
 ``seq`` order and the sequencer's own transaction holds the write lock, so every row it sees is
 final and the horizon is simply the next ``seq``.
 
 What it guarantees. Once sealed, a row cannot be edited, removed or reordered, nor the tail of the
 ledger truncated or rewritten, without the change showing in ``verify`` (leaf hashes recomputed from
-the rows, roots recomputed for every stored checkpoint, signatures checked with trusted keys) and
+the rows, the latest checkpoint's root recomputed and its signature checked with trusted keys; every
+stored checkpoint's on request) and
 against any checkpoint exported earlier (``verify_against``: the ledger must still contain it, with
 a consistency proof to the current tree). Exported checkpoints are what make the evidence hold
 against someone who can rewrite the database itself: keep them elsewhere. A row not yet sealed
