@@ -593,3 +593,31 @@ def test_parallel_verification_finds_what_the_sequential_one_does(needs_postgres
         cursor.execute("SET session_replication_role = DEFAULT")
     problems = [p.problem for p in ledger.verify(workers=2, chunk=4)]
     assert "leaves 13..13 are missing (deleted)" in problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_seals_audit_rows_on_its_sequencer_thread(
+    needs_postgres: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from messaging.worker import PortalWorker
+
+    _seed(3)
+    worker = PortalWorker(
+        queue_names=["default"],
+        interval=1,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="w-ledger",
+    )
+
+    def serve() -> None:  # instead of waiting for tasks: wait for the sequencer thread
+        deadline = time.monotonic() + 30
+        while ledger.tree_size() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    monkeypatch.setattr(worker, "serve", serve)
+    worker.run()
+    assert ledger.tree_size() == 3
+    assert not any(thread.name == "audit-sequencer" for thread in threading.enumerate())
