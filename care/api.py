@@ -35,6 +35,7 @@ from portal import refusals
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import NotFound
+from portal.vocabulary import Resource
 
 router = Router(tags=["care"])
 
@@ -284,9 +285,9 @@ def feed_revoke(request: HttpRequest) -> Status[None]:
     summary="The calendar feed itself (the secret token is the credential)",
 )
 def calendar(request: HttpRequest, token: str) -> HttpResponse:
-    refusals.guard("CalendarFeed")
+    refusals.guard(Resource.CALENDAR_FEED)
     body = selectors.calendar_ics(token=token) if len(token) <= 100 else None
     if body is None:
-        refusals.refuse(entity_type="CalendarFeed", reason="unknown_feed_token")
+        refusals.refuse(entity_type=Resource.CALENDAR_FEED, reason="unknown_feed_token")
         raise NotFound()
     return HttpResponse(body, content_type="text/calendar; charset=utf-8")

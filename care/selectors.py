@@ -37,12 +37,13 @@ from portal.access import (
     hide_confidential,
 )
 from portal.models import CareTeamMembership, Child, User
+from portal.vocabulary import Resource
 
 SCHEDULE_DAYS = 14
 OPEN_SLOTS = 5
 
 
-def _reads(user: User, entity_type: str, access: ChildAccess) -> None:
+def _reads(user: User, entity_type: Resource, access: ChildAccess) -> None:
     audit.reads(user, entity_type, [access.child.pk])
 
 
@@ -71,7 +72,7 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
     )
     blocks = scheduling.without_time_off(scheduling.clinic_blocks(hours, moment, horizon), exceptions)
     on_call = scheduling.on_call_at(exceptions, moment)
-    _reads(user, "Schedule", access)
+    _reads(user, Resource.SCHEDULE, access)
     limited = access.limited_view
 
     def place(location: str) -> str:
@@ -138,7 +139,7 @@ def appointments_list(
         if when == "upcoming"
         else rows.filter(end__lte=moment).order_by("-start")
     )
-    _reads(user, "Appointment", access)
+    _reads(user, Resource.APPOINTMENT, access)
     return [appointment_out(row, limited=access.limited_view) for row in rows[:200]]
 
 
@@ -197,7 +198,7 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
         "occurred_at"
     ):
         logs[log.plan_id].append(log)
-    _reads(user, "MedicationRequest", access)
+    _reads(user, Resource.MEDICATION_REQUEST, access)
     result = []
     for plan in plans:
         view = _plan_view(plan, tz, logs[plan.pk], moment)
@@ -213,7 +214,7 @@ def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int
     rows = (
         DoseLog.objects.filter(plan=plan, occurred_at__gte=since).select_related("recorded_by").order_by("-occurred_at")
     )
-    _reads(user, "MedicationAdministration", access)
+    _reads(user, Resource.MEDICATION_ADMINISTRATION, access)
     return [dose_out(row) for row in rows]
 
 
@@ -237,7 +238,7 @@ def refills_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     rows = RefillRequest.objects.filter(child=access.child).select_related("plan").order_by("-requested_at")
     if not access.is_clinician:
         rows = rows.filter(plan__confidential=False)
-    _reads(user, "Task", access)
+    _reads(user, Resource.TASK, access)
     return [refill_out(row) for row in rows[:200]]
 
 
@@ -247,7 +248,7 @@ def refill_queue(*, user: User, status: str | None = None) -> list[dict[str, Any
     rows = RefillRequest.objects.filter(child_id__in=child_ids).select_related("plan", "child")
     rows = rows.filter(status=status) if status else rows.filter(status__in=OPEN_REFILL_STATUSES)
     rows_list = list(rows.order_by("requested_at")[:500])
-    audit.reads(user, "Task", sorted({row.child_id for row in rows_list}, key=str))
+    audit.reads(user, Resource.TASK, sorted({row.child_id for row in rows_list}, key=str))
     return [
         {
             **refill_out(row),
@@ -284,7 +285,7 @@ def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     current = [row for row in rows if row.status in (Coverage.Status.ACTIVE, Coverage.Status.PENDING_START)]
     statuses = coverage_statuses(current, access.child.local_today())
     shown = {Coverage.Status.ACTIVE, Coverage.Status.PENDING, Coverage.Status.PENDING_START, Coverage.Status.REJECTED}
-    _reads(user, "Coverage", access)
+    _reads(user, Resource.COVERAGE, access)
     return [
         coverage_out(row, statuses.get(row.pk, row.status))
         for row in rows
@@ -365,7 +366,7 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
                 continue
             doses[plan.child_id].append({**base, "at": at, "overdue": at < moment, "as_needed": False})
 
-    audit.reads(user, "Patient", child_ids)
+    audit.reads(user, Resource.PATIENT, child_ids)
     result = []
     for child_id, child in sorted(children.items(), key=lambda item: (item[1].date_of_birth, str(item[0]))):
         clinical = scopes[child_id] == "full"
@@ -441,7 +442,7 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
                 event.add("duration", timedelta(minutes=15))
                 event.add("summary", f"Medicine due for {first_name}")
                 calendar.add_component(event)
-    audit.reads(guardian, "Appointment", list(children))
+    audit.reads(guardian, Resource.APPOINTMENT, list(children))
     return bytes(calendar.to_ical())
 
 

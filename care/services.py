@@ -30,6 +30,7 @@ from portal.access import Capability, ChildAccess, hide_confidential
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.models import Child, DepartmentMembership, User
+from portal.vocabulary import EventType, Resource
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -45,9 +46,9 @@ def _require_care_team(access: ChildAccess) -> None:
 
 
 def _publish(
-    kind: str,
+    kind: EventType,
     access: ChildAccess,
-    entity_type: str,
+    entity_type: Resource,
     entity_id: uuid.UUID,
     actor: User,
     capability: Capability,
@@ -69,7 +70,7 @@ def _publish(
 
 
 def _audit(
-    actor: User | None, action: str, entity_type: str, entity_id: Any, access: ChildAccess, reason: str = ""
+    actor: User | None, action: str, entity_type: Resource, entity_id: Any, access: ChildAccess, reason: str = ""
 ) -> None:
     audit.record_for_child(actor, action, entity_type, entity_id, access.child.pk, reason)
 
@@ -144,11 +145,11 @@ def appointment_create(
             confidential=confidential,
             created_by=actor,
         )
-        _audit(actor, audit.Action.CREATE, "Appointment", appointment.pk, access)
+        _audit(actor, audit.Action.CREATE, Resource.APPOINTMENT, appointment.pk, access)
         _publish(
-            "appointment.changed",
+            EventType.APPOINTMENT_CHANGED,
             access,
-            "Appointment",
+            Resource.APPOINTMENT,
             appointment.pk,
             actor,
             Capability.SCHEDULE,
@@ -219,11 +220,11 @@ def appointment_update(
         if appointment.status in LIVE_APPOINTMENT and {"status", "start"} & set(changed):
             _ensure_slot_free(appointment.clinician_id, appointment.start, appointment.end, appointment.pk)
         appointment.save(update_fields=[*changed, "updated_at"])
-        _audit(actor, audit.Action.UPDATE, "Appointment", appointment.pk, access, "changed:" + ",".join(changed))
+        _audit(actor, audit.Action.UPDATE, Resource.APPOINTMENT, appointment.pk, access, "changed:" + ",".join(changed))
         _publish(
-            "appointment.changed",
+            EventType.APPOINTMENT_CHANGED,
             access,
-            "Appointment",
+            Resource.APPOINTMENT,
             appointment.pk,
             actor,
             Capability.SCHEDULE,
@@ -244,9 +245,15 @@ def appointment_confirm(*, actor: User, access: ChildAccess, appointment_id: uui
             raise Conflict("This appointment has already started.", code="appointment_past")
         appointment.guardian_confirmed_at = timezone.now()
         appointment.save(update_fields=["guardian_confirmed_at", "updated_at"])
-        _audit(actor, audit.Action.UPDATE, "Appointment", appointment.pk, access, "confirmed")
+        _audit(actor, audit.Action.UPDATE, Resource.APPOINTMENT, appointment.pk, access, "confirmed")
         _publish(
-            "appointment.changed", access, "Appointment", appointment.pk, actor, Capability.SCHEDULE, confirmed=True
+            EventType.APPOINTMENT_CHANGED,
+            access,
+            Resource.APPOINTMENT,
+            appointment.pk,
+            actor,
+            Capability.SCHEDULE,
+            confirmed=True,
         )
     return appointment
 
@@ -267,11 +274,11 @@ def appointment_request_change(
         appointment.save(
             update_fields=["change_request", "change_note", "change_requested_at", "change_requested_by", "updated_at"]
         )
-        _audit(actor, audit.Action.UPDATE, "Appointment", appointment.pk, access, f"change_requested:{action}")
+        _audit(actor, audit.Action.UPDATE, Resource.APPOINTMENT, appointment.pk, access, f"change_requested:{action}")
         _publish(
-            "appointment.changed",
+            EventType.APPOINTMENT_CHANGED,
             access,
-            "Appointment",
+            Resource.APPOINTMENT,
             appointment.pk,
             actor,
             Capability.SCHEDULE,
@@ -344,11 +351,11 @@ def plan_create(
             pharmacy=pharmacy,
             confidential=confidential,
         )
-        _audit(actor, audit.Action.CREATE, "MedicationRequest", plan.pk, access)
+        _audit(actor, audit.Action.CREATE, Resource.MEDICATION_REQUEST, plan.pk, access)
         _publish(
-            "medication.changed",
+            EventType.MEDICATION_CHANGED,
             access,
-            "MedicationRequest",
+            Resource.MEDICATION_REQUEST,
             plan.pk,
             actor,
             Capability.CLINICAL,
@@ -415,11 +422,11 @@ def dose_record(
             note=note,
             recorded_by=actor,
         )
-        _audit(actor, audit.Action.CREATE, "MedicationAdministration", dose.pk, access, status)
+        _audit(actor, audit.Action.CREATE, Resource.MEDICATION_ADMINISTRATION, dose.pk, access, status)
         _publish(
-            "dose.recorded",
+            EventType.DOSE_RECORDED,
             access,
-            "MedicationAdministration",
+            Resource.MEDICATION_ADMINISTRATION,
             dose.pk,
             actor,
             Capability.CLINICAL,
@@ -498,11 +505,11 @@ def refill_request(
         except IntegrityError:  # the partial unique index: a concurrent request won
             raise Conflict("A refill request for this medicine is already open.", code="refill_already_open") from None
         RefillTransition.objects.create(refill=refill, from_status="", to_status=refill.status, actor=actor)
-        _audit(actor, audit.Action.CREATE, "Task", refill.pk, access, "refill_requested")
+        _audit(actor, audit.Action.CREATE, Resource.TASK, refill.pk, access, "refill_requested")
         _publish(
-            "refill.changed",
+            EventType.REFILL_CHANGED,
             access,
-            "Task",
+            Resource.TASK,
             refill.pk,
             actor,
             Capability.CLINICAL,
@@ -549,9 +556,16 @@ def refill_transition(
             update.append("denial_reason")
         refill.save(update_fields=update)
         RefillTransition.objects.create(refill=refill, from_status=previous, to_status=to, actor=actor)
-        _audit(actor, audit.Action.UPDATE, "Task", refill.pk, access, f"refill:{previous}->{to}")
+        _audit(actor, audit.Action.UPDATE, Resource.TASK, refill.pk, access, f"refill:{previous}->{to}")
         _publish(
-            "refill.changed", access, "Task", refill.pk, actor, Capability.CLINICAL, refill.plan.confidential, status=to
+            EventType.REFILL_CHANGED,
+            access,
+            Resource.TASK,
+            refill.pk,
+            actor,
+            Capability.CLINICAL,
+            refill.plan.confidential,
+            status=to,
         )
     return refill
 
@@ -593,9 +607,15 @@ def coverage_submit(
             copays=copays or {},
             submitted_by=actor,
         )
-        _audit(actor, audit.Action.CREATE, "Coverage", coverage.pk, access, "submitted")
+        _audit(actor, audit.Action.CREATE, Resource.COVERAGE, coverage.pk, access, "submitted")
         _publish(
-            "coverage.changed", access, "Coverage", coverage.pk, actor, Capability.CLINICAL, status=coverage.status
+            EventType.COVERAGE_CHANGED,
+            access,
+            Resource.COVERAGE,
+            coverage.pk,
+            actor,
+            Capability.CLINICAL,
+            status=coverage.status,
         )
     return coverage
 
@@ -666,9 +686,15 @@ def coverage_verify(
         coverage.verified_by = actor
         coverage.verified_at = timezone.now()
         coverage.save(update_fields=["status", "verified_by", "verified_at", "rejection_reason"])
-        _audit(actor, audit.Action.UPDATE, "Coverage", coverage.pk, access, "verified" if accept else "rejected")
+        _audit(actor, audit.Action.UPDATE, Resource.COVERAGE, coverage.pk, access, "verified" if accept else "rejected")
         _publish(
-            "coverage.changed", access, "Coverage", coverage.pk, actor, Capability.CLINICAL, status=coverage.status
+            EventType.COVERAGE_CHANGED,
+            access,
+            Resource.COVERAGE,
+            coverage.pk,
+            actor,
+            Capability.CLINICAL,
+            status=coverage.status,
         )
     return coverage
 
@@ -688,7 +714,7 @@ def calendar_feed_issue(*, actor: User, include_doses: bool = False) -> tuple[Ca
         feed = CalendarFeed.objects.create(
             guardian=actor, token_hash=feed_token_hash(token), include_doses=include_doses
         )
-        audit.record(actor=actor, action=audit.Action.CREATE, entity_type="CalendarFeed", entity_id=feed.pk)
+        audit.record(actor=actor, action=audit.Action.CREATE, entity_type=Resource.CALENDAR_FEED, entity_id=feed.pk)
     return feed, token
 
 
@@ -696,5 +722,5 @@ def calendar_feed_revoke(*, actor: User) -> int:
     with transaction.atomic():
         count = CalendarFeed.objects.filter(guardian=actor, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if count:
-            audit.record(actor=actor, action=audit.Action.DELETE, entity_type="CalendarFeed", reason="revoked")
+            audit.record(actor=actor, action=audit.Action.DELETE, entity_type=Resource.CALENDAR_FEED, reason="revoked")
     return count

@@ -32,6 +32,7 @@ from community.schemas import (
 from portal import audit
 from portal.api import actor
 from portal.errors import NotFound
+from portal.vocabulary import Resource
 
 router = Router(tags=["groups"])
 
@@ -50,7 +51,10 @@ def _moderator(request: HttpRequest, group_id: uuid.UUID) -> tuple[Any, Membersh
     group, membership = selectors.group_for(actor(request), group_id)
     if not services.is_moderator(actor(request), membership):
         audit.deny(
-            actor=actor(request), entity_type="GroupModeration", entity_id=str(group_id), reason="not_a_moderator"
+            actor=actor(request),
+            entity_type=Resource.GROUP_MODERATION,
+            entity_id=str(group_id),
+            reason="not_a_moderator",
         )
         raise NotFound("No such group.")
     return group, membership

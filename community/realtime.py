@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from community.models import LIVE_MEMBER_STATUSES, Membership, Post
+from portal.vocabulary import EventType, Resource
 
 
 def post_changed(post: Post) -> None:
@@ -16,9 +17,9 @@ def post_changed(post: Post) -> None:
         members = members.filter(role=Membership.Role.MODERATOR)
     stream.emit(
         users=list(members.values_list("user_id", flat=True)),
-        type="group.post",
+        type=EventType.GROUP_POST,
         child_id=None,
-        entity_type="GroupPost",
+        entity_type=Resource.GROUP_POST,
         entity_id=post.pk,
         data={"group_id": str(post.group_id), "status": post.status},
     )

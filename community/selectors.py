@@ -17,6 +17,7 @@ from portal import audit, ratelimit
 from portal.access import effective_scope, guardian_links, is_portal_manager
 from portal.errors import NotFound
 from portal.models import GuardianLink, User
+from portal.vocabulary import Resource
 
 VISIBLE_TO_MEMBER = (*LIVE_MEMBER_STATUSES, Membership.Status.PENDING, Membership.Status.INVITED)
 
@@ -31,7 +32,7 @@ def group_for(user: User, group_id: uuid.UUID) -> tuple[Group, Membership | None
         or is_portal_manager(user)
     )
     if not visible:
-        audit.deny(actor=user, entity_type="Group", entity_id=str(group_id), reason="not_visible")
+        audit.deny(actor=user, entity_type=Resource.GROUP, entity_id=str(group_id), reason="not_visible")
         raise NotFound("No such group.")
     assert group is not None
     return group, membership
@@ -41,7 +42,7 @@ def member_for(user: User, group_id: uuid.UUID) -> tuple[Group, Membership | Non
     """A live member (active or muted) or portal staff; anyone else gets 404 (audited)."""
     group, membership = group_for(user, group_id)
     if (membership is None or membership.status not in LIVE_MEMBER_STATUSES) and not is_portal_manager(user):
-        audit.deny(actor=user, entity_type="Group", entity_id=str(group_id), reason="not_a_member")
+        audit.deny(actor=user, entity_type=Resource.GROUP, entity_id=str(group_id), reason="not_a_member")
         raise NotFound("No such group.")
     return group, membership
 
@@ -54,7 +55,7 @@ def note_reads(user: User, count: int) -> None:
     if not allowed and cache.add(f"group_reads_flagged:{user.pk}", 1, timeout=600):
         limit, window = ratelimit.parse_rate(settings.PORTAL_GROUP_READ_ALERT)
         ReadingFlag.objects.create(user=user, reads=limit, window_minutes=window // 60)
-        audit.record(actor=user, action=audit.Action.READ, entity_type="GroupPost", reason="unusual_reading")
+        audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_POST, reason="unusual_reading")
 
 
 def _summary(group: Group, membership: Membership | None, member_count: int, matches: bool) -> dict[str, Any]:
@@ -162,7 +163,7 @@ def posts_list(
             Report.objects.filter(post_id__in=ids, resolved_at__isnull=True).values_list("post_id", flat=True)
         )
     note_reads(user, len(page))
-    audit.record(actor=user, action=audit.Action.READ, entity_type="GroupPost", entity_id=group.pk)
+    audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_POST, entity_id=group.pk)
     return [post_out(p, helpful[p.pk], p.pk in mine, reports[p.pk] if moderator else None) for p in page]
 
 
@@ -178,7 +179,7 @@ def moderation_queue(*, user: User, group: Group) -> dict[str, Any]:
         Report.objects.filter(post_id__in=reported_ids, resolved_at__isnull=True).values_list("post_id", flat=True)
     )
     waiting = list(Membership.objects.filter(group=group, status=Membership.Status.PENDING).order_by("joined_at"))
-    audit.record(actor=user, action=audit.Action.READ, entity_type="GroupModeration", entity_id=group.pk)
+    audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_MODERATION, entity_id=group.pk)
     return {
         "pending_posts": [post_out(p, 0, False, 0) for p in pending],
         "reported_posts": [post_out(p, 0, False, counts[p.pk]) for p in reported],
@@ -191,7 +192,7 @@ def moderation_queue(*, user: User, group: Group) -> dict[str, Any]:
 
 def reading_flags(*, user: User) -> list[dict[str, Any]]:
     if not is_portal_manager(user):
-        audit.deny(actor=user, entity_type="ReadingFlag", entity_id=None, reason="not_staff")
+        audit.deny(actor=user, entity_type=Resource.READING_FLAG, entity_id=None, reason="not_staff")
         raise NotFound()
     rows = ReadingFlag.objects.filter(reviewed_at__isnull=True).select_related("user").order_by("-created_at")[:200]
     return [

@@ -18,12 +18,13 @@ from portal import audit, ratelimit
 from portal.access import care_team_memberships, guardian_links, is_clinician, is_portal_manager
 from portal.errors import ApiError, Conflict, Forbidden, Invalid, NotFound
 from portal.models import User
+from portal.vocabulary import Resource
 
 TRUST_AFTER = 3  # a member's first posts wait for a moderator until this many were approved
 PSEUDONYM = re.compile(r"^[\w .'-]{3,40}$")
 
 
-def _audit(actor: User, action: str, entity_type: str, entity_id: Any, reason: str = "") -> None:
+def _audit(actor: User, action: str, entity_type: Resource, entity_id: Any, reason: str = "") -> None:
     audit.record(actor=actor, action=action, entity_type=entity_type, entity_id=entity_id, reason=reason)
 
 
@@ -68,7 +69,7 @@ def group_create(
                 )
         except IntegrityError:
             raise Conflict("A group with this name exists.", code="group_exists") from None
-        _audit(actor, audit.Action.CREATE, "Group", group.pk)
+        _audit(actor, audit.Action.CREATE, Resource.GROUP, group.pk)
     return group
 
 
@@ -135,7 +136,7 @@ def group_join(*, actor: User, group: Group, membership: Membership | None, pseu
                     membership.save(update_fields=["pseudonym", "status", "kind", "joined_at", "left_at"])
         except IntegrityError:
             raise Conflict("That pseudonym is taken in this group; choose another.", code="pseudonym_taken") from None
-        _audit(actor, audit.Action.CREATE, "GroupMembership", membership.pk, status)
+        _audit(actor, audit.Action.CREATE, Resource.GROUP_MEMBERSHIP, membership.pk, status)
     return membership
 
 
@@ -144,7 +145,7 @@ def group_leave(*, actor: User, membership: Membership) -> Membership:
         membership.status = Membership.Status.LEFT
         membership.left_at = timezone.now()
         membership.save(update_fields=["status", "left_at"])
-        _audit(actor, audit.Action.UPDATE, "GroupMembership", membership.pk, "left")
+        _audit(actor, audit.Action.UPDATE, Resource.GROUP_MEMBERSHIP, membership.pk, "left")
     return membership
 
 
@@ -166,7 +167,7 @@ def group_invite(*, actor: User, group: Group, moderator: Membership | None, use
             membership.save(update_fields=["status"])
         elif not created:
             raise Conflict("This person already has a membership here.", code="already_member")
-        _audit(actor, audit.Action.CREATE, "GroupMembership", membership.pk, "invited")
+        _audit(actor, audit.Action.CREATE, Resource.GROUP_MEMBERSHIP, membership.pk, "invited")
     return membership
 
 
@@ -201,7 +202,7 @@ def post_create(*, actor: User, membership: Membership, body: str, parent_id: uu
             body=text,
             status=Post.Status.PUBLISHED if trusted else Post.Status.PENDING,
         )
-        _audit(actor, audit.Action.CREATE, "GroupPost", post.pk, post.status)
+        _audit(actor, audit.Action.CREATE, Resource.GROUP_POST, post.pk, post.status)
         if post.status == Post.Status.PUBLISHED:
             realtime.post_changed(post)
     return post
@@ -227,7 +228,7 @@ def post_moderate(*, actor: User, moderator: Membership | None, post: Post, acti
         if action == "approve":
             Membership.objects.filter(pk=post.author_id).update(approved_posts=F("approved_posts") + 1)
         Report.objects.filter(post=post, resolved_at__isnull=True).update(resolved_at=timezone.now(), resolved_by=actor)
-        _audit(actor, audit.Action.UPDATE, "GroupPost", post.pk, f"moderation:{action}")
+        _audit(actor, audit.Action.UPDATE, Resource.GROUP_POST, post.pk, f"moderation:{action}")
         realtime.post_changed(post)
     return post
 
@@ -259,7 +260,7 @@ def member_moderate(*, actor: User, moderator: Membership | None, membership: Me
         else:
             membership.status = target
             membership.save(update_fields=["status"])
-        _audit(actor, audit.Action.UPDATE, "GroupMembership", membership.pk, f"moderation:{action}")
+        _audit(actor, audit.Action.UPDATE, Resource.GROUP_MEMBERSHIP, membership.pk, f"moderation:{action}")
     return membership
 
 
@@ -270,7 +271,7 @@ def post_report(*, actor: User, membership: Membership, post: Post, reason: str)
                 report = Report.objects.create(post=post, reporter=membership, reason=reason)
         except IntegrityError:
             raise Conflict("You have already reported this post.", code="already_reported") from None
-        _audit(actor, audit.Action.CREATE, "GroupReport", report.pk, reason)
+        _audit(actor, audit.Action.CREATE, Resource.GROUP_REPORT, report.pk, reason)
     return report
 
 

@@ -29,8 +29,9 @@ from portal import audit
 from portal.access import Capability, ChildAccess
 from portal.errors import NotFound
 from portal.models import User
+from portal.vocabulary import EventType, Resource
 
-ALERT = "UrgentAlert"
+ALERT = Resource.URGENT_ALERT
 Level = UrgentAlert.Level
 
 
@@ -52,9 +53,9 @@ def _targets(alert: UrgentAlert, thread: Thread, level: int, moment: datetime) -
 def _changed(alert: UrgentAlert, thread: Thread, crowd: stream.Audience) -> None:
     stream.emit(
         users=crowd.care_team,
-        type="alert.changed",
+        type=EventType.ALERT_CHANGED,
         child_id=thread.child_id,
-        entity_type="alert",
+        entity_type=Resource.URGENT_ALERT,
         entity_id=alert.pk,
         capability=Capability.TREAT,
         confidential=thread.confidential,
@@ -104,9 +105,9 @@ def _step(
     notify.schedule(users, notice, urgent=True)
     stream.emit(
         users={user_id for user_id in users if user_id in crowd.care_team},
-        type="notification",
+        type=EventType.NOTIFICATION,
         child_id=thread.child_id,
-        entity_type="thread",
+        entity_type=Resource.MESSAGE_THREAD,
         entity_id=thread.pk,
         capability=Capability.TREAT,
         confidential=thread.confidential,

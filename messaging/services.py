@@ -30,10 +30,11 @@ from portal import audit, idempotency, ratelimit
 from portal.access import Capability, ChildAccess, current_membership_q
 from portal.errors import Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, User
+from portal.vocabulary import EventType, Resource
 
-THREAD = "MessageThread"
-MESSAGE = "Communication"
-BINARY = "Binary"
+THREAD = Resource.MESSAGE_THREAD
+MESSAGE = Resource.COMMUNICATION
+BINARY = Resource.BINARY
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _require(access: ChildAccess, capability: Capability) -> None:
 
 
 def _audit(
-    actor: User | None, action: str, entity_type: str, entity_id: Any, access: ChildAccess, reason: str = ""
+    actor: User | None, action: str, entity_type: Resource, entity_id: Any, access: ChildAccess, reason: str = ""
 ) -> None:
     audit.record_for_child(actor, action, entity_type, entity_id, access.child.pk, reason)
 
@@ -66,9 +67,9 @@ def thread_for(access: ChildAccess, thread_id: uuid.UUID, *, lock: bool = False)
 def _thread_event(thread: Thread, crowd: stream.Audience) -> None:
     stream.emit(
         users=crowd.everyone,
-        type="thread.changed",
+        type=EventType.THREAD_CHANGED,
         child_id=thread.child_id,
-        entity_type="thread",
+        entity_type=Resource.MESSAGE_THREAD,
         entity_id=thread.pk,
         confidential=thread.confidential,
         data={
@@ -82,9 +83,9 @@ def _thread_event(thread: Thread, crowd: stream.Audience) -> None:
 def _message_event(message: Message, thread: Thread, crowd: stream.Audience) -> None:
     stream.emit(
         users=crowd.everyone,
-        type="message.created",
+        type=EventType.MESSAGE_CREATED,
         child_id=thread.child_id,
-        entity_type="message",
+        entity_type=Resource.COMMUNICATION,
         entity_id=message.pk,
         confidential=thread.confidential,
         data={
@@ -402,9 +403,9 @@ def thread_mark_read(*, actor: User, access: ChildAccess, thread_id: uuid.UUID) 
         crowd = stream.audience(access.child.pk, Capability.MESSAGE, thread.confidential, moment)
         stream.emit(
             users=crowd.everyone,
-            type="receipt.updated",
+            type=EventType.RECEIPT_UPDATED,
             child_id=thread.child_id,
-            entity_type="thread",
+            entity_type=Resource.MESSAGE_THREAD,
             entity_id=thread.pk,
             confidential=thread.confidential,
             data={"thread_id": str(thread.pk), "user_id": str(actor.pk), "read_at": moment.isoformat()},
@@ -514,9 +515,9 @@ def thread_escalate_overdue(*, now: datetime | None = None) -> list[Thread]:
                 notify.schedule(leads, "escalation")
                 stream.emit(
                     users={lead for lead in leads if lead in crowd.care_team},
-                    type="notification",
+                    type=EventType.NOTIFICATION,
                     child_id=thread.child_id,
-                    entity_type="thread",
+                    entity_type=Resource.MESSAGE_THREAD,
                     entity_id=thread.pk,
                     confidential=thread.confidential,
                     data={"kind": "escalation", "thread_id": str(thread.pk)},
@@ -560,5 +561,7 @@ def preferences_update(*, actor: User, **fields: Any) -> NotificationPreference:
             setattr(pref, name, value)
         if fields:
             pref.save(update_fields=list(fields))
-        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="NotificationPreference", entity_id=pref.pk)
+        audit.record(
+            actor=actor, action=audit.Action.UPDATE, entity_type=Resource.NOTIFICATION_PREFERENCE, entity_id=pref.pk
+        )
     return pref

@@ -35,6 +35,7 @@ from portal.access import (
 from portal.channel_layer import layer_outage
 from portal.models import CareTeamMembership, Child, GuardianLink, User
 from portal.realtime import user_group
+from portal.vocabulary import EventType, Resource
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +115,9 @@ def _push(rows: list[UserEvent]) -> None:
 def emit(
     *,
     users: Iterable[uuid.UUID],
-    type: str,
+    type: EventType,
     child_id: uuid.UUID | None,
-    entity_type: str,
+    entity_type: Resource,
     entity_id: uuid.UUID | None,
     capability: Capability = Capability.MESSAGE,
     confidential: bool = False,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from portal import audit
 from portal.errors import NotFound
 from portal.models import CareTeamMembership, Child, DepartmentMembership, GuardianLink, User
+from portal.vocabulary import Resource
 
 
 class Capability(StrEnum):
@@ -150,6 +151,11 @@ class ChildAccess:
             return True
         return capability in LIMITED_CAPABILITIES
 
+    def require(self, capability: Capability) -> None:
+        """Go on only if this access allows ``capability``; otherwise the same 404 as a missing child."""
+        if not self.can(capability):
+            raise NotFound("No such child.")
+
 
 def hide_confidential(queryset: QuerySet[Any], access: ChildAccess, field: str = "confidential") -> QuerySet[Any]:
     """Adolescent-confidential items (apps set the flag on their rows) are for the care team only:
@@ -200,7 +206,7 @@ def child_for(
         access = resolve_access(user, child, now)
         if access.can(capability):
             return access
-    audit.deny(actor=user, entity_type="Patient", entity_id=str(child_id)[:64], reason=f"no_{capability}_access")
+    audit.deny(actor=user, entity_type=Resource.PATIENT, entity_id=str(child_id)[:64], reason=f"no_{capability}_access")
     raise NotFound("No such child.")
 
 
@@ -226,7 +232,13 @@ def is_administrator(user: User | Any) -> bool:
 
 
 def is_portal_manager(user: User | Any) -> bool:
+    """Holds ``manage_portal``: staff, relationships, routing and groups (never clinical content)."""
     return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.manage_portal"))
+
+
+def can_view_metrics(user: User | Any) -> bool:
+    """Holds ``view_metrics``: the call-deflection figures (aggregates only, never a child's record)."""
+    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.view_metrics"))
 
 
 def _portal_role_q() -> Q:

@@ -38,6 +38,7 @@ from portal.schemas import (
     PendingLinkOut,
     RedeemIn,
 )
+from portal.vocabulary import Resource
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["portal"])
@@ -315,14 +316,14 @@ class ExportQuery(In):
 def audit_export(request: HttpRequest, query: Query[ExportQuery]) -> StreamingHttpResponse:
     user = actor(request)
     if not is_portal_manager(user):
-        audit.deny(actor=user, entity_type="AuditEvent", entity_id=None, reason="no_export_permission")
+        audit.deny(actor=user, entity_type=Resource.AUDIT_EVENT, entity_id=None, reason="no_export_permission")
         raise NotFound()
     if query.end <= query.start or query.end - query.start > timedelta(days=400):
         raise Invalid("end must be after start, and the period at most 400 days.", code="invalid_period")
     audit.record(
         actor=user,
         action=audit.Action.EXPORT,
-        entity_type="AuditEvent",
+        entity_type=Resource.AUDIT_EVENT,
         reason=f"period:{query.start.date()}..{query.end.date()}",
     )
     refusals.flush()  # closed windows of coalesced refusals join the trail before it is read

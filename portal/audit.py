@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from portal import ledger
 from portal.models import Action, AuditEvent, Outcome
+from portal.vocabulary import Resource
 
 __all__ = [
     "Action",
@@ -31,6 +32,7 @@ __all__ = [
     "ClientInfo",
     "Entry",
     "Outcome",
+    "Resource",
     "deny",
     "reads",
     "record",
@@ -84,7 +86,7 @@ class Entry:
     """One audit entry to append. ``reason`` is a machine code, never free text with PHI."""
 
     action: str
-    entity_type: str
+    entity_type: Resource
     entity_id: uuid.UUID | str | None = None
     child_id: uuid.UUID | str | None = None
     outcome: str = Outcome.SUCCESS
@@ -209,7 +211,7 @@ def record(
     *,
     actor: Any,
     action: str,
-    entity_type: str,
+    entity_type: Resource,
     entity_id: uuid.UUID | str | None = None,
     child_id: uuid.UUID | str | None = None,
     outcome: str = Outcome.SUCCESS,
@@ -225,7 +227,7 @@ def record(
 
 
 def record_for_child(
-    actor: Any, action: str, entity_type: str, entity_id: Any, child_id: Any, reason: str = ""
+    actor: Any, action: str, entity_type: Resource, entity_id: Any, child_id: Any, reason: str = ""
 ) -> AuditEvent:
     """Append one row about a child's record (the shape every clinical service writes)."""
     return record(
@@ -233,7 +235,7 @@ def record_for_child(
     )
 
 
-def reads(actor: Any, entity_type: str, child_ids: list[Any]) -> None:
+def reads(actor: Any, entity_type: Resource, child_ids: list[Any]) -> None:
     """Audit a read of PHI about each listed child."""
     record_many(
         [Entry(action=Action.READ, entity_type=entity_type, entity_id=cid, child_id=cid) for cid in child_ids],
@@ -241,7 +243,7 @@ def reads(actor: Any, entity_type: str, child_ids: list[Any]) -> None:
     )
 
 
-def deny(*, actor: Any, entity_type: str, entity_id: uuid.UUID | str | None, reason: str = "no_access") -> None:
+def deny(*, actor: Any, entity_type: Resource, entity_id: uuid.UUID | str | None, reason: str = "no_access") -> None:
     """Record a refused access. The child is not named: the actor may have guessed an id."""
     record(
         actor=actor,

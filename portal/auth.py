@@ -18,6 +18,7 @@ from portal import audit
 from portal.access import has_mfa, requires_mfa
 from portal.errors import CsrfFailed, MfaRequired
 from portal.sessions import check_idle
+from portal.vocabulary import Resource
 
 
 def admit(request: HttpRequest, user: Any, staff: bool | None = None) -> Any:
@@ -53,7 +54,7 @@ class AppTokenAuth(XSessionTokenAuth):
             return None
         staff = requires_mfa(user)
         if check_idle(session, user, persist=True, staff=staff):
-            audit.record(actor=user, action=audit.Action.LOGOUT, entity_type="Session", reason="idle_timeout")
+            audit.record(actor=user, action=audit.Action.LOGOUT, entity_type=Resource.SESSION, reason="idle_timeout")
             session.flush()
             return None
         # The token's session is not attached to the request: SessionMiddleware would send it back

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portal.access import Capability
+from portal.vocabulary import EventType, Resource
 
 
 @dataclass(frozen=True)
 class DomainEvent:
-    type: str  # e.g. "refill.changed", "appointment.changed"
+    type: EventType
     child_id: uuid.UUID
-    entity_type: str
+    entity_type: Resource
     entity_id: uuid.UUID
     # What a guardian must be able to do with the child to receive it (limited scope sees schedules).
     capability: Capability = Capability.CLINICAL

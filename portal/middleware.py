@@ -10,6 +10,7 @@ from django.utils.cache import add_never_cache_headers
 
 from portal import audit, limits
 from portal.sessions import check_idle
+from portal.vocabulary import Resource
 
 
 class IdleTimeoutMiddleware:
@@ -24,7 +25,9 @@ class IdleTimeoutMiddleware:
         try:
             user = request.user
             if user.is_authenticated and check_idle(request.session, user, persist=False):
-                audit.record(actor=user, action=audit.Action.LOGOUT, entity_type="Session", reason="idle_timeout")
+                audit.record(
+                    actor=user, action=audit.Action.LOGOUT, entity_type=Resource.SESSION, reason="idle_timeout"
+                )
                 logout(request)
             return self.get_response(request)
         finally:

@@ -26,6 +26,7 @@ from django.utils import timezone
 from portal import audit, ratelimit
 from portal.errors import RateLimited
 from portal.models import RefusalTally
+from portal.vocabulary import Resource
 
 FLUSH_BATCH = 500
 
@@ -57,7 +58,7 @@ def _count_against_limit(address: str) -> None:
         cache.set(key, 1, timeout=window + 5)
 
 
-def _tally(*, entity_type: str, reason: str, entity_id: uuid.UUID | str | None, client: audit.ClientInfo) -> None:
+def _tally(*, entity_type: Resource, reason: str, entity_id: uuid.UUID | str | None, client: audit.ClientInfo) -> None:
     now = timezone.now()
     match = {
         "client_address": client.address,
@@ -81,7 +82,7 @@ def _tally(*, entity_type: str, reason: str, entity_id: uuid.UUID | str | None, 
         RefusalTally.objects.filter(**match).update(count=F("count") + 1, last_seen=now)
 
 
-def refuse(*, entity_type: str, reason: str, entity_id: uuid.UUID | str | None = None) -> None:
+def refuse(*, entity_type: Resource, reason: str, entity_id: uuid.UUID | str | None = None) -> None:
     """Count an unauthenticated refusal from the current client (coalesced into the audit trail)."""
     client = audit.current_client()
     _count_against_limit(client.address)
@@ -89,7 +90,7 @@ def refuse(*, entity_type: str, reason: str, entity_id: uuid.UUID | str | None =
     flush()
 
 
-def guard(entity_type: str) -> None:
+def guard(entity_type: Resource) -> None:
     """Refuse (429, counted) a client address that has been refused too often in the rate window."""
     client = audit.current_client()
     if _over_limit(client.address):
@@ -114,7 +115,7 @@ def flush(*, everything: bool = False) -> int:
             [
                 audit.Entry(
                     action=audit.Action.DENY,
-                    entity_type=tally.entity_type,
+                    entity_type=Resource(tally.entity_type),
                     entity_id=tally.entity_id or None,
                     outcome=audit.Outcome.DENIED,
                     reason=tally.reason,

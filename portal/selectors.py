@@ -21,6 +21,7 @@ from portal.access import (
 )
 from portal.errors import NotFound
 from portal.models import AuditEvent, CareTeamMembership, GuardianLink, User
+from portal.vocabulary import Resource
 
 PORTAL_PERMISSIONS = ("view_metrics", "manage_portal")
 
@@ -36,7 +37,7 @@ def me_summary(*, user: User) -> dict[str, Any]:
         )
         entry["roles"].append(membership.role)
     child_ids = {link.child_id for link in links} | set(as_clinician)
-    audit.reads(user, "Patient", sorted(child_ids, key=str))
+    audit.reads(user, Resource.PATIENT, sorted(child_ids, key=str))
     return {
         "id": user.pk,
         "email": user.email,
@@ -91,12 +92,12 @@ def children_list(*, user: User) -> list[dict[str, Any]]:
             access.link.child = child
             access.scope = effective_scope(access.link, now)
         result.append(_child_out(access))
-    audit.reads(user, "Patient", [child.pk for child in children])
+    audit.reads(user, Resource.PATIENT, [child.pk for child in children])
     return result
 
 
 def child_detail(*, user: User, access: ChildAccess) -> dict[str, Any]:
-    audit.reads(user, "Patient", [access.child.pk])
+    audit.reads(user, Resource.PATIENT, [access.child.pk])
     return _child_out(access)
 
 
@@ -111,7 +112,7 @@ def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     audit.record(
         actor=user,
         action=audit.Action.READ,
-        entity_type="CareTeam",
+        entity_type=Resource.CARE_TEAM,
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )
@@ -158,7 +159,7 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, An
     audit.record(
         actor=user,
         action=audit.Action.READ,
-        entity_type="RelatedPerson",
+        entity_type=Resource.RELATED_PERSON,
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )
@@ -175,14 +176,14 @@ def links_awaiting_approval(*, user: User) -> list[dict[str, Any]]:
     first, with who holds each and who made the invitation (so the approver can see they are neither).
     Ids and people only, no clinical content. Anyone else gets 404, audited."""
     if not is_portal_manager(user):
-        audit.deny(actor=user, entity_type="RelatedPerson", entity_id=None, reason="not_staff")
+        audit.deny(actor=user, entity_type=Resource.RELATED_PERSON, entity_id=None, reason="not_staff")
         raise NotFound()
     rows = list(
         GuardianLink.objects.filter(status=GuardianLink.Status.PENDING_APPROVAL)
         .select_related("guardian", "granted_by", "invitation", "invitation__created_by")
         .order_by("valid_from", "pk")[:500]
     )
-    audit.reads(user, "RelatedPerson", sorted({row.child_id for row in rows}, key=str))
+    audit.reads(user, Resource.RELATED_PERSON, sorted({row.child_id for row in rows}, key=str))
     result = []
     for row in rows:
         invitation = getattr(row, "invitation", None)
@@ -241,7 +242,7 @@ def access_log(
     audit.record(
         actor=user,
         action=audit.Action.READ,
-        entity_type="AuditEvent",
+        entity_type=Resource.AUDIT_EVENT,
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )

@@ -20,6 +20,7 @@ from portal.access import Capability, ChildAccess, holds_staff_role, live_link_q
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, Invitation, User
+from portal.vocabulary import Resource
 
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on phones.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -60,7 +61,7 @@ def child_create(
     with transaction.atomic():
         child.save(force_insert=True)
         audit.record(
-            actor=actor, action=audit.Action.CREATE, entity_type="Patient", entity_id=child.pk, child_id=child.pk
+            actor=actor, action=audit.Action.CREATE, entity_type=Resource.PATIENT, entity_id=child.pk, child_id=child.pk
         )
     return child
 
@@ -119,7 +120,7 @@ def invitation_create(
         audit.record(
             actor=actor,
             action=audit.Action.CREATE,
-            entity_type="Invitation",
+            entity_type=Resource.INVITATION,
             entity_id=invitation.pk,
             child_id=access.child.pk,
         )
@@ -200,7 +201,7 @@ def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> Gu
             audit.record(
                 actor=actor,
                 action=audit.Action.UPDATE,
-                entity_type="RelatedPerson",
+                entity_type=Resource.RELATED_PERSON,
                 entity_id=link.pk,
                 child_id=link.child_id,
                 reason="invitation_redeemed_pending_approval" if staff else "invitation_redeemed",
@@ -212,7 +213,7 @@ def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> Gu
     audit.record(
         actor=actor,
         action=audit.Action.UPDATE,
-        entity_type="Invitation",
+        entity_type=Resource.INVITATION,
         entity_id=invitation.pk if invitation else None,
         outcome=audit.Outcome.FAILURE,
         reason=reason,
@@ -253,7 +254,7 @@ def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Gua
             audit.record(
                 actor=actor,
                 action=audit.Action.UPDATE,
-                entity_type="RelatedPerson",
+                entity_type=Resource.RELATED_PERSON,
                 entity_id=link.pk,
                 child_id=link.child_id,
                 reason="staff_link_approved",
@@ -264,7 +265,7 @@ def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Gua
     audit.record(
         actor=actor,
         action=audit.Action.UPDATE,
-        entity_type="RelatedPerson",
+        entity_type=Resource.RELATED_PERSON,
         entity_id=link.pk,
         child_id=link.child_id,
         outcome=audit.Outcome.DENIED,
@@ -284,7 +285,7 @@ def _link_changed(*, actor: User | None, link: GuardianLink, reason: str) -> Non
     audit.record(
         actor=actor,
         action=audit.Action.UPDATE,
-        entity_type="RelatedPerson",
+        entity_type=Resource.RELATED_PERSON,
         entity_id=link.pk,
         child_id=link.child_id,
         reason=reason,
@@ -376,7 +377,7 @@ def care_team_add(
         audit.record(
             actor=actor,
             action=audit.Action.CREATE,
-            entity_type="CareTeam",
+            entity_type=Resource.CARE_TEAM,
             entity_id=membership.pk,
             child_id=access.child.pk,
         )
@@ -399,7 +400,7 @@ def care_team_end(*, actor: User, access: ChildAccess, membership_id: uuid.UUID)
         audit.record(
             actor=actor,
             action=audit.Action.DELETE,
-            entity_type="CareTeam",
+            entity_type=Resource.CARE_TEAM,
             entity_id=membership.pk,
             child_id=access.child.pk,
         )
@@ -424,7 +425,7 @@ def links_expire(*, now: datetime | None = None) -> int:
             [
                 audit.Entry(
                     action=audit.Action.UPDATE,
-                    entity_type="RelatedPerson",
+                    entity_type=Resource.RELATED_PERSON,
                     entity_id=pk,
                     child_id=child_id,
                     reason="expired",
@@ -508,6 +509,6 @@ def user_language_set(*, actor: User, language: str) -> User:
         actor.preferred_language = language
         actor.save(update_fields=["preferred_language"])
         audit.record(
-            actor=actor, action=audit.Action.UPDATE, entity_type="Person", entity_id=actor.pk, reason="language"
+            actor=actor, action=audit.Action.UPDATE, entity_type=Resource.PERSON, entity_id=actor.pk, reason="language"
         )
     return actor

@@ -8,6 +8,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 
 from portal import audit, realtime
+from portal.vocabulary import Resource
 
 
 @receiver(user_logged_in)
@@ -15,7 +16,7 @@ def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     audit.record(
         actor=user,
         action=audit.Action.LOGIN,
-        entity_type="Session",
+        entity_type=Resource.SESSION,
         client=audit.client_from_request(request) if request is not None else None,
     )
 
@@ -27,7 +28,7 @@ def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     audit.record(
         actor=user,
         action=audit.Action.LOGOUT,
-        entity_type="Session",
+        entity_type=Resource.SESSION,
         client=audit.client_from_request(request) if request is not None else None,
     )
     session_key = getattr(getattr(request, "session", None), "session_key", None)
@@ -40,7 +41,7 @@ def _audit_login_failed(sender: Any, credentials: Any, request: Any = None, **kw
     audit.record(
         actor=None,
         action=audit.Action.LOGIN,
-        entity_type="Session",
+        entity_type=Resource.SESSION,
         outcome=audit.Outcome.FAILURE,
         reason="bad_credentials",
         client=audit.client_from_request(request) if request is not None else None,

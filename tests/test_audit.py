@@ -18,13 +18,14 @@ from django.utils import timezone
 
 from portal import audit, ledger, merkle
 from portal.models import AuditEvent, LedgerLeaf
+from portal.vocabulary import Resource
 from tests.conftest import ADA_MRN, ADA_NAME, World, app_client, build_world
 from tests.test_ledger import seal_until
 
 
 def _seed(count: int = 6) -> list[AuditEvent]:
     return [
-        audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id=f"e{i}")
+        audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id=f"e{i}")
         for i in range(count)
     ]
 
@@ -74,7 +75,7 @@ def test_inserted_row_is_detected(chain: list[AuditEvent]) -> None:
     # consistent with it. Every leaf matches its row, but the tree no longer gives the signed root.
     for index in reversed(range(3, len(chain))):
         _tamper('UPDATE portal_ledgerleaf SET "index" = "index" + 1 WHERE "index" = %s', [index])
-    forged = audit.record(actor=None, action="read", entity_type="Patient", entity_id="forged")
+    forged = audit.record(actor=None, action="read", entity_type=Resource.PATIENT, entity_id="forged")
     leaf = ledger.entry_leaf_hash(forged.entry()).hex()
     _tamper('INSERT INTO portal_ledgerleaf ("index", event_seq, hash) VALUES (3, %s, %s)', [forged.seq, leaf])
     problems = {problem for _, problem in _problems()}

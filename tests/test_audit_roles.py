@@ -15,6 +15,7 @@ from django.db import DatabaseError, connection, transaction
 
 from portal import audit, ledger
 from portal.models import AuditEvent
+from portal.vocabulary import Resource
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -27,7 +28,7 @@ def _refused(sql: str, params: list[Any] | None = None) -> str:
 
 
 def test_truncate_is_refused_even_for_the_owner(needs_postgres: None) -> None:
-    audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id="e1")
+    audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="e1")
     # The ledger's leaves refer to the rows, so a plain TRUNCATE stops there; with CASCADE the
     # triggers refuse it.
     assert "referenced in a foreign key" in _refused("TRUNCATE portal_auditevent")
@@ -38,7 +39,7 @@ def test_truncate_is_refused_even_for_the_owner(needs_postgres: None) -> None:
 def test_runtime_role_may_only_read_and_append(needs_postgres: None) -> None:
     run = uuid.uuid4().hex[:10]
     owner, runtime = f"portal_owner_{run}", f"portal_app_{run}"
-    before = audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id="before")
+    before = audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="before")
     out = StringIO()
     try:
         call_command("audit_db_roles", owner=owner, runtime=runtime, create=True, stdout=out)
@@ -58,7 +59,7 @@ def test_runtime_role_may_only_read_and_append(needs_postgres: None) -> None:
             assert "must be owner" in _refused("DROP FUNCTION portal_audit_append_only()")
             assert "permission denied" in _refused("CREATE TABLE portal_sneaky (id int)")
             # The application still appends and seals, and reads its own tables.
-            audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id="after")
+            audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="after")
             assert ledger.seal() == 2
             # The ledger holds like the trail: read and append only, triggers out of reach.
             for table in ("portal_ledgerleaf", "portal_ledgernode", "portal_ledgercheckpoint"):

@@ -52,7 +52,7 @@ def _flip(value: bytes) -> bytes:
 
 def _seed(count: int, prefix: str = "e") -> list[AuditEvent]:
     return [
-        audit.record(actor=None, action=audit.Action.READ, entity_type="Patient", entity_id=f"{prefix}{i}")
+        audit.record(actor=None, action=audit.Action.READ, entity_type=audit.Resource.PATIENT, entity_id=f"{prefix}{i}")
         for i in range(count)
     ]
 
@@ -481,7 +481,7 @@ def test_concurrent_appends_and_sealing_neither_lose_nor_fork(needs_postgres: No
             for i in range(25):
                 audit.record_many(
                     [
-                        audit.Entry(action="read", entity_type="Patient", entity_id=f"w{worker}-{i}-{j}")
+                        audit.Entry(action="read", entity_type=audit.Resource.PATIENT, entity_id=f"w{worker}-{i}-{j}")
                         for j in range(2)
                     ],
                     actor=None,
@@ -576,7 +576,7 @@ def test_postgres_ledger_tables_are_append_only(needs_postgres: None) -> None:
 def test_parallel_verification_finds_what_the_sequential_one_does(needs_postgres: None) -> None:
     events = _seed(21)
     # Values PostgreSQL escapes differently from Python (checked again in Python, and intact).
-    audit.record(actor=None, action="read", entity_type="Patient", entity_id="é\u2028\x7f", reason='"q"\\')
+    audit.record(actor=None, action="read", entity_type=audit.Resource.PATIENT, entity_id="é\u2028\x7f", reason='"q"\\')
     seal_until(22)
     assert list(audit.verify()) == []
     assert list(ledger.verify(workers=2, chunk=4)) == []

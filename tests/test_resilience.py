@@ -21,6 +21,7 @@ from django.test import Client, override_settings
 from portal import ratelimit, resilience
 from portal.asgi import application
 from portal.errors import RateLimited
+from portal.vocabulary import EventType, Resource
 from tests.conftest import PASSWORD, World
 
 
@@ -159,9 +160,9 @@ async def test_a_socket_opens_without_the_channel_layer_and_catches_up_from_the_
         with transaction.atomic():
             stream.emit(
                 users={world.guardian.pk},
-                type="thread.updated",
+                type=EventType.THREAD_CHANGED,
                 child_id=world.ada.pk,
-                entity_type="thread",
+                entity_type=Resource.MESSAGE_THREAD,
                 entity_id=uuid.uuid4(),
                 confidential=False,
                 data={},

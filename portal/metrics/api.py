@@ -16,6 +16,7 @@ from portal.metrics import comparison as compare
 from portal.metrics import estimate, imports, reports
 from portal.metrics.schemas import ComparisonOut, ComparisonQuery, ReportOut, ReportQuery, ReportRowOut, WebhookOut
 from portal.schemas import ErrorOut
+from portal.vocabulary import Resource
 
 router = Router(tags=["metrics"])
 
@@ -23,7 +24,7 @@ router = Router(tags=["metrics"])
 def require_metrics_viewer(user: Any, what: str) -> None:
     """``view_metrics`` or a 404 that reveals nothing, audited (MFA is enforced by the API auth)."""
     if not (getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.view_metrics")):
-        audit.deny(actor=user, entity_type="MetricsReport", entity_id=what, reason="no_view_metrics")
+        audit.deny(actor=user, entity_type=Resource.METRICS_REPORT, entity_id=what, reason="no_view_metrics")
         raise NotFound()
 
 
@@ -106,7 +107,7 @@ def export(request: HttpRequest, query: Query[ReportQuery]) -> HttpResponse:
     summary="Phone system: push calls (HMAC)",
 )
 def calls_webhook(request: HttpRequest) -> Status[dict[str, Any]]:
-    refusals.guard("CallWebhook")
+    refusals.guard(Resource.CALL_WEBHOOK)
     batch = imports.calls_webhook_receive(
         source=str(request.headers.get("X-Metrics-Source", ""))[:40],
         timestamp=str(request.headers.get("X-Metrics-Timestamp", ""))[:20],

@@ -13,6 +13,7 @@ from django.db import transaction
 from portal import audit
 from portal.errors import Invalid
 from portal.metrics.models import MetricsConfig
+from portal.vocabulary import Resource
 
 
 @dataclass(frozen=True)
@@ -55,5 +56,5 @@ def config_set(*, actor: Any, baseline_start: date, baseline_end: date, go_live:
         row, _ = MetricsConfig.objects.update_or_create(
             pk=1, defaults={"baseline_start": baseline_start, "baseline_end": baseline_end, "go_live": go_live}
         )
-        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type="MetricsConfig", entity_id="1")
+        audit.record(actor=actor, action=audit.Action.UPDATE, entity_type=Resource.METRICS_CONFIG, entity_id="1")
     return row

@@ -30,6 +30,7 @@ from portal.metrics.models import CallImportBatch, CallRecord, WebhookReceipt
 from portal.metrics.population import patients_sync
 from portal.metrics.topics import phone_hash, topic_for_reason
 from portal.models import Child
+from portal.vocabulary import Resource
 
 CSV_COLUMNS = (
     "call_id",
@@ -348,7 +349,7 @@ def _store_calls(*, actor: Any, source: str, calls: Sequence[ParsedCall], via: s
     audit.record(
         actor=actor,
         action=audit.Action.CREATE,
-        entity_type="CallImport",
+        entity_type=Resource.CALL_IMPORT,
         entity_id=batch.pk,
         reason=f"{via}:{source[:30]}:{added}/{len(calls)}",
     )
@@ -396,7 +397,7 @@ class WebhookRefused(ApiError):
 
 
 def _refuse(source: str, reason: str, error: ApiError) -> ApiError:
-    refusals.refuse(entity_type="CallWebhook", entity_id=source[:40] or None, reason=reason)
+    refusals.refuse(entity_type=Resource.CALL_WEBHOOK, entity_id=source[:40] or None, reason=reason)
     return error
 
 

@@ -34,6 +34,7 @@ from portal.metrics.models import (
     PeriodCallers,
 )
 from portal.metrics.rollups import ALL_DEPARTMENTS, ALL_TOPICS
+from portal.vocabulary import Resource
 
 Period = Literal["day", "week", "month"]
 GroupBy = Literal["none", "topic", "department"]
@@ -403,4 +404,6 @@ def never() -> date:
 
 def export_record(*, actor: Any, what: str, period: str) -> None:
     """Audit an export of aggregated metrics (no PHI leaves, but exports are always recorded)."""
-    audit.record(actor=actor, action=audit.Action.EXPORT, entity_type="MetricsReport", reason=f"{what}:{period}"[:60])
+    audit.record(
+        actor=actor, action=audit.Action.EXPORT, entity_type=Resource.METRICS_REPORT, reason=f"{what}:{period}"[:60]
+    )

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from portal.crypto import keyring
 from portal.metrics.models import Topic
+from portal.vocabulary import Resource
 
 # Phone-system reason codes → portal topics. Topic names themselves are accepted as reasons too.
 # Unknown reasons count as "other" (the import reports nothing for them: a new IVR option must not
@@ -52,31 +53,31 @@ def topic_for_reason(reason: str) -> str:
 # The one table of self-service actions derived from the audit trail: (entity type, action) of a
 # successful audit row written for a guardian of the child → (topic, kind). Messaging writes
 # "Communication" rows; add new entity types here and nowhere else.
-SELF_SERVICE_ACTIONS: dict[tuple[str, str], tuple[str, str]] = {
-    ("Schedule", "read"): (Topic.SCHEDULING, "viewed_schedule"),
-    ("Appointment", "read"): (Topic.SCHEDULING, "viewed_appointments"),
-    ("Appointment", "update"): (Topic.SCHEDULING, "changed_appointment"),
-    ("MedicationRequest", "read"): (Topic.MEDICATION, "viewed_doses"),
-    ("MedicationAdministration", "read"): (Topic.MEDICATION, "viewed_dose_log"),
-    ("MedicationAdministration", "create"): (Topic.MEDICATION, "logged_dose"),
-    ("Task", "create"): (Topic.REFILL, "requested_refill"),
-    ("Task", "read"): (Topic.REFILL, "viewed_refills"),
-    ("Coverage", "read"): (Topic.BILLING, "viewed_coverage"),
-    ("Coverage", "create"): (Topic.BILLING, "submitted_coverage"),
-    ("DiagnosticReport", "read"): (Topic.RESULTS, "viewed_results"),
-    ("Observation", "read"): (Topic.RESULTS, "viewed_results"),
-    ("Communication", "create"): (Topic.ADVICE, "sent_message"),
-    ("Communication", "read"): (Topic.ADVICE, "read_reply"),
+SELF_SERVICE_ACTIONS: dict[tuple[Resource, str], tuple[str, str]] = {
+    (Resource.SCHEDULE, "read"): (Topic.SCHEDULING, "viewed_schedule"),
+    (Resource.APPOINTMENT, "read"): (Topic.SCHEDULING, "viewed_appointments"),
+    (Resource.APPOINTMENT, "update"): (Topic.SCHEDULING, "changed_appointment"),
+    (Resource.MEDICATION_REQUEST, "read"): (Topic.MEDICATION, "viewed_doses"),
+    (Resource.MEDICATION_ADMINISTRATION, "read"): (Topic.MEDICATION, "viewed_dose_log"),
+    (Resource.MEDICATION_ADMINISTRATION, "create"): (Topic.MEDICATION, "logged_dose"),
+    (Resource.TASK, "create"): (Topic.REFILL, "requested_refill"),
+    (Resource.TASK, "read"): (Topic.REFILL, "viewed_refills"),
+    (Resource.COVERAGE, "read"): (Topic.BILLING, "viewed_coverage"),
+    (Resource.COVERAGE, "create"): (Topic.BILLING, "submitted_coverage"),
+    (Resource.DIAGNOSTIC_REPORT, "read"): (Topic.RESULTS, "viewed_results"),
+    (Resource.OBSERVATION, "read"): (Topic.RESULTS, "viewed_results"),
+    (Resource.COMMUNICATION, "create"): (Topic.ADVICE, "sent_message"),
+    (Resource.COMMUNICATION, "read"): (Topic.ADVICE, "read_reply"),
 }
 
 # Audit rows that change who is enrolled or in which department a patient is measured.
 # Guardian links are audited as FHIR ``RelatedPerson`` (invite, redeem, revoke, expire, update).
-POPULATION_ENTITY_TYPES = frozenset(
-    {"RelatedPerson", "GuardianLink", "Invitation", "CareTeam", "CareTeamMembership", "Patient"}
+POPULATION_ENTITY_TYPES: frozenset[Resource] = frozenset(
+    {Resource.RELATED_PERSON, Resource.INVITATION, Resource.CARE_TEAM, Resource.PATIENT}
 )
 
 # Messages: a guardian's "Communication" create opens a question; the care team's closes it.
-MESSAGE_ENTITY_TYPE = "Communication"
+MESSAGE_ENTITY_TYPE = Resource.COMMUNICATION
 
 
 # Message thread topics (messaging) → metrics topics; a thread's messages count under its topic.

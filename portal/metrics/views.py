@@ -16,6 +16,7 @@ from portal.metrics import comparison as compare
 from portal.metrics import estimate, reports
 from portal.metrics.charts import Series, bar_chart, event_study_chart, grouped_bars, line_chart
 from portal.metrics.models import Topic
+from portal.vocabulary import Resource
 
 WEEKS = 26
 
@@ -136,7 +137,7 @@ def dashboard_context() -> dict[str, Any]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """``view_metrics`` holders with MFA (session sign-in); anyone else gets a 404, audited."""
     if not _allowed(request.user):
-        audit.deny(actor=request.user, entity_type="MetricsDashboard", entity_id=None, reason="no_view_metrics")
+        audit.deny(actor=request.user, entity_type=Resource.METRICS_DASHBOARD, entity_id=None, reason="no_view_metrics")
         raise Http404()
     context = dashboard_context()
     context["today"] = date.today()  # noqa: DTZ011  (a label on the page)

@@ -69,7 +69,7 @@ def _append_audit(index: int) -> None:
     audit.record(
         actor=None,
         action=audit.Action.READ,
-        entity_type="Patient",
+        entity_type=audit.Resource.PATIENT,
         entity_id=f"bench-{index}",
         child_id=uuid.uuid4(),
         client=audit.ClientInfo("127.0.0.1", "bench"),

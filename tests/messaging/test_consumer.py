@@ -21,6 +21,7 @@ from messaging import services, stream
 from portal import events
 from portal.access import Capability, child_for
 from portal.asgi import application
+from portal.vocabulary import EventType, Resource
 from tests.conftest import PERSONAS, World, build_world
 from tests.messaging import data
 
@@ -90,9 +91,9 @@ def _emit(world: World, count: int, confidential: bool = False) -> list[int]:
         with transaction.atomic():
             rows = stream.emit(
                 users=crowd.everyone | {world.revoked_guardian.pk, world.other_guardian.pk},
-                type="message.created",
+                type=EventType.MESSAGE_CREATED,
                 child_id=world.ada.pk,
-                entity_type="message",
+                entity_type=Resource.COMMUNICATION,
                 entity_id=None,
                 confidential=confidential,
             )
@@ -133,7 +134,11 @@ async def test_socket_persona_matrix_over_500_events() -> None:
             for _ in range(100):
                 events.publish(
                     events.DomainEvent(
-                        "appointment.changed", world.ada.pk, "Appointment", thread.pk, Capability.SCHEDULE
+                        EventType.APPOINTMENT_CHANGED,
+                        world.ada.pk,
+                        Resource.APPOINTMENT,
+                        thread.pk,
+                        Capability.SCHEDULE,
                     )
                 )
         _emit(world, 198)
@@ -201,7 +206,11 @@ async def test_a_revoked_guardian_receives_nothing_more() -> None:
     def emit_to_them() -> None:
         with transaction.atomic():
             stream.emit(
-                users=crowd_before, type="message.created", child_id=world.ada.pk, entity_type="m", entity_id=None
+                users=crowd_before,
+                type=EventType.MESSAGE_CREATED,
+                child_id=world.ada.pk,
+                entity_type=Resource.COMMUNICATION,
+                entity_id=None,
             )
 
     await sync_to_async(emit_to_them)()

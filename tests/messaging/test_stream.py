@@ -15,6 +15,7 @@ from messaging import services, stream
 from messaging.models import UserEvent
 from portal import events
 from portal.access import Capability, child_for
+from portal.vocabulary import EventType, Resource
 from tests import care_data
 from tests.conftest import PERSONAS, World
 from tests.matrix import phi_strings
@@ -27,13 +28,23 @@ def test_events_are_written_in_the_changes_transaction(world: World) -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
         data.thread(world)
         stream.emit(
-            users=[world.guardian.pk], type="message.created", child_id=world.ada.pk, entity_type="m", entity_id=None
+            users=[world.guardian.pk],
+            type=EventType.MESSAGE_CREATED,
+            child_id=world.ada.pk,
+            entity_type=Resource.COMMUNICATION,
+            entity_id=None,
         )
         raise RuntimeError("the change fails")
     assert not UserEvent.objects.exists()
     with TestCase.captureOnCommitCallbacks() as callbacks:
         with transaction.atomic():
-            stream.emit(users=[world.guardian.pk], type="x", child_id=world.ada.pk, entity_type="m", entity_id=None)
+            stream.emit(
+                users=[world.guardian.pk],
+                type=EventType.MESSAGE_CREATED,
+                child_id=world.ada.pk,
+                entity_type=Resource.COMMUNICATION,
+                entity_id=None,
+            )
         assert UserEvent.objects.filter(user=world.guardian).count() == 1
     assert len(callbacks) == 1  # the push waits for the commit
 
@@ -53,15 +64,26 @@ def test_care_domain_events_reach_guardians_and_care_team_only(world: World) -> 
     link.scope = "limited"
     link.save(update_fields=["scope"])
     with transaction.atomic():
-        events.publish(events.DomainEvent("medication.changed", world.ada.pk, "MedicationRequest", plan.pk))
+        events.publish(
+            events.DomainEvent(EventType.MEDICATION_CHANGED, world.ada.pk, Resource.MEDICATION_REQUEST, plan.pk)
+        )
         events.publish(
             events.DomainEvent(
-                "appointment.changed", world.ada.pk, "Appointment", plan.pk, capability=Capability.SCHEDULE
+                EventType.APPOINTMENT_CHANGED,
+                world.ada.pk,
+                Resource.APPOINTMENT,
+                plan.pk,
+                capability=Capability.SCHEDULE,
             )
         )
         events.publish(
             events.DomainEvent(
-                "appointment.changed", world.ada.pk, "Appointment", plan.pk, Capability.SCHEDULE, confidential=True
+                EventType.APPOINTMENT_CHANGED,
+                world.ada.pk,
+                Resource.APPOINTMENT,
+                plan.pk,
+                Capability.SCHEDULE,
+                confidential=True,
             )
         )
     co = list(UserEvent.objects.filter(user=world.co_guardian).values_list("type", flat=True))

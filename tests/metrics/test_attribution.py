@@ -19,6 +19,7 @@ from portal.metrics.models import CallRecord, MetricsPatient, PatientIdentity
 from portal.metrics.refresh import metrics_refresh
 from portal.metrics.rollups import rollups_refresh
 from portal.models import GuardianLink, User
+from portal.vocabulary import Resource
 from tests.conftest import World
 from tests.metrics.conftest import last_quarter, seed_and_roll
 
@@ -87,7 +88,9 @@ def test_a_call_made_before_enrolment_is_attributed_once_the_guardians_phone_is_
     link = GuardianLink.objects.create(
         guardian=parent, child=world.ada, relationship="father", status=GuardianLink.Status.ACTIVE
     )
-    audit.record(actor=parent, action="update", entity_type="RelatedPerson", entity_id=link.pk, child_id=world.ada.pk)
+    audit.record(
+        actor=parent, action="update", entity_type=Resource.RELATED_PERSON, entity_id=link.pk, child_id=world.ada.pk
+    )
     result = metrics_refresh(estimate=False)
     assert result.calls_attributed == 1
     call = CallRecord.objects.get(call_id="a1")

@@ -17,6 +17,7 @@ from portal.metrics.refresh import metrics_refresh
 from portal.metrics.rollups import rollups_refresh
 from portal.metrics.stats import dispersion
 from portal.models import CareTeamMembership, Child
+from portal.vocabulary import Resource
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +91,11 @@ def test_messages_count_under_their_threads_topic(world: World) -> None:
     question = Message.objects.create(thread=medical, author=world.guardian, kind="family", body="...", position=1)
     for item in (message, question):
         audit.record(
-            actor=world.guardian, action="create", entity_type="Communication", entity_id=item.pk, child_id=world.ada.pk
+            actor=world.guardian,
+            action="create",
+            entity_type=Resource.COMMUNICATION,
+            entity_id=item.pk,
+            child_id=world.ada.pk,
         )
     metrics_refresh(estimate=False)
     topics = sorted(SelfServiceEvent.objects.filter(kind="sent_message").values_list("topic", flat=True))

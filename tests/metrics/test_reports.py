@@ -19,6 +19,7 @@ from portal.metrics.population import patients_sync
 from portal.metrics.refresh import metrics_refresh
 from portal.metrics.rollups import rollups_refresh
 from portal.models import AuditEvent
+from portal.vocabulary import Resource
 from tests.conftest import PERSONAS, World
 from tests.matrix import phi_strings
 from tests.metrics.conftest import seed_and_roll
@@ -148,10 +149,10 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
     world.guardian.phone = "+1 555 010 0001"
     world.guardian.save(update_fields=["phone"])
     # A guardian looks at the schedule, then requests a refill; a clinician's read is not self-service.
-    audit.reads(world.guardian, "Schedule", [world.ada.pk])
-    audit.record(actor=world.guardian, action="create", entity_type="Task", child_id=world.ada.pk)
-    audit.reads(world.clinician, "MedicationRequest", [world.ada.pk])
-    audit.reads(world.other_guardian, "Schedule", [world.ada.pk])  # not Ada's guardian
+    audit.reads(world.guardian, Resource.SCHEDULE, [world.ada.pk])
+    audit.record(actor=world.guardian, action="create", entity_type=Resource.TASK, child_id=world.ada.pk)
+    audit.reads(world.clinician, Resource.MEDICATION_REQUEST, [world.ada.pk])
+    audit.reads(world.other_guardian, Resource.SCHEDULE, [world.ada.pk])  # not Ada's guardian
     metrics_refresh()
     events = list(SelfServiceEvent.objects.order_by("audit_seq").values_list("topic", "kind"))
     assert events == [("scheduling", "viewed_schedule"), ("refill", "requested_refill")]
@@ -180,8 +181,8 @@ def test_self_service_events_are_derived_from_the_audit_trail_incrementally(worl
 @pytest.mark.parametrize("installed", [True, False])
 def test_message_response_times_only_when_messaging_exists(world: World, monkeypatch: Any, installed: bool) -> None:
     monkeypatch.setattr(derive, "messaging_available", lambda: installed)
-    audit.record(actor=world.guardian, action="create", entity_type="Communication", child_id=world.ada.pk)
-    audit.record(actor=world.clinician, action="create", entity_type="Communication", child_id=world.ada.pk)
+    audit.record(actor=world.guardian, action="create", entity_type=Resource.COMMUNICATION, child_id=world.ada.pk)
+    audit.record(actor=world.clinician, action="create", entity_type=Resource.COMMUNICATION, child_id=world.ada.pk)
     metrics_refresh()
     from portal.metrics.models import DailyResponseRollup, MessageResponse
 
