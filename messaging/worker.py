@@ -28,6 +28,7 @@ from django_tasks_db.utils import exclusive_transaction
 
 from messaging.conf import queue_lag_seconds, worker_heartbeat_seconds, worker_stale_seconds, worker_sweep_seconds
 from messaging.models import WorkerHeartbeat
+from portal import ledger
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,16 @@ class PortalWorker(Worker):
 
     def run(self) -> None:
         logger.info("Starting portal worker worker_id=%s", self.worker_id)
+        # The audit ledger's sequencer seals new audit rows on a thread of its own, every
+        # PORTAL_AUDIT_SEAL_SECONDS, so a long task never delays sealing (portal.ledger).
+        sequencer, stop_sequencer = ledger.start_sequencer_thread()
+        try:
+            self.serve()
+        finally:
+            stop_sequencer.set()
+            sequencer.join(timeout=10)
+
+    def serve(self) -> None:
         while self.running:
             self.housekeeping()
             tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)

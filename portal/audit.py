@@ -1,25 +1,28 @@
-"""The audit trail (FHIR AuditEvent): append-only rows chained by SHA-256.
+"""The audit trail (FHIR AuditEvent): append-only rows, sealed into a signed Merkle tree ledger.
 
-``hash_n = SHA-256(hash_{n-1} || canonical(entry_n))``. Appends are serialized (an advisory
-transaction lock on PostgreSQL; SQLite's write lock, taken at BEGIN IMMEDIATE) so concurrent requests
-never fork the chain. Rows name entities by type and external id only, never by value.
+Appending is a plain INSERT: no lock and no read of the row before, so concurrent requests never wait
+on each other. The sequencer in ``portal.ledger`` seals new rows in batches into an RFC 6962 Merkle
+tree and signs a checkpoint; ``verify`` recomputes it (see that module for the guarantee and for how
+rows committed out of order are handled). Rows written before the ledger also keep the SHA-256 hash
+chain they were written with (``hash_n = SHA-256(hash_{n-1} || canonical(entry_n))``), which
+``verify`` still walks. Rows name entities by type and external id only, never by value.
 """
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connections, router
 from django.http import HttpRequest
 from django.utils import timezone
 
+from portal import ledger
 from portal.models import Action, AuditEvent, Outcome
 from portal.vocabulary import Resource
 
@@ -39,8 +42,6 @@ __all__ = [
 ]
 
 GENESIS = "0" * 64
-# Any fixed 64-bit number: the key of the PostgreSQL advisory lock that serializes appends.
-_PG_LOCK_KEY = 0x5041_5544_4954  # "PAUDIT"
 
 
 @dataclass
@@ -72,20 +73,12 @@ def reset_client(token: contextvars.Token[ClientInfo]) -> None:
     _client.reset(token)
 
 
-def canonical(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+canonical = ledger.canonical
 
 
 def chain_hash(previous: str, entry: dict[str, Any]) -> str:
+    """The hash of a row of the pre-ledger chain."""
     return hashlib.sha256(previous.encode("ascii") + canonical(entry)).hexdigest()
-
-
-def _lock_chain() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_LOCK_KEY])
-    # SQLite: the project opens every transaction with BEGIN IMMEDIATE, so the write lock is held
-    # from the start of this atomic block and appends are serial.
 
 
 @dataclass
@@ -113,41 +106,105 @@ def _user_id(user: Any) -> Any:
 def record_many(
     entries: list[Entry], *, actor: Any, on_behalf_of: Any = None, client: ClientInfo | None = None
 ) -> list[AuditEvent]:
-    """Append entries to the chain in one locked step (a list read audits every child it shows)."""
+    """Append entries in one INSERT (a list read audits every child it shows). The rows join the
+    ledger when the sequencer next seals (``portal.ledger``)."""
     if not entries:
         return []
     info = client or _client.get()
     actor_id = _user_id(actor)
     behalf_id = _user_id(on_behalf_of)
-    with transaction.atomic():
-        _lock_chain()
-        last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-        seq, previous = last if last else (0, GENESIS)
-        now = timezone.now()
-        events = []
-        for item in entries:
-            seq += 1
-            event = AuditEvent(
-                seq=seq,
-                recorded_at=item.recorded_at or now,
-                actor_id=actor_id,
-                on_behalf_of_id=behalf_id,
-                action=item.action,
-                entity_type=item.entity_type,
-                entity_id=str(item.entity_id)[:64] if item.entity_id else "",
-                child_id=item.child_id or None,
-                outcome=item.outcome,
-                reason=item.reason,
-                client_address=(item.client or info).address,
-                user_agent=(item.client or info).user_agent,
-                count=item.count,
-                prev_hash=previous,
-            )
-            event.hash = chain_hash(previous, event.entry())
-            previous = event.hash
-            events.append(event)
-        AuditEvent.objects.bulk_create(events)
+    now = timezone.now()
+    events = [
+        AuditEvent(
+            recorded_at=item.recorded_at or now,
+            actor_id=actor_id,
+            on_behalf_of_id=behalf_id,
+            action=item.action,
+            entity_type=str(item.entity_type),
+            entity_id=str(item.entity_id)[:64] if item.entity_id else "",
+            child_id=item.child_id or None,
+            outcome=item.outcome,
+            reason=item.reason,
+            client_address=(item.client or info).address,
+            user_agent=(item.client or info).user_agent,
+            count=item.count,
+        )
+        for item in entries
+    ]
+    _insert(events)
     return events
+
+
+# The columns an append writes (``seq`` comes from the database; on PostgreSQL so does ``xid``).
+_COLUMNS = (
+    "id",
+    "recorded_at",
+    "actor_id",
+    "on_behalf_of_id",
+    "action",
+    "entity_type",
+    "entity_id",
+    "child_id",
+    "outcome",
+    "reason",
+    "client_address",
+    "user_agent",
+    "count",
+    "prev_hash",
+    "hash",
+)
+
+
+def _db_uuid(value: Any, native: bool) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, uuid.UUID):
+        value = uuid.UUID(str(value))
+    return value if native else value.hex
+
+
+def _insert(events: list[AuditEvent]) -> None:
+    """One INSERT ... RETURNING seq for all the rows: a single statement is atomic on its own, so
+    outside a transaction an append costs one round trip (bulk_create would add BEGIN and COMMIT)."""
+    alias = router.db_for_write(AuditEvent)
+    conn = connections[alias]
+    quote = conn.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    # Only the model's own table and column names are interpolated; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({', '.join(quote(name) for name in _COLUMNS)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * len(events))} RETURNING {quote('seq')}"
+    )
+    native = conn.features.has_native_uuid_field
+    params: list[Any] = []
+    for event in events:
+        # What the fields' get_db_prep_save would give, without the per-field dispatch (appends are
+        # the hottest write of the portal).
+        params += [
+            _db_uuid(event.id, native),
+            conn.ops.adapt_datetimefield_value(event.recorded_at),
+            _db_uuid(event.actor_id, native),
+            _db_uuid(event.on_behalf_of_id, native),
+            str(event.action),
+            str(event.entity_type),
+            str(event.entity_id),
+            _db_uuid(event.child_id, native),
+            str(event.outcome),
+            str(event.reason),
+            str(event.client_address),
+            str(event.user_agent),
+            int(event.count),
+            event.prev_hash,
+            event.hash,
+        ]
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        seqs = [value for (value,) in cursor.fetchall()]
+    # Rows come back in the order of VALUES (as bulk_create also relies on).
+    for event, seq in zip(events, seqs, strict=True):
+        event.seq = seq
+        event._state.adding = False
+        event._state.db = alias
 
 
 def record(
@@ -162,7 +219,7 @@ def record(
     on_behalf_of: Any = None,
     client: ClientInfo | None = None,
 ) -> AuditEvent:
-    """Append one audit row to the chain."""
+    """Append one audit row."""
     entry = Entry(
         action=action, entity_type=entity_type, entity_id=entity_id, child_id=child_id, outcome=outcome, reason=reason
     )
@@ -200,15 +257,28 @@ def deny(*, actor: Any, entity_type: Resource, entity_id: uuid.UUID | str | None
 
 @dataclass
 class Break:
-    seq: int
+    """One place where the trail does not hold: ``seq`` names the audit row when one is known,
+    ``index`` the ledger leaf."""
+
+    seq: int | None
     problem: str
+    index: int | None = None
 
 
-def verify(batch_size: int = 5000) -> Iterator[Break]:
-    """Walk the chain in order and yield every place where it does not hold."""
+def verify(batch_size: int = 5000, *, all_checkpoints: bool = False) -> Iterator[Break]:
+    """Yield every place where the trail does not hold: the pre-ledger chain, then the ledger
+    (every leaf against its row, the latest checkpoint's root and signature, or every checkpoint's
+    with ``all_checkpoints``, the stored tree)."""
+    yield from _verify_chain(batch_size)
+    for item in ledger.verify(batch_size, all_checkpoints=all_checkpoints):
+        yield Break(item.seq, item.problem, item.index)
+
+
+def _verify_chain(batch_size: int) -> Iterator[Break]:
+    """Walk the rows written before the ledger (those with a chain hash) in order."""
     previous = GENESIS
     expected_seq: int | None = None
-    queryset = AuditEvent.objects.order_by("seq")
+    queryset = AuditEvent.objects.exclude(hash="").order_by("seq")
     for event in queryset.iterator(chunk_size=batch_size):
         if expected_seq is not None and event.seq != expected_seq:
             yield Break(event.seq, f"rows {expected_seq}..{event.seq - 1} are missing (deleted)")

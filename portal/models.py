@@ -289,10 +289,19 @@ class Outcome(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """One FHIR AuditEvent; written only through ``portal.audit.record``, never updated or deleted."""
+    """One FHIR AuditEvent; written only through ``portal.audit.record``, never updated or deleted.
 
-    # Assigned under the chain lock as the previous seq + 1 (it is part of the hashed entry).
-    seq = models.BigIntegerField(primary_key=True)
+    The row is a plain insert. Its place in the signed order is its ``LedgerLeaf``, which the
+    sequencer (``portal.ledger``) adds shortly after the row commits. On PostgreSQL the table also
+    has an ``xid`` column (``xid8 DEFAULT pg_current_xact_id()``, added by migration 0007 and not
+    mapped here): the id of the inserting transaction, which the sequencer uses to seal only rows
+    whose transactions have ended.
+    """
+
+    # Assigned by the database at insert: unique and increasing in insert order, but not in commit
+    # order, and with gaps where a transaction rolled back (it is part of the hashed entry). The
+    # order that is signed is the ledger's (LedgerLeaf.index).
+    seq = models.BigAutoField(primary_key=True)
     id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     recorded_at = models.DateTimeField()
     actor_id = models.UUIDField(null=True, db_index=True)
@@ -309,8 +318,10 @@ class AuditEvent(models.Model):
     # reason and window (portal.refusals). Part of the hashed entry only when it is not 1, so rows
     # written before the column existed keep their hashes.
     count = models.PositiveIntegerField(default=1, db_default=1)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
+    # The hash chain of rows written before the ledger (migration 0007); empty on newer rows, whose
+    # evidence is their ledger leaf.
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = "audit event"
@@ -339,6 +350,62 @@ class AuditEvent(models.Model):
         if self.count != 1:
             entry["count"] = self.count
         return entry
+
+
+class LedgerLeaf(models.Model):
+    """The audit row at position ``index`` of the ledger (an RFC 6962 Merkle tree). Insert-only.
+
+    ``hash`` is the leaf hash, SHA-256(0x00 || canonical entry). Leaves are added only by the
+    sequencer, one batch per transaction, in index order (``portal.ledger``).
+    """
+
+    index = models.BigIntegerField(primary_key=True)
+    event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="leaf", db_column="event_seq")
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = "ledger leaf"
+
+    def __str__(self) -> str:
+        return f"Leaf #{self.index}"
+
+
+class LedgerNode(models.Model):
+    """A complete (perfect) subtree of the ledger above the leaves: level ``level`` >= 1 covers
+    leaves ``[index * 2**level, (index + 1) * 2**level)``. Once complete it never changes. Insert-only."""
+
+    id = models.BigAutoField(primary_key=True)
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = "ledger node"
+        constraints = [models.UniqueConstraint(fields=["level", "index"], name="unique_ledger_node")]
+
+    def __str__(self) -> str:
+        return f"Node {self.level}/{self.index}"
+
+
+class LedgerCheckpoint(models.Model):
+    """A signed tree head: the ledger's size and root hash at a moment, signed with Ed25519. Insert-only.
+
+    ``horizon`` is the sequencer's watermark: every audit row below it has a leaf (PostgreSQL: a
+    transaction id, rows with ``xid`` below it; SQLite: an audit ``seq``).
+    """
+
+    tree_size = models.BigIntegerField(primary_key=True)
+    root_hash = models.CharField(max_length=64)
+    timestamp = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=100)
+    horizon = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "ledger checkpoint"
+
+    def __str__(self) -> str:
+        return f"Checkpoint {self.tree_size}"
 
 
 class IdempotencyRecord(models.Model):

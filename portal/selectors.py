@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, ledger
 from portal.access import (
     Capability,
     ChildAccess,
@@ -282,14 +283,29 @@ EXPORT_COLUMNS = (
     "client_address",
     "user_agent",
     "count",
+    "leaf_index",
+    "leaf_hash",
     "prev_hash",
     "hash",
 )
 
 
 def audit_export_rows(*, start: Any, end: Any) -> Any:
-    """Audit rows recorded in [start, end), oldest first, as the canonical entries plus their hashes
-    (so an export can be verified on its own). Streams from the database in chunks."""
-    rows = AuditEvent.objects.filter(recorded_at__gte=start, recorded_at__lt=end).order_by("seq")
+    """Audit rows recorded in [start, end), oldest first, as the canonical entries plus their ledger
+    leaf (index and hash: each entry hashes to its leaf, which ``audit_checkpoint --inclusion`` proves
+    against a signed checkpoint) and, for rows written before the ledger, their chain hashes. Pending
+    rows are sealed first. Streams from the database in chunks."""
+    ledger.seal()
+    rows = (
+        AuditEvent.objects.filter(recorded_at__gte=start, recorded_at__lt=end)
+        .annotate(leaf_index=F("leaf__index"), leaf_hash=F("leaf__hash"))
+        .order_by("seq")
+    )
     for row in rows.iterator(chunk_size=2000):
-        yield {**row.entry(), "prev_hash": row.prev_hash, "hash": row.hash}
+        yield {
+            **row.entry(),
+            "leaf_index": row.leaf_index,
+            "leaf_hash": row.leaf_hash,
+            "prev_hash": row.prev_hash,
+            "hash": row.hash,
+        }

@@ -330,6 +330,15 @@ PORTAL_BLIND_INDEX_KEY = env("PORTAL_BLIND_INDEX_KEY") or ""
 PORTAL_KEY_FILE = Path(env("PORTAL_KEY_FILE") or VAR_DIR / "encryption_keys.json")
 PORTAL_ALLOW_LOCAL_KEY_FILE = env_bool("PORTAL_ALLOW_LOCAL_KEY_FILE", not PRODUCTION)
 
+# The Ed25519 key that signs the audit ledger's checkpoints: base64 of its 32-byte private seed, or
+# the key file (PORTAL_AUDIT_KEY_FILE), which the embedded default creates with mode 0600.
+# PORTAL_AUDIT_TRUSTED_KEYS: base64 public keys of retired signing keys whose checkpoints still verify.
+PORTAL_AUDIT_SIGNING_KEY = env("PORTAL_AUDIT_SIGNING_KEY") or ""
+PORTAL_AUDIT_KEY_FILE = Path(env("PORTAL_AUDIT_KEY_FILE") or VAR_DIR / "audit_signing_key.json")
+PORTAL_AUDIT_TRUSTED_KEYS = env_list("PORTAL_AUDIT_TRUSTED_KEYS", [])
+# How often the worker seals new audit rows into the ledger (seconds).
+PORTAL_AUDIT_SEAL_SECONDS = float(env("PORTAL_AUDIT_SEAL_SECONDS") or 0.5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

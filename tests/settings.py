@@ -10,6 +10,8 @@ from portal.settings import CACHES, REDIS_URL
 PORTAL_ENCRYPTION_KEYS = "test1:" + "A" * 43 + "="
 PORTAL_BLIND_INDEX_KEY = "B" * 43 + "="
 PORTAL_ALLOW_LOCAL_KEY_FILE = False
+# The audit ledger's checkpoint signing key (an Ed25519 seed), fixed for tests.
+PORTAL_AUDIT_SIGNING_KEY = "C" * 43 + "="
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

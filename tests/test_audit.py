@@ -1,10 +1,9 @@
-"""The audit trail: a hash chain that exposes tampering, the family's access log, the export."""
+"""The audit trail: a sealed ledger that exposes tampering, the family's access log, the export."""
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,10 +16,11 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
-from portal import audit
-from portal.models import AuditEvent
+from portal import audit, ledger, merkle
+from portal.models import AuditEvent, LedgerLeaf
 from portal.vocabulary import Resource
 from tests.conftest import ADA_MRN, ADA_NAME, World, app_client, build_world
+from tests.test_ledger import seal_until
 
 
 def _seed(count: int = 6) -> list[AuditEvent]:
@@ -30,7 +30,7 @@ def _seed(count: int = 6) -> list[AuditEvent]:
     ]
 
 
-def _problems() -> list[tuple[int, str]]:
+def _problems() -> list[tuple[int | None, str]]:
     return [(item.seq, item.problem) for item in audit.verify()]
 
 
@@ -46,6 +46,7 @@ def _tamper(sql: str, params: list[Any]) -> None:
 @pytest.fixture
 def chain(db: Any) -> list[AuditEvent]:
     events = _seed()
+    ledger.seal()
     assert _problems() == []
     return events
 
@@ -57,54 +58,61 @@ def test_intact_chain_verifies(chain: list[AuditEvent], capsys: Any) -> None:
 
 def test_edited_field_is_detected(chain: list[AuditEvent]) -> None:
     _tamper("UPDATE portal_auditevent SET outcome = 'denied' WHERE seq = %s", [chain[2].seq])
-    assert _problems() == [(chain[2].seq, "its content no longer matches its hash (the row was edited or inserted)")]
+    assert _problems() == [(chain[2].seq, "the row no longer matches its sealed leaf (it was edited)")]
     with pytest.raises(CommandError, match="broken in 1 place"):
         call_command("audit_verify")
 
 
 def test_deleted_row_is_detected(chain: list[AuditEvent]) -> None:
+    _tamper("DELETE FROM portal_ledgerleaf WHERE event_seq = %s", [chain[3].seq])
     _tamper("DELETE FROM portal_auditevent WHERE seq = %s", [chain[3].seq])
-    problems = _problems()
-    assert [seq for seq, _ in problems] == [chain[4].seq, chain[4].seq]
-    assert "missing (deleted)" in problems[0][1]
+    problems = [(item.index, item.problem) for item in audit.verify()]
+    assert problems[0] == (3, "leaves 3..3 are missing (deleted)")
 
 
 def test_inserted_row_is_detected(chain: list[AuditEvent]) -> None:
-    # A forger makes room after row 3 by renumbering the tail, then inserts a row whose own hash is
-    # consistent with row 3. The old row 4 (now 5) no longer follows it, and its content changed.
-    third = chain[2]
-    for event in reversed(chain[3:]):
-        _tamper("UPDATE portal_auditevent SET seq = seq + 1 WHERE seq = %s", [event.seq])
-    forged = AuditEvent(
-        seq=third.seq + 1,
-        recorded_at=timezone.now(),
-        action="read",
-        entity_type="Patient",
-        entity_id="forged",
-        outcome="success",
-        prev_hash=third.hash,
-    )
-    forged.hash = audit.chain_hash(forged.prev_hash, forged.entry())
-    _tamper(
-        "INSERT INTO portal_auditevent (seq, id, recorded_at, action, entity_type, entity_id, outcome, reason, "
-        "client_address, user_agent, prev_hash, hash) VALUES (%s, %s, %s, 'read', 'Patient', 'forged', "
-        "'success', '', '', '', %s, %s)",
-        [forged.seq, str(forged.id), forged.recorded_at, forged.prev_hash, forged.hash],
-    )
-    problems = _problems()
-    assert problems and problems[0][0] == third.seq + 2
-    assert {problem for _, problem in problems} >= {
-        "does not follow the row before it (a row was deleted, inserted or reordered)"
-    }
+    # A forger makes room after leaf 2 by renumbering the tail, then inserts a row with a leaf
+    # consistent with it. Every leaf matches its row, but the tree no longer gives the signed root.
+    for index in reversed(range(3, len(chain))):
+        _tamper('UPDATE portal_ledgerleaf SET "index" = "index" + 1 WHERE "index" = %s', [index])
+    forged = audit.record(actor=None, action="read", entity_type=Resource.PATIENT, entity_id="forged")
+    leaf = ledger.entry_leaf_hash(forged.entry()).hex()
+    _tamper('INSERT INTO portal_ledgerleaf ("index", event_seq, hash) VALUES (3, %s, %s)', [forged.seq, leaf])
+    problems = {problem for _, problem in _problems()}
+    assert f"checkpoint {len(chain)}'s root does not match the rows under it" in problems
+    assert "the stored tree nodes do not match the leaves" in problems
 
 
 def test_swapped_rows_are_detected(chain: list[AuditEvent]) -> None:
     a, b = chain[1], chain[2]
-    _tamper("UPDATE portal_auditevent SET seq = -1 WHERE seq = %s", [a.seq])
-    _tamper("UPDATE portal_auditevent SET seq = %s WHERE seq = %s", [a.seq, b.seq])
-    _tamper("UPDATE portal_auditevent SET seq = %s WHERE seq = -1", [b.seq])
+    _tamper("UPDATE portal_ledgerleaf SET event_seq = -1 WHERE event_seq = %s", [a.seq])
+    _tamper("UPDATE portal_ledgerleaf SET event_seq = %s WHERE event_seq = %s", [a.seq, b.seq])
+    _tamper("UPDATE portal_ledgerleaf SET event_seq = %s WHERE event_seq = -1", [b.seq])
     problems = dict(_problems())
     assert a.seq in problems and b.seq in problems
+
+
+def test_rows_written_before_the_ledger_keep_their_chain(db: Any) -> None:
+    """Rows from before the ledger carry a hash chain, still walked; they are sealed like any row."""
+    previous = audit.GENESIS
+    legacy = []
+    for i in range(3):
+        event = AuditEvent(recorded_at=timezone.now(), action="read", entity_type="Patient", entity_id=f"old{i}")
+        event.save()
+        event.prev_hash = previous
+        event.hash = previous = audit.chain_hash(previous, event.entry())
+        _tamper(
+            "UPDATE portal_auditevent SET prev_hash = %s, hash = %s WHERE seq = %s",
+            [event.prev_hash, event.hash, event.seq],
+        )
+        legacy.append(event)
+    ledger.seal()
+    assert _problems() == []
+    _tamper("UPDATE portal_auditevent SET prev_hash = %s WHERE seq = %s", ["f" * 64, legacy[1].seq])
+    assert _problems() == [
+        (legacy[1].seq, "does not follow the row before it (a row was deleted, inserted or reordered)"),
+        (legacy[1].seq, "its content no longer matches its hash (the row was edited or inserted)"),
+    ]
 
 
 def test_rows_name_entities_never_values(world: World) -> None:
@@ -171,13 +179,21 @@ def test_administrator_exports_a_period_as_csv_and_json(world: World) -> None:
     assert response.status_code == 200
     text = b"".join(response.streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert rows and {"seq", "actor", "action", "child", "hash"} <= set(rows[0])
+    assert rows and {"seq", "actor", "action", "child", "leaf_index", "leaf_hash"} <= set(rows[0])
     assert ADA_NAME not in text and ADA_MRN not in text
     lines = b"".join(_export(world.client("admin"), "json").streaming_content).decode().splitlines()
     entries = [json.loads(line) for line in lines]
-    # An export verifies on its own: each row's hash chains from the one before.
-    for previous, current in itertools.pairwise(entries):
-        assert current["prev_hash"] == previous["hash"]
+    # An export verifies on its own: each entry hashes to its leaf, and each leaf is proven to be in
+    # the signed ledger (audit_checkpoint --inclusion).
+    checkpoint = ledger.latest_checkpoint()
+    assert checkpoint is not None and entries
+    for item in entries:
+        leaf = item.pop("leaf_hash")
+        index = item.pop("leaf_index")
+        item.pop("prev_hash"), item.pop("hash")
+        assert ledger.entry_leaf_hash(item).hex() == leaf
+        proof = ledger.inclusion_proof(index, checkpoint.tree_size)
+        merkle.verify_inclusion(bytes.fromhex(leaf), index, checkpoint.tree_size, proof, checkpoint.root())
     assert AuditEvent.objects.filter(action="export", actor_id=world.admin.pk).count() == 2
 
 
@@ -225,6 +241,9 @@ def test_two_hundred_concurrent_audited_requests_keep_one_chain(needs_postgres: 
         statuses = list(pool.map(hit, range(200)))
     assert statuses == [200] * 200
     assert AuditEvent.objects.count() == before + 200
+    # Every row is sealed once, in one unbroken order.
+    seal_until(AuditEvent.objects.count())
+    leaves = list(LedgerLeaf.objects.order_by("index").values_list("index", "event_id"))
+    assert [index for index, _ in leaves] == list(range(len(leaves)))
+    assert sorted(seq for _, seq in leaves) == sorted(AuditEvent.objects.values_list("seq", flat=True))
     assert _problems() == []
-    seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
-    assert seqs == list(range(1, len(seqs) + 1))

@@ -1,6 +1,6 @@
-"""PostgreSQL: the audit trail holds against the credentials the portal runs with. The table refuses
-TRUNCATE to everyone; the runtime role set up by ``audit_db_roles`` may only read and append, and, not
-owning the table, cannot disable or drop its triggers."""
+"""PostgreSQL: the audit trail and its ledger hold against the credentials the portal runs with. The
+tables refuse TRUNCATE to everyone; the runtime role set up by ``audit_db_roles`` may only read and
+append, and, not owning the tables, cannot disable or drop their triggers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from portal import audit
+from portal import audit, ledger
 from portal.models import AuditEvent
 from portal.vocabulary import Resource
 
@@ -29,7 +29,10 @@ def _refused(sql: str, params: list[Any] | None = None) -> str:
 
 def test_truncate_is_refused_even_for_the_owner(needs_postgres: None) -> None:
     audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="e1")
-    assert "append-only (TRUNCATE refused)" in _refused("TRUNCATE portal_auditevent")
+    # The ledger's leaves refer to the rows, so a plain TRUNCATE stops there; with CASCADE the
+    # triggers refuse it.
+    assert "referenced in a foreign key" in _refused("TRUNCATE portal_auditevent")
+    assert "append-only (TRUNCATE refused)" in _refused("TRUNCATE portal_auditevent CASCADE")
     assert AuditEvent.objects.count() == 1
 
 
@@ -55,9 +58,18 @@ def test_runtime_role_may_only_read_and_append(needs_postgres: None) -> None:
             assert "must be owner" in _refused("DROP TABLE portal_auditevent")
             assert "must be owner" in _refused("DROP FUNCTION portal_audit_append_only()")
             assert "permission denied" in _refused("CREATE TABLE portal_sneaky (id int)")
-            # The application still appends, and reads its own tables.
-            after = audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="after")
-            assert after.prev_hash == before.hash
+            # The application still appends and seals, and reads its own tables.
+            audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="after")
+            assert ledger.seal() == 2
+            # The ledger holds like the trail: read and append only, triggers out of reach.
+            for table in ("portal_ledgerleaf", "portal_ledgernode", "portal_ledgercheckpoint"):
+                assert "permission denied" in _refused(f"DELETE FROM {table}")
+                assert "permission denied" in _refused(f"TRUNCATE {table}")
+                assert "must be owner" in _refused(f"ALTER TABLE {table} DISABLE TRIGGER ALL")
+                assert "must be owner" in _refused(f"DROP TRIGGER {table}_append_only ON {table}")
+            assert "permission denied" in _refused("UPDATE portal_ledgerleaf SET hash = hash")
+            assert "permission denied" in _refused("UPDATE portal_ledgercheckpoint SET root_hash = root_hash")
+            assert "must be owner" in _refused("DROP FUNCTION portal_audit_ledger_append_only()")
             with connection.cursor() as cursor:
                 cursor.execute("SELECT current_user")
                 assert cursor.fetchone() == (runtime,)
@@ -71,7 +83,12 @@ def test_runtime_role_may_only_read_and_append(needs_postgres: None) -> None:
             cursor.execute(f"SET ROLE {owner}")
         try:
             assert "append-only" in _refused("UPDATE portal_auditevent SET reason = 'x'")
-            assert "append-only" in _refused("TRUNCATE portal_auditevent")
+            with connection.cursor() as cursor:  # the seal's foreign-key checks, so TRUNCATE meets the triggers
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            assert "append-only" in _refused("TRUNCATE portal_auditevent CASCADE")
+            for table in ("portal_ledgerleaf", "portal_ledgernode", "portal_ledgercheckpoint"):
+                assert "append-only" in _refused(f"DELETE FROM {table}")
+                assert "append-only" in _refused(f"TRUNCATE {table}")
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("RESET ROLE")

@@ -1,7 +1,10 @@
 """Self-service events (and message response times) derived from the audit trail, incrementally.
 
-The audit trail is read after a watermark on ``AuditEvent.seq``; each batch commits with its
-watermark. Rows about enrolment (``POPULATION_ENTITY_TYPES``: links are audited as ``RelatedPerson``)
+The audit trail is read in ledger order (``LedgerLeaf.index``, see ``portal.ledger``) after a
+watermark, the number of leaves already read; each batch commits with its watermark. Only sealed
+rows are read (the job seals first): ``AuditEvent.seq`` follows insert order, not commit order, so
+a cursor on it could pass a row that commits late, while a leaf is never added behind the tail.
+Rows about enrolment (``POPULATION_ENTITY_TYPES``: links are audited as ``RelatedPerson``)
 re-sync their child's metrics patient. A guardian's message counts under its thread's topic.
 """
 
@@ -14,9 +17,10 @@ from typing import Any
 
 from django.apps import apps
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, ledger
 from portal.metrics.common import WRITE_BATCH, days_between, mark_dirty
 from portal.metrics.models import MessageResponse, MetricsPatient, PendingMessage, SelfServiceEvent, Watermark
 from portal.metrics.population import patients_sync
@@ -28,7 +32,7 @@ from portal.metrics.topics import (
     metrics_topic_of_thread,
     phone_hash,
 )
-from portal.models import AuditEvent, GuardianLink, User
+from portal.models import GuardianLink, LedgerLeaf, User
 
 CALLBACK_WINDOW = timedelta(days=7)
 AUDIT_WATERMARK = "audit_events"
@@ -49,6 +53,7 @@ def events_derive(*, batch_size: int = 5000, limit: int | None = None) -> int:
     Each batch commits with its watermark, so a crash repeats at most one batch, and ``audit_seq``
     is unique, so a repeat inserts nothing twice. Returns the number of audit rows read.
     """
+    ledger.seal()
     read = 0
     with_messages = messaging_available()
     interesting = {entity for entity, _ in SELF_SERVICE_ACTIONS} | POPULATION_ENTITY_TYPES
@@ -56,11 +61,19 @@ def events_derive(*, batch_size: int = 5000, limit: int | None = None) -> int:
         with transaction.atomic():
             mark, _ = Watermark.objects.select_for_update().get_or_create(name=AUDIT_WATERMARK)
             rows = list(
-                AuditEvent.objects.filter(seq__gt=mark.value)
-                .order_by("seq")
-                .values("seq", "recorded_at", "actor_id", "action", "entity_type", "entity_id", "child_id", "outcome")[
-                    :batch_size
-                ]
+                LedgerLeaf.objects.filter(index__gte=mark.value)
+                .order_by("index")
+                .values(
+                    "index",
+                    seq=F("event__seq"),
+                    recorded_at=F("event__recorded_at"),
+                    actor_id=F("event__actor_id"),
+                    action=F("event__action"),
+                    entity_type=F("event__entity_type"),
+                    entity_id=F("event__entity_id"),
+                    child_id=F("event__child_id"),
+                    outcome=F("event__outcome"),
+                )[:batch_size]
             )
             if not rows:
                 return read
@@ -72,7 +85,7 @@ def events_derive(*, batch_size: int = 5000, limit: int | None = None) -> int:
                 and row["entity_type"] in interesting
             ]
             _derive_batch([dict(row) for row in useful], with_messages)
-            mark.value = rows[-1]["seq"]
+            mark.value = rows[-1]["index"] + 1
             mark.updated_at = timezone.now()
             mark.save(update_fields=["value", "updated_at"])
         read += len(rows)

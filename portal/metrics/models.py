@@ -281,7 +281,7 @@ class PendingMessage(models.Model):
 
 
 class Watermark(models.Model):
-    """How far an incremental job has read (the last ``AuditEvent.seq`` derived)."""
+    """How far an incremental job has read (for audit rows: how many ledger leaves were derived)."""
 
     name = models.CharField(max_length=40, primary_key=True)
     value = models.BigIntegerField(default=0)

@@ -210,12 +210,8 @@ def test_today_uses_a_constant_number_of_queries(world: World, count: int, djang
     client = _guardian_with_children(world, count)
     client.get("/api/v1/me/today")  # the session's first touch writes its timestamp
     # auth: the token's session comes from the cache; user + the MFA rule = 2;
-    # links, appointments, plans, doses, refills, unread messages = 6; the audit append (savepoint, tail, insert,
-    # release) = 4,
-    # plus the advisory lock that serializes the chain on PostgreSQL
-    from django.db import connection
-
-    with django_assert_num_queries(12 + (connection.vendor == "postgresql")):
+    # links, appointments, plans, doses, refills, unread messages = 6; the audit append (one insert) = 1
+    with django_assert_num_queries(9):
         response = client.get("/api/v1/me/today")
     body = response.json()
     assert len(body["children"]) == count

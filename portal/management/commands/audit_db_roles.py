@@ -1,14 +1,15 @@
 """Separate the database role that owns the schema (and runs migrations) from the role the portal
-runs with, so the audit trail holds against the application's own credentials.
+runs with, so the audit trail and its ledger hold against the application's own credentials.
 
 Run once as a superuser (or the current owner of the tables), and again after adding apps:
 
     python manage.py audit_db_roles --owner portal_owner --runtime portal_app [--create] [--dry-run]
 
 Afterwards: run ``migrate`` with the owner's credentials, serve with the runtime role's. The runtime
-role may read and write the application's tables, but on ``portal_auditevent`` it holds only SELECT and
-INSERT: it cannot UPDATE, DELETE or TRUNCATE the trail, and, not owning the table, it cannot disable or
-drop the triggers that refuse those statements.
+role may read and write the application's tables, but on ``portal_auditevent`` and the ledger's tables
+(leaves, nodes, checkpoints) it holds only SELECT and INSERT: it cannot UPDATE, DELETE or TRUNCATE the
+trail or its ledger, and, not owning the tables, it cannot disable or drop the triggers that refuse
+those statements.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from django.db import connection, transaction
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 AUDIT_TABLE = "portal_auditevent"
+# The audit table and the ledger that seals it (portal.ledger): read and append only.
+APPEND_ONLY_TABLES = (AUDIT_TABLE, "portal_ledgerleaf", "portal_ledgernode", "portal_ledgercheckpoint")
 
 
 def role_setup_sql(*, owner: str, runtime: str, schema: str, tables: list[str], functions: list[str]) -> list[str]:
@@ -40,12 +43,15 @@ def role_setup_sql(*, owner: str, runtime: str, schema: str, tables: list[str], 
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {q(runtime)}",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {q(owner)} IN SCHEMA {q(schema)} "
         f"GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {q(runtime)}",
-        # The audit trail: append and read only (its sequence number is assigned by the application
-        # under the chain lock, so it needs no sequence).
-        f"REVOKE ALL ON {q(schema)}.{q(AUDIT_TABLE)} FROM {q(runtime)}",
-        f"REVOKE ALL ON {q(schema)}.{q(AUDIT_TABLE)} FROM PUBLIC",
-        f"GRANT SELECT, INSERT ON {q(schema)}.{q(AUDIT_TABLE)} TO {q(runtime)}",
     ]
+    # The audit trail and its ledger: read and append only (their identity sequences are among the
+    # sequences granted above).
+    for table in APPEND_ONLY_TABLES:
+        statements += [
+            f"REVOKE ALL ON {q(schema)}.{q(table)} FROM {q(runtime)}",
+            f"REVOKE ALL ON {q(schema)}.{q(table)} FROM PUBLIC",
+            f"GRANT SELECT, INSERT ON {q(schema)}.{q(table)} TO {q(runtime)}",
+        ]
     return statements
 
 
@@ -82,8 +88,8 @@ class Command(BaseCommand):
                     statements.append(f"CREATE ROLE {q(name)} NOLOGIN")
             cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", [schema])
             tables = [row[0] for row in cursor.fetchall()]
-            if AUDIT_TABLE not in tables:
-                raise CommandError(f"{schema}.{AUDIT_TABLE} does not exist: run migrate first.")
+            if not set(APPEND_ONLY_TABLES) <= set(tables):
+                raise CommandError(f"{schema}.{AUDIT_TABLE} or its ledger does not exist: run migrate first.")
             cursor.execute(
                 "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                 "WHERE n.nspname = %s AND p.proname LIKE 'portal\\_audit\\_%%' ORDER BY p.proname",
@@ -102,6 +108,7 @@ class Command(BaseCommand):
         verb = "Would hand" if options["dry_run"] else "Handed"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{verb} {len(tables)} tables to {owner}; {runtime} may only read and append {AUDIT_TABLE}."
+                f"{verb} {len(tables)} tables to {owner}; "
+                f"{runtime} may only read and append {AUDIT_TABLE} and its ledger."
             )
         )
