@@ -26,23 +26,13 @@ from care.models import (
     RefillTransition,
 )
 from portal import audit, events, idempotency, zones
-from portal.access import Capability, ChildAccess, hide_confidential
+from portal.access import Capability, ChildAccess, active_clinician, hide_confidential
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
-from portal.models import Child, DepartmentMembership, User
+from portal.models import Child, User
 from portal.vocabulary import EventType, Resource
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _require(access: ChildAccess, capability: Capability) -> None:
-    if not access.can(capability):
-        raise NotFound("No such child.")
-
-
-def _require_care_team(access: ChildAccess) -> None:
-    """Clinical decisions (appointments, prescriptions, refills) belong to the child's care team."""
-    _require(access, Capability.TREAT)
 
 
 def _publish(
@@ -101,13 +91,6 @@ def _ensure_slot_free(clinician_id: uuid.UUID, start: datetime, end: datetime, e
         raise Conflict("The clinician already has an appointment at that time.", code="slot_taken")
 
 
-def _clinician(clinician_id: uuid.UUID) -> User:
-    clinician = User.objects.filter(pk=clinician_id, is_active=True).first()
-    if clinician is None or not DepartmentMembership.objects.filter(clinician=clinician, active=True).exists():
-        raise Invalid("That person is not an active clinician of any department.", code="not_a_clinician")
-    return clinician
-
-
 def appointment_create(
     *,
     actor: User,
@@ -123,12 +106,12 @@ def appointment_create(
     confidential: bool = False,
 ) -> Appointment:
     """Staff book (or propose) an appointment; a booked one must not overlap the clinician's others."""
-    _require_care_team(access)
+    access.require(Capability.TREAT)
     if end <= start:
         raise Invalid("The end must come after the start.", code="invalid_period")
     if status not in (Appointment.Status.PROPOSED, Appointment.Status.BOOKED):
         raise Invalid("A new appointment is proposed or booked.", code="invalid_status")
-    clinician = _clinician(clinician_id)
+    clinician = active_clinician(clinician_id)
     with transaction.atomic():
         if status == Appointment.Status.BOOKED:
             _ensure_slot_free(clinician.pk, start, end, None)
@@ -187,7 +170,7 @@ def appointment_update(
     clear_change_request: bool = False,
 ) -> Appointment:
     """Staff move an appointment along its lifecycle, reschedule it, or answer a family's request."""
-    _require_care_team(access)
+    access.require(Capability.TREAT)
     with transaction.atomic():
         appointment = _appointment(access, appointment_id, lock=True)
         changed: list[str] = []
@@ -236,7 +219,7 @@ def appointment_update(
 
 def appointment_confirm(*, actor: User, access: ChildAccess, appointment_id: uuid.UUID) -> Appointment:
     """A guardian confirms they will come."""
-    _require(access, Capability.FAMILY_SCHEDULE)
+    access.require(Capability.FAMILY_SCHEDULE)
     with transaction.atomic():
         appointment = _appointment(access, appointment_id, lock=True)
         if appointment.status not in (Appointment.Status.PROPOSED, Appointment.Status.BOOKED):
@@ -262,7 +245,7 @@ def appointment_request_change(
     *, actor: User, access: ChildAccess, appointment_id: uuid.UUID, action: str, note: str = ""
 ) -> Appointment:
     """A guardian asks staff to cancel or move an appointment; staff act on it (nothing changes silently)."""
-    _require(access, Capability.FAMILY_SCHEDULE)
+    access.require(Capability.FAMILY_SCHEDULE)
     with transaction.atomic():
         appointment = _appointment(access, appointment_id, lock=True)
         if appointment.status not in (Appointment.Status.PROPOSED, Appointment.Status.BOOKED):
@@ -314,7 +297,7 @@ def plan_create(
     confidential: bool = False,
 ) -> MedicationPlan:
     """A care-team clinician prescribes; the prescriber is the acting user."""
-    _require_care_team(access)
+    access.require(Capability.TREAT)
     times = times_of_day or []
     days = weekdays or []
     if schedule_kind in ("fixed_times", "weekdays") and not times:
@@ -383,7 +366,7 @@ def dose_record(
 ) -> tuple[DoseLog, bool]:
     """Record a dose given or skipped. Returns (dose, created): a retry with the same ``client_id``
     returns the first recording. An as-needed dose too soon or past the daily maximum is refused."""
-    _require(access, Capability.CLINICAL)
+    access.require(Capability.CLINICAL)
     moment = occurred_at or timezone.now()
     if moment > timezone.now() + timedelta(minutes=5):
         raise Invalid("A dose cannot be recorded in the future.", code="dose_in_future")
@@ -480,7 +463,7 @@ def refill_request(
     With an ``Idempotency-Key``, a retry returns the first answer and the same key with another body
     is refused (422). Returns (status code, body).
     """
-    _require(access, Capability.FAMILY_CLINICAL)
+    access.require(Capability.FAMILY_CLINICAL)
     body = {"plan_id": str(plan_id), "pharmacy": pharmacy, "note": note, "child_id": str(access.child.pk)}
     with transaction.atomic():
         replay = None
@@ -527,9 +510,9 @@ def refill_transition(
 ) -> RefillRequest:
     """The care team moves a request along; approval uses up exactly one refill, under a row lock."""
     if to == RefillRequest.Status.CANCELLED and not access.is_clinician:
-        _require(access, Capability.CLINICAL)
+        access.require(Capability.CLINICAL)
     else:
-        _require_care_team(access)
+        access.require(Capability.TREAT)
     with transaction.atomic():
         refill = RefillRequest.objects.select_for_update().filter(pk=refill_id, child=access.child).first()
         if refill is None or (refill.plan.confidential and not access.is_clinician):
@@ -588,7 +571,7 @@ def coverage_submit(
     copays: dict[str, str] | None = None,
 ) -> Coverage:
     """A guardian submits new card details; they show as pending until staff verify them."""
-    _require(access, Capability.FAMILY_CLINICAL)
+    access.require(Capability.FAMILY_CLINICAL)
     with transaction.atomic():
         Coverage.objects.filter(child=access.child, status=Coverage.Status.PENDING).update(
             status=Coverage.Status.SUPERSEDED
@@ -660,7 +643,7 @@ def coverage_verify(
     """Staff verify or reject pending coverage. Verified coverage that starts today or earlier becomes
     active (the old one superseded); coverage that starts later is ``pending_start`` and the current
     coverage stays active until that day (in the child's time zone)."""
-    _require(access, Capability.MANAGE)
+    access.require(Capability.MANAGE)
     with transaction.atomic():
         coverage = Coverage.objects.select_for_update().filter(pk=coverage_id, child=access.child).first()
         if coverage is None:

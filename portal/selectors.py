@@ -10,6 +10,7 @@ from portal import audit
 from portal.access import (
     Capability,
     ChildAccess,
+    can_view_metrics,
     care_team_memberships,
     effective_scope,
     guardian_links,
@@ -22,7 +23,7 @@ from portal.errors import NotFound
 from portal.models import AuditEvent, CareTeamMembership, GuardianLink, User
 from portal.vocabulary import Resource
 
-PORTAL_PERMISSIONS = ("view_metrics", "manage_portal")
+PORTAL_PERMISSIONS = (("view_metrics", can_view_metrics), ("manage_portal", is_portal_manager))
 
 
 def me_summary(*, user: User) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def me_summary(*, user: User) -> dict[str, Any]:
         "time_zone": user.time_zone,
         "mfa_enrolled": has_mfa(user),
         "mfa_required": requires_mfa(user),
-        "permissions": [perm for perm in PORTAL_PERMISSIONS if user.has_perm(f"portal.{perm}")],
+        "permissions": [name for name, holds in PORTAL_PERMISSIONS if holds(user)],
         "children_as_guardian": [
             {
                 "id": link.child_id,

@@ -16,10 +16,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit, ratelimit, realtime
-from portal.access import Capability, ChildAccess, holds_staff_role, live_link_q, staff_accounts
+from portal.access import Capability, ChildAccess, active_clinician, holds_staff_role, live_link_q, staff_accounts
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
-from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, Invitation, User
+from portal.models import CareTeamMembership, Child, Department, GuardianLink, Invitation, User
 from portal.vocabulary import Resource
 
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on phones.
@@ -35,11 +35,6 @@ def _new_code() -> str:
 def _code_hash(code: str) -> str:
     normalized = code.replace("-", "").replace(" ", "").upper()
     return keyring().blind_index(normalized, purpose="portal.invitation.code")
-
-
-def _require(access: ChildAccess, capability: Capability) -> None:
-    if not access.can(capability):
-        raise NotFound("No such child.")
 
 
 def child_create(
@@ -88,7 +83,7 @@ def invitation_create(
     Returns the code once; only its hash is kept. Only an account that has verified
     ``recipient_email`` may redeem it, and never the creator: staff cannot invite themselves.
     """
-    _require(access, Capability.MANAGE)
+    access.require(Capability.MANAGE)
     recipient_email = recipient_email.strip().lower()
     if _owns_address(actor, recipient_email, verified_only=False):
         raise Invalid(
@@ -237,7 +232,7 @@ def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Gua
     The approver holds ``manage_portal`` and is neither the link's holder nor the invitation's
     creator; a refusal is audited (after the transaction, so it outlives the rollback).
     """
-    _require(access, Capability.APPROVE)
+    access.require(Capability.APPROVE)
     now = timezone.now()
     with transaction.atomic():
         link = _link_of(access, link_id, lock=True)
@@ -296,7 +291,7 @@ def _link_changed(*, actor: User | None, link: GuardianLink, reason: str) -> Non
 
 def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> GuardianLink:
     """End a guardian's access (or withdraw an unredeemed invitation). Open sockets are told at once."""
-    _require(access, Capability.MANAGE)
+    access.require(Capability.MANAGE)
     with transaction.atomic():
         link = _link_of(access, link_id, lock=True)
         if link.status in (GuardianLink.Status.REVOKED, GuardianLink.Status.EXPIRED):
@@ -320,7 +315,7 @@ def link_update(
     valid_until: datetime | None = None,
 ) -> GuardianLink:
     """Staff change a link's scope, record an adolescent exception or a court appointment, or set an end."""
-    _require(access, Capability.MANAGE)
+    access.require(Capability.MANAGE)
     changes = {
         "scope": scope,
         "adolescent_exception": adolescent_exception,
@@ -352,10 +347,8 @@ def care_team_add(
     end: datetime | None = None,
 ) -> CareTeamMembership:
     """Put a clinician (someone working in a department) on the child's care team."""
-    _require(access, Capability.MANAGE)
-    clinician = User.objects.filter(pk=clinician_id, is_active=True).first()
-    if clinician is None or not DepartmentMembership.objects.filter(clinician=clinician, active=True).exists():
-        raise Invalid("That person is not an active clinician of any department.", code="not_a_clinician")
+    access.require(Capability.MANAGE)
+    clinician = active_clinician(clinician_id)
     department = None
     if department_id is not None:
         department = Department.objects.filter(pk=department_id).first()
@@ -387,7 +380,7 @@ def care_team_add(
 
 def care_team_end(*, actor: User, access: ChildAccess, membership_id: uuid.UUID) -> CareTeamMembership:
     """End a clinician's care-team membership now; their access to the child ends with it."""
-    _require(access, Capability.MANAGE)
+    access.require(Capability.MANAGE)
     now = timezone.now()
     with transaction.atomic():
         membership = CareTeamMembership.objects.select_for_update().filter(pk=membership_id, child=access.child).first()
