@@ -8,6 +8,9 @@ class MessagingConfig(AppConfig):
 
     def ready(self) -> None:
         from messaging import stream
+        from messaging.worker import worker_health
+        from portal.api import register_health_component
 
         # Care's domain events (refills, appointments, doses...) join each user's event stream.
         stream.connect()
+        register_health_component("worker", worker_health)

@@ -90,16 +90,6 @@ def _channel_layer_ok() -> bool:
         return False
 
 
-def _worker_state() -> str:
-    from messaging.worker import worker_health
-
-    try:
-        return worker_health()
-    except Exception:
-        logger.exception("worker health check failed")
-        return "error"
-
-
 def _up(check: Callable[[], bool]) -> Callable[[], str]:
     return lambda: "ok" if check() else "unavailable"
 
@@ -114,14 +104,27 @@ class HealthComponent:
 
 HEALTHY = frozenset({"ok", "inline"})
 
-# Adding a component is one line here. The worker's state is read from the database, so it is asked
-# only when the database answers.
+# The portal's own components; apps add theirs with ``register_health_component`` from their
+# ``AppConfig.ready`` (messaging: "worker", whose state is read from the database, so it is asked only
+# when the database answers).
 HEALTH_COMPONENTS: dict[str, HealthComponent] = {
     "database": HealthComponent(_up(_database_ok), critical=True),
     "cache": HealthComponent(_up(_cache_ok)),
     "channel_layer": HealthComponent(_up(_channel_layer_ok)),
-    "worker": HealthComponent(_worker_state),
 }
+
+
+def register_health_component(name: str, check: Callable[[], str], *, critical: bool = False) -> None:
+    """Report ``check``'s state under ``name`` in ``/health``; a check that raises reports "error"."""
+
+    def guarded() -> str:
+        try:
+            return check()
+        except Exception:
+            logger.exception("%s health check failed", name)
+            return "error"
+
+    HEALTH_COMPONENTS[name] = HealthComponent(guarded, critical=critical)
 
 
 @router.get(
