@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +26,8 @@ from care.models import (
     ScheduleException,
     WorkingHours,
 )
-from care.services import coverage_statuses, feed_token_hash, plan_for, refill_out
+from care.presenters import appointment_out, refill_out
+from care.services import coverage_statuses, feed_token_hash, plan_for
 from portal import audit, zones
 from portal.access import (
     Capability,
@@ -97,40 +99,9 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
     return result
 
 
-def appointment_out(appointment: Appointment, *, limited: bool = False) -> dict[str, Any]:
-    """An appointment as its reader may see it. ``limited`` (a limited-scope guardian): the time, the
-    clinician, a neutral place and label; no visit type, department, clinic name or preparation notes,
-    which name or imply the diagnosis."""
-    out = {
-        "id": appointment.pk,
-        "child_id": appointment.child_id,
-        "clinician_id": appointment.clinician_id,
-        "clinician_name": str(appointment.clinician),
-        "department": appointment.department.name if appointment.department else None,
-        "location": appointment.location,
-        "start": appointment.start,
-        "end": appointment.end,
-        "status": appointment.status,
-        "visit_type": appointment.visit_type,
-        "preparation": appointment.preparation,
-        "guardian_confirmed_at": appointment.guardian_confirmed_at,
-        "change_request": appointment.change_request or None,
-        "change_note": appointment.change_note or None,
-        "limited_view": limited,
-    }
-    if limited:
-        out.update(
-            department=None,
-            location=settings.PORTAL_NEUTRAL_LOCATION,
-            visit_type=settings.PORTAL_NEUTRAL_VISIT_LABEL,
-            preparation="",
-        )
-    return out
-
-
 def appointments_list(
     *, user: User, access: ChildAccess, when: str = "upcoming", now: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[Appointment]:
     moment = now or timezone.now()
     rows = Appointment.objects.filter(child=access.child).select_related("clinician", "department")
     rows = hide_confidential(rows, access)
@@ -140,7 +111,7 @@ def appointments_list(
         else rows.filter(end__lte=moment).order_by("-start")
     )
     _reads(user, Resource.APPOINTMENT, access)
-    return [appointment_out(row, limited=access.limited_view) for row in rows[:200]]
+    return list(rows[:200])
 
 
 # -- medication plans ---------------------------------------------------------------------------
@@ -208,78 +179,47 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
     return result
 
 
-def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[dict[str, Any]]:
+def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[DoseLog]:
     plan = plan_for(access, plan_id)
     since = timezone.now() - timedelta(days=days)
     rows = (
         DoseLog.objects.filter(plan=plan, occurred_at__gte=since).select_related("recorded_by").order_by("-occurred_at")
     )
     _reads(user, Resource.MEDICATION_ADMINISTRATION, access)
-    return [dose_out(row) for row in rows]
-
-
-def dose_out(dose: DoseLog) -> dict[str, Any]:
-    return {
-        "id": dose.pk,
-        "plan_id": dose.plan_id,
-        "client_id": dose.client_id,
-        "status": dose.status,
-        "occurred_at": dose.occurred_at,
-        "scheduled_for": dose.scheduled_for,
-        "note": dose.note,
-        "recorded_by_name": str(dose.recorded_by),
-    }
+    return list(rows)
 
 
 # -- refills and coverage -----------------------------------------------------------------------
 
 
-def refills_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+def refills_list(*, user: User, access: ChildAccess) -> list[RefillRequest]:
     rows = RefillRequest.objects.filter(child=access.child).select_related("plan").order_by("-requested_at")
     if not access.is_clinician:
         rows = rows.filter(plan__confidential=False)
     _reads(user, Resource.TASK, access)
-    return [refill_out(row) for row in rows[:200]]
+    return list(rows[:200])
 
 
-def refill_queue(*, user: User, status: str | None = None) -> list[dict[str, Any]]:
-    """Refill requests for the children on the clinician's care teams, oldest first."""
+def refill_queue(*, user: User, status: str | None = None) -> list[RefillRequest]:
+    """Refill requests for the children on the clinician's care teams, oldest first (plan and child
+    loaded)."""
     child_ids = list(care_team_memberships(user).values_list("child_id", flat=True))
     rows = RefillRequest.objects.filter(child_id__in=child_ids).select_related("plan", "child")
     rows = rows.filter(status=status) if status else rows.filter(status__in=OPEN_REFILL_STATUSES)
     rows_list = list(rows.order_by("requested_at")[:500])
     audit.reads(user, Resource.TASK, sorted({row.child_id for row in rows_list}, key=str))
-    return [
-        {
-            **refill_out(row),
-            "child_name": row.child.name,
-            "medication": row.plan.medication,
-            "refills_remaining": row.plan.refills_remaining,
-        }
-        for row in rows_list
-    ]
+    return rows_list
 
 
-def coverage_out(coverage: Coverage, status: str | None = None) -> dict[str, Any]:
-    return {
-        "id": coverage.pk,
-        "status": status or coverage.status,
-        "payer": coverage.payer,
-        "plan_name": coverage.plan_name,
-        "member_id": coverage.member_id,
-        "group_number": coverage.group_number,
-        "subscriber_name": coverage.subscriber_name,
-        "subscriber_relationship": coverage.subscriber_relationship,
-        "period_start": coverage.period_start,
-        "period_end": coverage.period_end,
-        "copays": coverage.copays,
-        "submitted_at": coverage.submitted_at,
-        "verified_at": coverage.verified_at,
-        "rejection_reason": coverage.rejection_reason or None,
-    }
+@dataclass(frozen=True)
+class CoverageAsOf:
+    """A coverage row with its status as of the child's today (see ``coverage_statuses``)."""
+
+    coverage: Coverage
+    status: str
 
 
-def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+def coverage_list(*, user: User, access: ChildAccess) -> list[CoverageAsOf]:
     """Active coverage and any change waiting for verification (and, for staff, the history)."""
     rows = list(Coverage.objects.filter(child=access.child).order_by("-submitted_at")[:50])
     current = [row for row in rows if row.status in (Coverage.Status.ACTIVE, Coverage.Status.PENDING_START)]
@@ -287,7 +227,7 @@ def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     shown = {Coverage.Status.ACTIVE, Coverage.Status.PENDING, Coverage.Status.PENDING_START, Coverage.Status.REJECTED}
     _reads(user, Resource.COVERAGE, access)
     return [
-        coverage_out(row, statuses.get(row.pk, row.status))
+        CoverageAsOf(row, statuses.get(row.pk, row.status))
         for row in rows
         if access.can(Capability.MANAGE) or statuses.get(row.pk, row.status) in shown
     ]
