@@ -17,10 +17,11 @@ from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Status
 
-from portal import audit, refusals, selectors, services
+from portal import audit, presenters, refusals, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
 from portal.csvsafe import csv_stream
 from portal.errors import Invalid, NotFound
+from portal.idempotency import status_for
 from portal.models import User
 from portal.schemas import (
     AccessLogOut,
@@ -162,37 +163,27 @@ def me_update(request: HttpRequest, payload: MeIn) -> dict[str, Any]:
 
 @router.get("/children", response=list[ChildOut], summary="Children I may see")
 def children(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.children_list(user=actor(request))
+    return [presenters.child_out(access) for access in selectors.children_list(user=actor(request))]
 
 
 @router.get("/children/{child_id}", response=ChildOut, summary="One child")
 def child(request: HttpRequest, child_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.VIEW)
-    return selectors.child_detail(user=actor(request), access=access)
+    return presenters.child_out(selectors.child_detail(user=actor(request), access=access))
 
 
 @router.get("/children/{child_id}/care-team", response=list[CareTeamMemberOut], summary="The child's care team")
 def care_team(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.VIEW)
-    return selectors.care_team_list(user=actor(request), access=access)
+    rows = selectors.care_team_list(user=actor(request), access=access)
+    return [presenters.care_team_member_out(row, limited=access.limited_view) for row in rows]
 
 
 @router.post("/children/{child_id}/care-team", response={201: CareTeamMemberOut}, summary="Staff: add a clinician")
 def care_team_add(request: HttpRequest, child_id: uuid.UUID, payload: CareTeamIn) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
     membership = services.care_team_add(actor=actor(request), access=access, **payload.dict())
-    return Status(
-        201,
-        {
-            "id": membership.pk,
-            "clinician_id": membership.clinician_id,
-            "clinician_name": str(membership.clinician),
-            "role": membership.role,
-            "department": membership.department.name if membership.department else None,
-            "start": membership.start,
-            "end": membership.end,
-        },
-    )
+    return Status(status_for(created=True), presenters.care_team_member_out(membership))
 
 
 @router.delete(
@@ -213,7 +204,9 @@ def care_team_end(request: HttpRequest, child_id: uuid.UUID, membership_id: uuid
 )
 def guardian_links(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
-    return selectors.guardian_links_list(user=actor(request), access=access)
+    return [
+        presenters.guardian_link_out(link) for link in selectors.guardian_links_list(user=actor(request), access=access)
+    ]
 
 
 @router.post(
@@ -225,7 +218,7 @@ def invite(request: HttpRequest, child_id: uuid.UUID, payload: InvitationIn) -> 
     access = child_for(actor(request), child_id, Capability.MANAGE)
     invitation, code = services.invitation_create(actor=actor(request), access=access, **payload.dict())
     return Status(
-        201,
+        status_for(created=True),
         {
             "id": invitation.pk,
             "child_id": access.child.pk,
@@ -251,7 +244,7 @@ def link_update(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID, p
         link_id=link_id,
         **payload.dict(exclude_unset=True),
     )
-    return selectors.link_out(link)
+    return presenters.link_out(link)
 
 
 @router.post(
@@ -262,7 +255,7 @@ def link_update(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID, p
 def link_revoke(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
     link = services.link_revoke(actor=actor(request), access=access, link_id=link_id)
-    return selectors.link_out(link)
+    return presenters.link_out(link)
 
 
 @router.post(
@@ -273,7 +266,7 @@ def link_revoke(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -
 def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.APPROVE)
     link = services.link_approve(actor=actor(request), access=access, link_id=link_id)
-    return selectors.link_out(link)
+    return presenters.link_out(link)
 
 
 @router.get(
@@ -292,7 +285,7 @@ def redeem(request: HttpRequest, payload: RedeemIn) -> Status[dict[str, Any]]:
         code=payload.code,
         client_address=str(request.META.get("REMOTE_ADDR", "")),
     )
-    return Status(201, selectors.link_out(link))
+    return Status(status_for(created=True), presenters.link_out(link))
 
 
 @router.get(

@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from portal import audit
 from portal.access import (
-    Capability,
     ChildAccess,
     can_view_metrics,
     care_team_memberships,
@@ -62,22 +61,7 @@ def me_summary(*, user: User) -> dict[str, Any]:
     }
 
 
-def _child_out(access: ChildAccess) -> dict[str, Any]:
-    child = access.child
-    return {
-        "id": child.pk,
-        "name": child.name,
-        "date_of_birth": child.date_of_birth,
-        "sex": child.sex,
-        "time_zone": child.time_zone,
-        "access": "clinician" if access.is_clinician else "guardian",
-        "scope": access.scope,
-        "mrn": child.mrn if access.is_clinician else None,
-        "conditions": child.conditions if access.can(Capability.CLINICAL) else None,
-    }
-
-
-def children_list(*, user: User) -> list[dict[str, Any]]:
+def children_list(*, user: User) -> list[ChildAccess]:
     """Every child the user may see, with what the user may see of each (three queries)."""
     now = timezone.now()
     children = list(visible_children(user, now).order_by("date_of_birth", "pk"))
@@ -91,17 +75,17 @@ def children_list(*, user: User) -> list[dict[str, Any]]:
         if access.link is not None:
             access.link.child = child
             access.scope = effective_scope(access.link, now)
-        result.append(_child_out(access))
+        result.append(access)
     audit.reads(user, Resource.PATIENT, [child.pk for child in children])
     return result
 
 
-def child_detail(*, user: User, access: ChildAccess) -> dict[str, Any]:
+def child_detail(*, user: User, access: ChildAccess) -> ChildAccess:
     audit.reads(user, Resource.PATIENT, [access.child.pk])
-    return _child_out(access)
+    return access
 
 
-def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+def care_team_list(*, user: User, access: ChildAccess) -> list[CareTeamMembership]:
     now = timezone.now()
     rows = (
         CareTeamMembership.objects.filter(child=access.child, start__lte=now)
@@ -116,43 +100,11 @@ def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )
-    return [
-        {
-            "id": row.pk,
-            "clinician_id": row.clinician_id,
-            "clinician_name": str(row.clinician),
-            "role": row.role,
-            # A specialty department can name the diagnosis: not for a limited-scope guardian.
-            "department": row.department.name if row.department and not access.limited_view else None,
-            "start": row.start,
-            "end": row.end,
-        }
-        for row in rows
-    ]
+    return list(rows)
 
 
-def link_out(link: GuardianLink) -> dict[str, Any]:
-    return {
-        "id": link.pk,
-        "child_id": link.child_id,
-        "guardian_id": link.guardian_id,
-        "guardian_name": str(link.guardian) if link.guardian else "",
-        "relationship": link.relationship,
-        "scope": link.scope,
-        "effective_scope": effective_scope(link),
-        "status": link.status,
-        "court_appointed": link.court_appointed,
-        "adolescent_exception": link.adolescent_exception,
-        "valid_from": link.valid_from,
-        "valid_until": link.valid_until,
-        "granted_at": link.granted_at,
-        "revoked_at": link.revoked_at,
-        "approved_at": link.approved_at,
-    }
-
-
-def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
-    """Staff view of every link of a child, invitations and history included."""
+def guardian_links_list(*, user: User, access: ChildAccess) -> list[GuardianLink]:
+    """Staff view of every link of a child, invitations and history included (invitations loaded)."""
     links = (
         GuardianLink.objects.filter(child=access.child).select_related("guardian", "invitation").order_by("granted_at")
     )
@@ -163,11 +115,9 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, An
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )
-    result = []
-    for link in links:
+    result = list(links)
+    for link in result:
         link.child = access.child
-        invitation = getattr(link, "invitation", None)
-        result.append({**link_out(link), "recipient_email": invitation.recipient_email if invitation else None})
     return result
 
 

@@ -1,0 +1,64 @@
+"""The portal API's JSON shapes: how each record reads on the wire (the edge; services and selectors
+hand over model instances and access decisions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal.access import Capability, ChildAccess, effective_scope
+from portal.models import CareTeamMembership, GuardianLink
+
+
+def child_out(access: ChildAccess) -> dict[str, Any]:
+    child = access.child
+    return {
+        "id": child.pk,
+        "name": child.name,
+        "date_of_birth": child.date_of_birth,
+        "sex": child.sex,
+        "time_zone": child.time_zone,
+        "access": "clinician" if access.is_clinician else "guardian",
+        "scope": access.scope,
+        "mrn": child.mrn if access.is_clinician else None,
+        "conditions": child.conditions if access.can(Capability.CLINICAL) else None,
+    }
+
+
+def care_team_member_out(membership: CareTeamMembership, *, limited: bool = False) -> dict[str, Any]:
+    """A care-team member; ``limited`` (a limited-scope guardian) hides the department, since a
+    specialty department can name the diagnosis."""
+    return {
+        "id": membership.pk,
+        "clinician_id": membership.clinician_id,
+        "clinician_name": str(membership.clinician),
+        "role": membership.role,
+        "department": membership.department.name if membership.department and not limited else None,
+        "start": membership.start,
+        "end": membership.end,
+    }
+
+
+def link_out(link: GuardianLink) -> dict[str, Any]:
+    return {
+        "id": link.pk,
+        "child_id": link.child_id,
+        "guardian_id": link.guardian_id,
+        "guardian_name": str(link.guardian) if link.guardian else "",
+        "relationship": link.relationship,
+        "scope": link.scope,
+        "effective_scope": effective_scope(link),
+        "status": link.status,
+        "court_appointed": link.court_appointed,
+        "adolescent_exception": link.adolescent_exception,
+        "valid_from": link.valid_from,
+        "valid_until": link.valid_until,
+        "granted_at": link.granted_at,
+        "revoked_at": link.revoked_at,
+        "approved_at": link.approved_at,
+    }
+
+
+def guardian_link_out(link: GuardianLink) -> dict[str, Any]:
+    """A link in the staff list: with the address its invitation was sent to."""
+    invitation = getattr(link, "invitation", None)
+    return {**link_out(link), "recipient_email": invitation.recipient_email if invitation else None}
