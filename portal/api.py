@@ -152,13 +152,13 @@ def health(request: HttpRequest) -> Status[dict[str, Any]]:
 
 @router.get("/me", response=MeOut, summary="Who am I: children as guardian and as clinician, permissions")
 def me(request: HttpRequest) -> dict[str, Any]:
-    return selectors.me_summary(user=actor(request))
+    return presenters.me_out(selectors.me_summary(user=actor(request)))
 
 
 @router.patch("/me", response=MeOut, summary="Change my language (notifications and automatic replies)")
 def me_update(request: HttpRequest, payload: MeIn) -> dict[str, Any]:
     services.user_language_set(actor=actor(request), language=payload.language)
-    return selectors.me_summary(user=actor(request))
+    return presenters.me_out(selectors.me_summary(user=actor(request)))
 
 
 @router.get("/children", response=list[ChildOut], summary="Children I may see")
@@ -275,7 +275,7 @@ def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) 
     summary="Staff (manage_portal): staff accounts' guardian links waiting for a second person",
 )
 def links_awaiting_approval(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.links_awaiting_approval(user=actor(request))
+    return [presenters.pending_link_out(link) for link in selectors.links_awaiting_approval(user=actor(request))]
 
 
 @router.post("/invitations/redeem", response={201: GuardianLinkOut}, summary="Guardian: redeem an invitation code")

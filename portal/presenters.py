@@ -7,6 +7,7 @@ from typing import Any
 
 from portal.access import Capability, ChildAccess, effective_scope
 from portal.models import CareTeamMembership, GuardianLink
+from portal.selectors import Me
 
 
 def child_out(access: ChildAccess) -> dict[str, Any]:
@@ -62,3 +63,53 @@ def guardian_link_out(link: GuardianLink) -> dict[str, Any]:
     """A link in the staff list: with the address its invitation was sent to."""
     invitation = getattr(link, "invitation", None)
     return {**link_out(link), "recipient_email": invitation.recipient_email if invitation else None}
+
+
+def me_out(me: Me) -> dict[str, Any]:
+    as_clinician: dict[Any, dict[str, Any]] = {}
+    for membership in me.memberships:
+        entry = as_clinician.setdefault(
+            membership.child_id, {"id": membership.child_id, "name": membership.child.name, "roles": []}
+        )
+        entry["roles"].append(membership.role)
+    user = me.user
+    return {
+        "id": user.pk,
+        "email": user.email,
+        "display_name": user.display_name,
+        "phone": user.phone,
+        "preferred_language": user.preferred_language,
+        "language": user.preferred_language,
+        "time_zone": user.time_zone,
+        "mfa_enrolled": me.mfa_enrolled,
+        "mfa_required": me.mfa_required,
+        "permissions": me.permissions,
+        "children_as_guardian": [
+            {
+                "id": link.child_id,
+                "name": link.child.name,
+                "scope": effective_scope(link, me.now),
+                "relationship": link.relationship,
+            }
+            for link in me.links
+        ],
+        "children_as_clinician": list(as_clinician.values()),
+    }
+
+
+def pending_link_out(link: GuardianLink) -> dict[str, Any]:
+    """A staff account's link waiting for approval: who holds it and who made the invitation."""
+    invitation = getattr(link, "invitation", None)
+    creator = invitation.created_by if invitation else link.granted_by
+    return {
+        "id": link.pk,
+        "child_id": link.child_id,
+        "guardian_id": link.guardian_id,
+        "guardian_name": str(link.guardian) if link.guardian else "",
+        "relationship": link.relationship,
+        "scope": link.scope,
+        "invited_by_id": creator.pk if creator else None,
+        "invited_by_name": str(creator) if creator else "",
+        "recipient_email": invitation.recipient_email if invitation else None,
+        "redeemed_at": invitation.redeemed_at if invitation else None,
+    }

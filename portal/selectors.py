@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -25,40 +27,35 @@ from portal.vocabulary import Resource
 PORTAL_PERMISSIONS = (("view_metrics", can_view_metrics), ("manage_portal", is_portal_manager))
 
 
-def me_summary(*, user: User) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Me:
+    """Who the user is to the portal: links and care-team memberships in force at ``now``, two-factor
+    state, and the portal permissions held."""
+
+    user: User
+    now: datetime
+    links: list[GuardianLink]
+    memberships: list[CareTeamMembership]
+    mfa_enrolled: bool
+    mfa_required: bool
+    permissions: list[str]
+
+
+def me_summary(*, user: User) -> Me:
     now = timezone.now()
     links = list(guardian_links(user, now))
     memberships = list(care_team_memberships(user, now))
-    as_clinician: dict[Any, dict[str, Any]] = {}
-    for membership in memberships:
-        entry = as_clinician.setdefault(
-            membership.child_id, {"id": membership.child_id, "name": membership.child.name, "roles": []}
-        )
-        entry["roles"].append(membership.role)
-    child_ids = {link.child_id for link in links} | set(as_clinician)
+    child_ids = {link.child_id for link in links} | {membership.child_id for membership in memberships}
     audit.reads(user, Resource.PATIENT, sorted(child_ids, key=str))
-    return {
-        "id": user.pk,
-        "email": user.email,
-        "display_name": user.display_name,
-        "phone": user.phone,
-        "preferred_language": user.preferred_language,
-        "language": user.preferred_language,
-        "time_zone": user.time_zone,
-        "mfa_enrolled": has_mfa(user),
-        "mfa_required": requires_mfa(user),
-        "permissions": [name for name, holds in PORTAL_PERMISSIONS if holds(user)],
-        "children_as_guardian": [
-            {
-                "id": link.child_id,
-                "name": link.child.name,
-                "scope": effective_scope(link, now),
-                "relationship": link.relationship,
-            }
-            for link in links
-        ],
-        "children_as_clinician": list(as_clinician.values()),
-    }
+    return Me(
+        user=user,
+        now=now,
+        links=links,
+        memberships=memberships,
+        mfa_enrolled=has_mfa(user),
+        mfa_required=requires_mfa(user),
+        permissions=[name for name, holds in PORTAL_PERMISSIONS if holds(user)],
+    )
 
 
 def children_list(*, user: User) -> list[ChildAccess]:
@@ -121,10 +118,11 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[GuardianLink
     return result
 
 
-def links_awaiting_approval(*, user: User) -> list[dict[str, Any]]:
+def links_awaiting_approval(*, user: User) -> list[GuardianLink]:
     """For ``manage_portal``: staff accounts' guardian links waiting for a second staff member, oldest
     first, with who holds each and who made the invitation (so the approver can see they are neither).
-    Ids and people only, no clinical content. Anyone else gets 404, audited."""
+    Ids and people only, no clinical content (invitations and their creators loaded). Anyone else
+    gets 404, audited."""
     if not is_portal_manager(user):
         audit.deny(actor=user, entity_type=Resource.RELATED_PERSON, entity_id=None, reason="not_staff")
         raise NotFound()
@@ -134,25 +132,7 @@ def links_awaiting_approval(*, user: User) -> list[dict[str, Any]]:
         .order_by("valid_from", "pk")[:500]
     )
     audit.reads(user, Resource.RELATED_PERSON, sorted({row.child_id for row in rows}, key=str))
-    result = []
-    for row in rows:
-        invitation = getattr(row, "invitation", None)
-        creator = invitation.created_by if invitation else row.granted_by
-        result.append(
-            {
-                "id": row.pk,
-                "child_id": row.child_id,
-                "guardian_id": row.guardian_id,
-                "guardian_name": str(row.guardian) if row.guardian else "",
-                "relationship": row.relationship,
-                "scope": row.scope,
-                "invited_by_id": creator.pk if creator else None,
-                "invited_by_name": str(creator) if creator else "",
-                "recipient_email": invitation.recipient_email if invitation else None,
-                "redeemed_at": invitation.redeemed_at if invitation else None,
-            }
-        )
-    return result
+    return rows
 
 
 ACCESS_LOG_LIMIT = 100
