@@ -51,7 +51,8 @@ router = Router(tags=["care"])
 )
 def schedule(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.SCHEDULE)
-    return selectors.child_schedule(user=actor(request), access=access)
+    rows = selectors.child_schedule(user=actor(request), access=access)
+    return [presenters.schedule_out(row, limited=access.limited_view) for row in rows]
 
 
 @router.get("/children/{child_id}/appointments", response=list[AppointmentOut], summary="Upcoming or past visits")
@@ -125,15 +126,15 @@ def appointment_change_request(
 )
 def medications(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return selectors.plans_list(user=actor(request), access=access)
+    return [presenters.plan_out(view) for view in selectors.plans_list(user=actor(request), access=access)]
 
 
 @router.post("/children/{child_id}/medications", response={201: PlanOut}, summary="Care team: prescribe")
 def medication_create(request: HttpRequest, child_id: uuid.UUID, payload: PlanIn) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.TREAT)
     plan = services.plan_create(actor=actor(request), access=access, **payload.dict())
-    views = {view["id"]: view for view in selectors.plans_list(user=actor(request), access=access)}
-    return Status(status_for(created=True), views[plan.pk])
+    views = {view.plan.pk: view for view in selectors.plans_list(user=actor(request), access=access)}
+    return Status(status_for(created=True), presenters.plan_out(views[plan.pk]))
 
 
 @router.get(
@@ -263,7 +264,7 @@ def today(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/me/calendar-feed", response=FeedStatusOut, summary="Whether a calendar feed is active")
 def feed_status(request: HttpRequest) -> dict[str, Any]:
-    return selectors.calendar_feed_status(user=actor(request))
+    return presenters.feed_status_out(selectors.calendar_feed_active(user=actor(request)))
 
 
 @router.post(

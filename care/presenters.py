@@ -7,7 +7,8 @@ from typing import Any
 
 from django.conf import settings
 
-from care.models import Appointment, Coverage, DoseLog, RefillRequest
+from care.models import Appointment, CalendarFeed, Coverage, DoseLog, RefillRequest
+from care.results import ClinicianSchedule, PlanStatus
 
 
 def appointment_out(appointment: Appointment, *, limited: bool = False) -> dict[str, Any]:
@@ -94,4 +95,65 @@ def coverage_out(coverage: Coverage, status: str | None = None) -> dict[str, Any
         "submitted_at": coverage.submitted_at,
         "verified_at": coverage.verified_at,
         "rejection_reason": coverage.rejection_reason or None,
+    }
+
+
+def plan_out(view: PlanStatus) -> dict[str, Any]:
+    plan = view.plan
+    return {
+        "id": plan.pk,
+        "medication": plan.medication,
+        "strength": plan.strength,
+        "form": plan.form,
+        "dose": f"{plan.dose_quantity.normalize():f} {plan.dose_unit}",
+        "route": plan.route,
+        "schedule_kind": plan.schedule_kind,
+        "times_of_day": plan.times_of_day,
+        "weekdays": plan.weekdays,
+        "interval_hours": plan.interval_hours,
+        "min_interval_minutes": plan.min_interval_minutes,
+        "max_per_day": plan.max_per_day,
+        "start": plan.start,
+        "end": plan.end,
+        "instructions": plan.instructions,
+        "prescriber_name": str(plan.prescriber),
+        "refills_allowed": plan.refills_allowed,
+        "refills_remaining": plan.refills_remaining,
+        "pharmacy": plan.pharmacy,
+        "status": plan.status,
+        "next_due": view.next_due,
+        "overdue": view.overdue,
+        "next_allowed_at": view.next_allowed_at,
+        "adherence": [adherence.__dict__ for adherence in view.adherence],
+    }
+
+
+def feed_status_out(feed: CalendarFeed | None) -> dict[str, Any]:
+    return {
+        "active": feed is not None,
+        "include_doses": feed.include_doses if feed else None,
+        "created_at": feed.created_at if feed else None,
+    }
+
+
+def schedule_out(schedule: ClinicianSchedule, *, limited: bool = False) -> dict[str, Any]:
+    """A clinician's schedule; ``limited`` (a limited-scope guardian): no department, neutral places."""
+    member = schedule.member
+
+    def place(location: str) -> str:
+        return settings.PORTAL_NEUTRAL_LOCATION if limited else location
+
+    return {
+        "clinician_id": member.clinician_id,
+        "clinician_name": str(member.clinician),
+        "role": member.role,
+        "department": member.department.name if member.department and not limited else None,
+        "on_call_now": schedule.on_call_now,
+        "in_clinic_now": schedule.in_clinic_now,
+        "clinic_hours": [
+            {"location": place(b.location), "start": b.start, "end": b.end} for b in schedule.clinic_hours
+        ],
+        "next_open_slots": [
+            {"location": place(s.location), "start": s.start, "end": s.end} for s in schedule.next_open_slots
+        ],
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from care.models import (
     WorkingHours,
 )
 from care.presenters import appointment_out, refill_out
+from care.results import ClinicianSchedule, CoverageAsOf, PlanStatus
 from care.services import coverage_statuses, feed_token_hash, plan_for
 from portal import audit, zones
 from portal.access import (
@@ -52,7 +52,7 @@ def _reads(user: User, entity_type: Resource, access: ChildAccess) -> None:
 # -- schedules and appointments -----------------------------------------------------------------
 
 
-def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
+def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[ClinicianSchedule]:
     """For each clinician on the child's care team: clinic hours in the next two weeks, the next open
     slots, and whether they are on call now."""
     moment = now or timezone.now()
@@ -75,26 +75,17 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
     blocks = scheduling.without_time_off(scheduling.clinic_blocks(hours, moment, horizon), exceptions)
     on_call = scheduling.on_call_at(exceptions, moment)
     _reads(user, Resource.SCHEDULE, access)
-    limited = access.limited_view
-
-    def place(location: str) -> str:
-        return settings.PORTAL_NEUTRAL_LOCATION if limited else location
-
     result = []
     for member in members:
         own = [b for b in blocks if b.clinician_id == member.clinician_id]
-        slots = scheduling.open_slots(own, booked, after=moment, limit=OPEN_SLOTS)
         result.append(
-            {
-                "clinician_id": member.clinician_id,
-                "clinician_name": str(member.clinician),
-                "role": member.role,
-                "department": member.department.name if member.department and not limited else None,
-                "on_call_now": member.clinician_id in on_call,
-                "in_clinic_now": any(b.start <= moment < b.end for b in own),
-                "clinic_hours": [{"location": place(b.location), "start": b.start, "end": b.end} for b in own],
-                "next_open_slots": [{"location": place(s.location), "start": s.start, "end": s.end} for s in slots],
-            }
+            ClinicianSchedule(
+                member=member,
+                on_call_now=member.clinician_id in on_call,
+                in_clinic_now=any(b.start <= moment < b.end for b in own),
+                clinic_hours=own,
+                next_open_slots=scheduling.open_slots(own, booked, after=moment, limit=OPEN_SLOTS),
+            )
         )
     return result
 
@@ -117,45 +108,20 @@ def appointments_list(
 # -- medication plans ---------------------------------------------------------------------------
 
 
-def _plan_view(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: datetime) -> dict[str, Any]:
+def _plan_status(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: datetime) -> PlanStatus:
     recorded = {log.scheduled_for for log in logs if log.scheduled_for is not None}
-    view: dict[str, Any] = {
-        "id": plan.pk,
-        "medication": plan.medication,
-        "strength": plan.strength,
-        "form": plan.form,
-        "dose": f"{plan.dose_quantity.normalize():f} {plan.dose_unit}",
-        "route": plan.route,
-        "schedule_kind": plan.schedule_kind,
-        "times_of_day": plan.times_of_day,
-        "weekdays": plan.weekdays,
-        "interval_hours": plan.interval_hours,
-        "min_interval_minutes": plan.min_interval_minutes,
-        "max_per_day": plan.max_per_day,
-        "start": plan.start,
-        "end": plan.end,
-        "instructions": plan.instructions,
-        "prescriber_name": str(plan.prescriber),
-        "refills_allowed": plan.refills_allowed,
-        "refills_remaining": plan.refills_remaining,
-        "pharmacy": plan.pharmacy,
-        "status": plan.status,
-    }
+    pairs = [(log.scheduled_for, log.status) for log in logs]
+    adherence = [dosing.adherence(plan, tz, now, days, pairs) for days in (7, 30)]
     if plan.status != MedicationPlan.Status.ACTIVE:
-        view.update(next_due=None, overdue=[], next_allowed_at=None)
-    elif plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
+        return PlanStatus(plan, None, [], None, adherence)
+    if plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
         given = [log.occurred_at for log in logs if log.status == DoseLog.Status.GIVEN]
-        view.update(next_due=None, overdue=[], next_allowed_at=dosing.next_as_needed(plan, tz, given, now))
-    else:
-        view.update(
-            next_due=dosing.next_due(plan, tz, now, recorded),
-            overdue=[at for at in dosing.occurrences(plan, tz, now - timedelta(hours=24), now) if at not in recorded],
-            next_allowed_at=None,
-        )
-    return view
+        return PlanStatus(plan, None, [], dosing.next_as_needed(plan, tz, given, now), adherence)
+    overdue = [at for at in dosing.occurrences(plan, tz, now - timedelta(hours=24), now) if at not in recorded]
+    return PlanStatus(plan, dosing.next_due(plan, tz, now, recorded), overdue, None, adherence)
 
 
-def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
+def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[PlanStatus]:
     """Active and recent plans with the next dose, overdue doses and adherence over 7 and 30 days."""
     moment = now or timezone.now()
     tz = zones.zone(access.child.time_zone)
@@ -170,13 +136,7 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
     ):
         logs[log.plan_id].append(log)
     _reads(user, Resource.MEDICATION_REQUEST, access)
-    result = []
-    for plan in plans:
-        view = _plan_view(plan, tz, logs[plan.pk], moment)
-        pairs = [(log.scheduled_for, log.status) for log in logs[plan.pk]]
-        view["adherence"] = [dosing.adherence(plan, tz, moment, days, pairs).__dict__ for days in (7, 30)]
-        result.append(view)
-    return result
+    return [_plan_status(plan, tz, logs[plan.pk], moment) for plan in plans]
 
 
 def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[DoseLog]:
@@ -209,14 +169,6 @@ def refill_queue(*, user: User, status: str | None = None) -> list[RefillRequest
     rows_list = list(rows.order_by("requested_at")[:500])
     audit.reads(user, Resource.TASK, sorted({row.child_id for row in rows_list}, key=str))
     return rows_list
-
-
-@dataclass(frozen=True)
-class CoverageAsOf:
-    """A coverage row with its status as of the child's today (see ``coverage_statuses``)."""
-
-    coverage: Coverage
-    status: str
 
 
 def coverage_list(*, user: User, access: ChildAccess) -> list[CoverageAsOf]:
@@ -386,10 +338,6 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
     return bytes(calendar.to_ical())
 
 
-def calendar_feed_status(*, user: User) -> dict[str, Any]:
-    feed = CalendarFeed.objects.filter(guardian=user, revoked_at__isnull=True).first()
-    return {
-        "active": feed is not None,
-        "include_doses": feed.include_doses if feed else None,
-        "created_at": feed.created_at if feed else None,
-    }
+def calendar_feed_active(*, user: User) -> CalendarFeed | None:
+    """The user's calendar feed in force, if any."""
+    return CalendarFeed.objects.filter(guardian=user, revoked_at__isnull=True).first()
