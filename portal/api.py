@@ -299,7 +299,9 @@ def access_log(
     access = child_for(actor(request), child_id, Capability.CLINICAL)
     if not 1 <= limit <= 500:
         raise Invalid("limit must be between 1 and 500.", code="invalid_limit")
-    return selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
+    return presenters.access_log_out(
+        selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
+    )
 
 
 class ExportQuery(In):

@@ -7,7 +7,7 @@ from typing import Any
 
 from portal.access import Capability, ChildAccess, effective_scope
 from portal.models import CareTeamMembership, GuardianLink
-from portal.selectors import Me
+from portal.selectors import AccessLogPage, Me
 
 
 def child_out(access: ChildAccess) -> dict[str, Any]:
@@ -112,4 +112,23 @@ def pending_link_out(link: GuardianLink) -> dict[str, Any]:
         "invited_by_name": str(creator) if creator else "",
         "recipient_email": invitation.recipient_email if invitation else None,
         "redeemed_at": invitation.redeemed_at if invitation else None,
+    }
+
+
+def access_log_out(page: AccessLogPage) -> dict[str, Any]:
+    return {
+        "entries": [
+            {
+                "id": entry.event.id,
+                "seq": entry.event.seq,
+                "recorded_at": entry.event.recorded_at,
+                "actor_name": entry.actor_name,
+                "actor_role": entry.actor_role,
+                "action": entry.event.action,
+                "entity_type": entry.event.entity_type,
+                "outcome": entry.event.outcome,
+            }
+            for entry in page.entries
+        ],
+        "next_before": page.next_before,
     }

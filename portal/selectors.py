@@ -152,9 +152,22 @@ def _actor_roles(child_id: Any, actor_ids: set[Any]) -> dict[Any, str]:
     return roles
 
 
+@dataclass(frozen=True)
+class AccessLogEntry:
+    event: AuditEvent
+    actor_name: str
+    actor_role: str
+
+
+@dataclass(frozen=True)
+class AccessLogPage:
+    entries: list[AccessLogEntry]
+    next_before: int | None  # the ``before`` of the next (older) page, if there is one
+
+
 def access_log(
     *, user: User, access: ChildAccess, before: int | None = None, limit: int = ACCESS_LOG_LIMIT
-) -> dict[str, Any]:
+) -> AccessLogPage:
     """Who read or changed this child's record, newest first (FHIR AuditEvent, for families).
 
     Clinicians and staff are named by role and name; failed sign-ins and other children's rows never
@@ -183,19 +196,8 @@ def access_log(
         else:
             who = names.get(row.actor_id, "Former user")
             role = roles.get(row.actor_id) or "staff"
-        entries.append(
-            {
-                "id": row.id,
-                "seq": row.seq,
-                "recorded_at": row.recorded_at,
-                "actor_name": who,
-                "actor_role": role,
-                "action": row.action,
-                "entity_type": row.entity_type,
-                "outcome": row.outcome,
-            }
-        )
-    return {"entries": entries, "next_before": page[-1].seq if more and page else None}
+        entries.append(AccessLogEntry(row, who, role))
+    return AccessLogPage(entries, page[-1].seq if more and page else None)
 
 
 EXPORT_COLUMNS = (
