@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Router, Status
 
-from care import selectors, services
+from care import presenters, selectors, services
 from care.schemas import (
     AppointmentIn,
     AppointmentOut,
@@ -35,6 +35,7 @@ from portal import refusals
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import NotFound
+from portal.idempotency import status_for
 from portal.vocabulary import Resource
 
 router = Router(tags=["care"])
@@ -50,7 +51,8 @@ router = Router(tags=["care"])
 )
 def schedule(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.SCHEDULE)
-    return selectors.child_schedule(user=actor(request), access=access)
+    rows = selectors.child_schedule(user=actor(request), access=access)
+    return [presenters.schedule_out(row, limited=access.limited_view) for row in rows]
 
 
 @router.get("/children/{child_id}/appointments", response=list[AppointmentOut], summary="Upcoming or past visits")
@@ -58,7 +60,8 @@ def appointments(
     request: HttpRequest, child_id: uuid.UUID, when: Literal["upcoming", "past"] = "upcoming"
 ) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.SCHEDULE)
-    return selectors.appointments_list(user=actor(request), access=access, when=when)
+    rows = selectors.appointments_list(user=actor(request), access=access, when=when)
+    return [presenters.appointment_out(row, limited=access.limited_view) for row in rows]
 
 
 @router.post(
@@ -69,7 +72,7 @@ def appointments(
 def appointment_create(request: HttpRequest, child_id: uuid.UUID, payload: AppointmentIn) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.TREAT)
     appointment = services.appointment_create(actor=actor(request), access=access, **payload.dict())
-    return Status(201, selectors.appointment_out(appointment))
+    return Status(status_for(created=True), presenters.appointment_out(appointment))
 
 
 @router.patch(
@@ -84,7 +87,7 @@ def appointment_update(
     appointment = services.appointment_update(
         actor=actor(request), access=access, appointment_id=appointment_id, **payload.dict(exclude_unset=True)
     )
-    return selectors.appointment_out(appointment)
+    return presenters.appointment_out(appointment)
 
 
 @router.post(
@@ -95,7 +98,7 @@ def appointment_update(
 def appointment_confirm(request: HttpRequest, child_id: uuid.UUID, appointment_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.FAMILY_SCHEDULE)
     appointment = services.appointment_confirm(actor=actor(request), access=access, appointment_id=appointment_id)
-    return selectors.appointment_out(appointment, limited=access.limited_view)
+    return presenters.appointment_out(appointment, limited=access.limited_view)
 
 
 @router.post(
@@ -110,7 +113,7 @@ def appointment_change_request(
     appointment = services.appointment_request_change(
         actor=actor(request), access=access, appointment_id=appointment_id, **payload.dict()
     )
-    return selectors.appointment_out(appointment, limited=access.limited_view)
+    return presenters.appointment_out(appointment, limited=access.limited_view)
 
 
 # -- medicines ----------------------------------------------------------------------------------
@@ -123,15 +126,15 @@ def appointment_change_request(
 )
 def medications(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return selectors.plans_list(user=actor(request), access=access)
+    return [presenters.plan_out(view) for view in selectors.plans_list(user=actor(request), access=access)]
 
 
 @router.post("/children/{child_id}/medications", response={201: PlanOut}, summary="Care team: prescribe")
 def medication_create(request: HttpRequest, child_id: uuid.UUID, payload: PlanIn) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.TREAT)
     plan = services.plan_create(actor=actor(request), access=access, **payload.dict())
-    views = {view["id"]: view for view in selectors.plans_list(user=actor(request), access=access)}
-    return Status(201, views[plan.pk])
+    views = {view.plan.pk: view for view in selectors.plans_list(user=actor(request), access=access)}
+    return Status(status_for(created=True), presenters.plan_out(views[plan.pk]))
 
 
 @router.get(
@@ -141,7 +144,9 @@ def medication_create(request: HttpRequest, child_id: uuid.UUID, payload: PlanIn
 )
 def doses(request: HttpRequest, child_id: uuid.UUID, plan_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return selectors.doses_list(user=actor(request), access=access, plan_id=plan_id)
+    return [
+        presenters.dose_out(row) for row in selectors.doses_list(user=actor(request), access=access, plan_id=plan_id)
+    ]
 
 
 @router.post(
@@ -154,7 +159,7 @@ def dose_record(
 ) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
     dose, created = services.dose_record(actor=actor(request), access=access, plan_id=plan_id, **payload.dict())
-    return Status(201 if created else 200, selectors.dose_out(dose))
+    return Status(status_for(created=created), presenters.dose_out(dose))
 
 
 # -- refills ------------------------------------------------------------------------------------
@@ -163,7 +168,7 @@ def dose_record(
 @router.get("/children/{child_id}/refills", response=list[RefillOut], summary="Refill requests")
 def refills(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return selectors.refills_list(user=actor(request), access=access)
+    return [presenters.refill_out(row) for row in selectors.refills_list(user=actor(request), access=access)]
 
 
 @router.post(
@@ -179,10 +184,10 @@ def refill_request(
     idempotency_key: Annotated[str | None, Header(None, alias="Idempotency-Key")] = None,
 ) -> Status[Any]:
     access = child_for(actor(request), child_id, Capability.FAMILY_CLINICAL)
-    code, body = services.refill_request(
+    refill, created = services.refill_request(
         actor=actor(request), access=access, plan_id=plan_id, idempotency_key=idempotency_key, **payload.dict()
     )
-    return Status(code, body)
+    return Status(status_for(created=created), presenters.refill_out(refill))
 
 
 @router.post(
@@ -195,7 +200,7 @@ def refill_transition(
 ) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
     refill = services.refill_transition(actor=actor(request), access=access, refill_id=refill_id, **payload.dict())
-    return services.refill_out(refill)
+    return presenters.refill_out(refill)
 
 
 @router.get(
@@ -206,7 +211,7 @@ def refill_transition(
 def refill_queue(
     request: HttpRequest, status: Literal["requested", "approved", "sent_to_pharmacy", "ready"] | None = None
 ) -> list[dict[str, Any]]:
-    return selectors.refill_queue(user=actor(request), status=status)
+    return [presenters.refill_queue_out(row) for row in selectors.refill_queue(user=actor(request), status=status)]
 
 
 # -- coverage -----------------------------------------------------------------------------------
@@ -215,7 +220,8 @@ def refill_queue(
 @router.get("/children/{child_id}/coverage", response=list[CoverageOut], summary="Insurance: active and pending")
 def coverage(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return selectors.coverage_list(user=actor(request), access=access)
+    rows = selectors.coverage_list(user=actor(request), access=access)
+    return [presenters.coverage_out(row.coverage, row.status) for row in rows]
 
 
 @router.post(
@@ -228,7 +234,7 @@ def coverage_submit(request: HttpRequest, child_id: uuid.UUID, payload: Coverage
     data = payload.dict()
     data["copays"] = {name: f"{amount:.2f}" for name, amount in data["copays"].items()}
     row = services.coverage_submit(actor=actor(request), access=access, **data)
-    return Status(201, selectors.coverage_out(row))
+    return Status(status_for(created=True), presenters.coverage_out(row))
 
 
 @router.post(
@@ -241,7 +247,7 @@ def coverage_verify(
 ) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
     row = services.coverage_verify(actor=actor(request), access=access, coverage_id=coverage_id, **payload.dict())
-    return selectors.coverage_out(row)
+    return presenters.coverage_out(row)
 
 
 # -- one glance and the calendar feed -----------------------------------------------------------
@@ -258,7 +264,7 @@ def today(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/me/calendar-feed", response=FeedStatusOut, summary="Whether a calendar feed is active")
 def feed_status(request: HttpRequest) -> dict[str, Any]:
-    return selectors.calendar_feed_status(user=actor(request))
+    return presenters.feed_status_out(selectors.calendar_feed_active(user=actor(request)))
 
 
 @router.post(
@@ -269,7 +275,9 @@ def feed_status(request: HttpRequest) -> dict[str, Any]:
 def feed_issue(request: HttpRequest, payload: FeedIn) -> Status[dict[str, Any]]:
     feed, token = services.calendar_feed_issue(actor=actor(request), include_doses=payload.include_doses)
     url = request.build_absolute_uri(f"/api/v1/calendar/{token}.ics")
-    return Status(201, {"url": url, "include_doses": feed.include_doses, "created_at": feed.created_at})
+    return Status(
+        status_for(created=True), {"url": url, "include_doses": feed.include_doses, "created_at": feed.created_at}
+    )
 
 
 @router.delete("/me/calendar-feed", response={204: None}, summary="Revoke the calendar URL")

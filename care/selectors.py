@@ -25,7 +25,9 @@ from care.models import (
     ScheduleException,
     WorkingHours,
 )
-from care.services import coverage_statuses, feed_token_hash, plan_for, refill_out
+from care.presenters import appointment_out, refill_out
+from care.results import ClinicianSchedule, CoverageAsOf, PlanStatus
+from care.services import coverage_statuses, feed_token_hash, plan_for
 from portal import audit, zones
 from portal.access import (
     Capability,
@@ -50,7 +52,7 @@ def _reads(user: User, entity_type: Resource, access: ChildAccess) -> None:
 # -- schedules and appointments -----------------------------------------------------------------
 
 
-def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
+def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[ClinicianSchedule]:
     """For each clinician on the child's care team: clinic hours in the next two weeks, the next open
     slots, and whether they are on call now."""
     moment = now or timezone.now()
@@ -73,64 +75,24 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
     blocks = scheduling.without_time_off(scheduling.clinic_blocks(hours, moment, horizon), exceptions)
     on_call = scheduling.on_call_at(exceptions, moment)
     _reads(user, Resource.SCHEDULE, access)
-    limited = access.limited_view
-
-    def place(location: str) -> str:
-        return settings.PORTAL_NEUTRAL_LOCATION if limited else location
-
     result = []
     for member in members:
         own = [b for b in blocks if b.clinician_id == member.clinician_id]
-        slots = scheduling.open_slots(own, booked, after=moment, limit=OPEN_SLOTS)
         result.append(
-            {
-                "clinician_id": member.clinician_id,
-                "clinician_name": str(member.clinician),
-                "role": member.role,
-                "department": member.department.name if member.department and not limited else None,
-                "on_call_now": member.clinician_id in on_call,
-                "in_clinic_now": any(b.start <= moment < b.end for b in own),
-                "clinic_hours": [{"location": place(b.location), "start": b.start, "end": b.end} for b in own],
-                "next_open_slots": [{"location": place(s.location), "start": s.start, "end": s.end} for s in slots],
-            }
+            ClinicianSchedule(
+                member=member,
+                on_call_now=member.clinician_id in on_call,
+                in_clinic_now=any(b.start <= moment < b.end for b in own),
+                clinic_hours=own,
+                next_open_slots=scheduling.open_slots(own, booked, after=moment, limit=OPEN_SLOTS),
+            )
         )
     return result
 
 
-def appointment_out(appointment: Appointment, *, limited: bool = False) -> dict[str, Any]:
-    """An appointment as its reader may see it. ``limited`` (a limited-scope guardian): the time, the
-    clinician, a neutral place and label; no visit type, department, clinic name or preparation notes,
-    which name or imply the diagnosis."""
-    out = {
-        "id": appointment.pk,
-        "child_id": appointment.child_id,
-        "clinician_id": appointment.clinician_id,
-        "clinician_name": str(appointment.clinician),
-        "department": appointment.department.name if appointment.department else None,
-        "location": appointment.location,
-        "start": appointment.start,
-        "end": appointment.end,
-        "status": appointment.status,
-        "visit_type": appointment.visit_type,
-        "preparation": appointment.preparation,
-        "guardian_confirmed_at": appointment.guardian_confirmed_at,
-        "change_request": appointment.change_request or None,
-        "change_note": appointment.change_note or None,
-        "limited_view": limited,
-    }
-    if limited:
-        out.update(
-            department=None,
-            location=settings.PORTAL_NEUTRAL_LOCATION,
-            visit_type=settings.PORTAL_NEUTRAL_VISIT_LABEL,
-            preparation="",
-        )
-    return out
-
-
 def appointments_list(
     *, user: User, access: ChildAccess, when: str = "upcoming", now: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[Appointment]:
     moment = now or timezone.now()
     rows = Appointment.objects.filter(child=access.child).select_related("clinician", "department")
     rows = hide_confidential(rows, access)
@@ -140,51 +102,26 @@ def appointments_list(
         else rows.filter(end__lte=moment).order_by("-start")
     )
     _reads(user, Resource.APPOINTMENT, access)
-    return [appointment_out(row, limited=access.limited_view) for row in rows[:200]]
+    return list(rows[:200])
 
 
 # -- medication plans ---------------------------------------------------------------------------
 
 
-def _plan_view(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: datetime) -> dict[str, Any]:
+def _plan_status(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: datetime) -> PlanStatus:
     recorded = {log.scheduled_for for log in logs if log.scheduled_for is not None}
-    view: dict[str, Any] = {
-        "id": plan.pk,
-        "medication": plan.medication,
-        "strength": plan.strength,
-        "form": plan.form,
-        "dose": f"{plan.dose_quantity.normalize():f} {plan.dose_unit}",
-        "route": plan.route,
-        "schedule_kind": plan.schedule_kind,
-        "times_of_day": plan.times_of_day,
-        "weekdays": plan.weekdays,
-        "interval_hours": plan.interval_hours,
-        "min_interval_minutes": plan.min_interval_minutes,
-        "max_per_day": plan.max_per_day,
-        "start": plan.start,
-        "end": plan.end,
-        "instructions": plan.instructions,
-        "prescriber_name": str(plan.prescriber),
-        "refills_allowed": plan.refills_allowed,
-        "refills_remaining": plan.refills_remaining,
-        "pharmacy": plan.pharmacy,
-        "status": plan.status,
-    }
+    pairs = [(log.scheduled_for, log.status) for log in logs]
+    adherence = [dosing.adherence(plan, tz, now, days, pairs) for days in (7, 30)]
     if plan.status != MedicationPlan.Status.ACTIVE:
-        view.update(next_due=None, overdue=[], next_allowed_at=None)
-    elif plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
+        return PlanStatus(plan, None, [], None, adherence)
+    if plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
         given = [log.occurred_at for log in logs if log.status == DoseLog.Status.GIVEN]
-        view.update(next_due=None, overdue=[], next_allowed_at=dosing.next_as_needed(plan, tz, given, now))
-    else:
-        view.update(
-            next_due=dosing.next_due(plan, tz, now, recorded),
-            overdue=[at for at in dosing.occurrences(plan, tz, now - timedelta(hours=24), now) if at not in recorded],
-            next_allowed_at=None,
-        )
-    return view
+        return PlanStatus(plan, None, [], dosing.next_as_needed(plan, tz, given, now), adherence)
+    overdue = [at for at in dosing.occurrences(plan, tz, now - timedelta(hours=24), now) if at not in recorded]
+    return PlanStatus(plan, dosing.next_due(plan, tz, now, recorded), overdue, None, adherence)
 
 
-def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[dict[str, Any]]:
+def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) -> list[PlanStatus]:
     """Active and recent plans with the next dose, overdue doses and adherence over 7 and 30 days."""
     moment = now or timezone.now()
     tz = zones.zone(access.child.time_zone)
@@ -199,87 +136,42 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
     ):
         logs[log.plan_id].append(log)
     _reads(user, Resource.MEDICATION_REQUEST, access)
-    result = []
-    for plan in plans:
-        view = _plan_view(plan, tz, logs[plan.pk], moment)
-        pairs = [(log.scheduled_for, log.status) for log in logs[plan.pk]]
-        view["adherence"] = [dosing.adherence(plan, tz, moment, days, pairs).__dict__ for days in (7, 30)]
-        result.append(view)
-    return result
+    return [_plan_status(plan, tz, logs[plan.pk], moment) for plan in plans]
 
 
-def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[dict[str, Any]]:
+def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[DoseLog]:
     plan = plan_for(access, plan_id)
     since = timezone.now() - timedelta(days=days)
     rows = (
         DoseLog.objects.filter(plan=plan, occurred_at__gte=since).select_related("recorded_by").order_by("-occurred_at")
     )
     _reads(user, Resource.MEDICATION_ADMINISTRATION, access)
-    return [dose_out(row) for row in rows]
-
-
-def dose_out(dose: DoseLog) -> dict[str, Any]:
-    return {
-        "id": dose.pk,
-        "plan_id": dose.plan_id,
-        "client_id": dose.client_id,
-        "status": dose.status,
-        "occurred_at": dose.occurred_at,
-        "scheduled_for": dose.scheduled_for,
-        "note": dose.note,
-        "recorded_by_name": str(dose.recorded_by),
-    }
+    return list(rows)
 
 
 # -- refills and coverage -----------------------------------------------------------------------
 
 
-def refills_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+def refills_list(*, user: User, access: ChildAccess) -> list[RefillRequest]:
     rows = RefillRequest.objects.filter(child=access.child).select_related("plan").order_by("-requested_at")
     if not access.is_clinician:
         rows = rows.filter(plan__confidential=False)
     _reads(user, Resource.TASK, access)
-    return [refill_out(row) for row in rows[:200]]
+    return list(rows[:200])
 
 
-def refill_queue(*, user: User, status: str | None = None) -> list[dict[str, Any]]:
-    """Refill requests for the children on the clinician's care teams, oldest first."""
+def refill_queue(*, user: User, status: str | None = None) -> list[RefillRequest]:
+    """Refill requests for the children on the clinician's care teams, oldest first (plan and child
+    loaded)."""
     child_ids = list(care_team_memberships(user).values_list("child_id", flat=True))
     rows = RefillRequest.objects.filter(child_id__in=child_ids).select_related("plan", "child")
     rows = rows.filter(status=status) if status else rows.filter(status__in=OPEN_REFILL_STATUSES)
     rows_list = list(rows.order_by("requested_at")[:500])
     audit.reads(user, Resource.TASK, sorted({row.child_id for row in rows_list}, key=str))
-    return [
-        {
-            **refill_out(row),
-            "child_name": row.child.name,
-            "medication": row.plan.medication,
-            "refills_remaining": row.plan.refills_remaining,
-        }
-        for row in rows_list
-    ]
+    return rows_list
 
 
-def coverage_out(coverage: Coverage, status: str | None = None) -> dict[str, Any]:
-    return {
-        "id": coverage.pk,
-        "status": status or coverage.status,
-        "payer": coverage.payer,
-        "plan_name": coverage.plan_name,
-        "member_id": coverage.member_id,
-        "group_number": coverage.group_number,
-        "subscriber_name": coverage.subscriber_name,
-        "subscriber_relationship": coverage.subscriber_relationship,
-        "period_start": coverage.period_start,
-        "period_end": coverage.period_end,
-        "copays": coverage.copays,
-        "submitted_at": coverage.submitted_at,
-        "verified_at": coverage.verified_at,
-        "rejection_reason": coverage.rejection_reason or None,
-    }
-
-
-def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+def coverage_list(*, user: User, access: ChildAccess) -> list[CoverageAsOf]:
     """Active coverage and any change waiting for verification (and, for staff, the history)."""
     rows = list(Coverage.objects.filter(child=access.child).order_by("-submitted_at")[:50])
     current = [row for row in rows if row.status in (Coverage.Status.ACTIVE, Coverage.Status.PENDING_START)]
@@ -287,7 +179,7 @@ def coverage_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
     shown = {Coverage.Status.ACTIVE, Coverage.Status.PENDING, Coverage.Status.PENDING_START, Coverage.Status.REJECTED}
     _reads(user, Resource.COVERAGE, access)
     return [
-        coverage_out(row, statuses.get(row.pk, row.status))
+        CoverageAsOf(row, statuses.get(row.pk, row.status))
         for row in rows
         if access.can(Capability.MANAGE) or statuses.get(row.pk, row.status) in shown
     ]
@@ -446,10 +338,6 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
     return bytes(calendar.to_ical())
 
 
-def calendar_feed_status(*, user: User) -> dict[str, Any]:
-    feed = CalendarFeed.objects.filter(guardian=user, revoked_at__isnull=True).first()
-    return {
-        "active": feed is not None,
-        "include_doses": feed.include_doses if feed else None,
-        "created_at": feed.created_at if feed else None,
-    }
+def calendar_feed_active(*, user: User) -> CalendarFeed | None:
+    """The user's calendar feed in force, if any."""
+    return CalendarFeed.objects.filter(guardian=user, revoked_at__isnull=True).first()

@@ -9,7 +9,10 @@ class MessagingConfig(AppConfig):
     def ready(self) -> None:
         from messaging import publish
         from messaging.realtime import connect
+        from messaging.worker import worker_health
+        from portal.api import register_health_component
 
         # Every app's domain events join each user's event stream; control events reach the sockets.
         connect()
         publish.register_rules()
+        register_health_component("worker", worker_health)

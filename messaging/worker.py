@@ -93,15 +93,6 @@ def worker_health(now: datetime | None = None) -> str:
     return "ok"
 
 
-def worker_state() -> str:
-    """``worker_health`` for ``/health``: an error while asking is reported, not raised."""
-    try:
-        return worker_health()
-    except Exception:
-        logger.exception("worker health check failed")
-        return "error"
-
-
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """The periodic jobs: escalate unacknowledged alerts and overdue threads, retry due notifications."""
     from messaging import alerts, handling, notify

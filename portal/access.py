@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from portal import audit
-from portal.errors import NotFound
+from portal.errors import Invalid, NotFound
 from portal.models import CareTeamMembership, Child, DepartmentMembership, GuardianLink, User
 from portal.vocabulary import Resource
 
@@ -37,6 +37,10 @@ class Capability(StrEnum):
     FAMILY_SCHEDULE = "family_schedule"  # confirm attendance, ask to move or cancel a visit: any live link
     FAMILY_CLINICAL = "family_clinical"  # request a refill, submit insurance: a full-scope link
 
+
+# The portal's two staff permissions; outside this module, ask the named checks below.
+VIEW_METRICS = "portal.view_metrics"
+MANAGE_PORTAL = "portal.manage_portal"
 
 LIMITED_CAPABILITIES = frozenset({Capability.VIEW, Capability.SCHEDULE, Capability.MESSAGE})
 
@@ -180,7 +184,7 @@ def resolve_access(user: User | Any, child: Child, now: datetime | None = None) 
             "role", flat=True
         )
     )
-    access.manager = user.has_perm("portal.manage_portal")
+    access.manager = user.has_perm(MANAGE_PORTAL)
     return access
 
 
@@ -210,35 +214,45 @@ def child_for(
     raise NotFound("No such child.")
 
 
+def works_in_department(user: User | Any) -> bool:
+    """An active member of some department: the people who may be booked or put on a care team."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return DepartmentMembership.objects.filter(clinician=user, active=True).exists()
+
+
 def is_clinician(user: User | Any) -> bool:
     """Works in a department or sits on any care team (now or in the future)."""
     if not getattr(user, "is_authenticated", False):
         return False
     return (
-        DepartmentMembership.objects.filter(clinician=user, active=True).exists()
+        works_in_department(user)
         or CareTeamMembership.objects.filter(Q(end__isnull=True) | Q(end__gt=timezone.now()), clinician=user).exists()
     )
+
+
+def active_clinician(clinician_id: uuid.UUID) -> User:
+    """The active account of someone working in a department, or ``422 not_a_clinician``."""
+    clinician = User.objects.filter(pk=clinician_id, is_active=True).first()
+    if clinician is None or not works_in_department(clinician):
+        raise Invalid("That person is not an active clinician of any department.", code="not_a_clinician")
+    return clinician
 
 
 def is_administrator(user: User | Any) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False
-    return bool(
-        user.is_staff
-        or user.is_superuser
-        or user.has_perm("portal.view_metrics")
-        or user.has_perm("portal.manage_portal")
-    )
+    return bool(user.is_staff or user.is_superuser or user.has_perm(VIEW_METRICS) or user.has_perm(MANAGE_PORTAL))
 
 
 def is_portal_manager(user: User | Any) -> bool:
     """Holds ``manage_portal``: staff, relationships, routing and groups (never clinical content)."""
-    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.manage_portal"))
+    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm(MANAGE_PORTAL))
 
 
 def can_view_metrics(user: User | Any) -> bool:
     """Holds ``view_metrics``: the call-deflection figures (aggregates only, never a child's record)."""
-    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.view_metrics"))
+    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.has_perm(VIEW_METRICS))
 
 
 def _portal_role_q() -> Q:

@@ -16,10 +16,11 @@ from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Status
 
-from portal import audit, refusals, selectors, services
+from portal import audit, presenters, refusals, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
 from portal.csvsafe import csv_stream
 from portal.errors import Invalid, NotFound
+from portal.idempotency import status_for
 from portal.models import User
 from portal.schemas import (
     AccessLogOut,
@@ -102,14 +103,27 @@ class HealthComponent:
 
 HEALTHY = frozenset({"ok", "inline"})
 
-# Adding a component is one line here, or one ``HEALTH_COMPONENTS[name] = ...`` in the composition root
-# (``portal.apiroot`` adds the messenger's "worker"). The worker's state is read from the database, so
-# it is asked only when the database answers.
+# The portal's own components; apps add theirs with ``register_health_component`` from their
+# ``AppConfig.ready`` (messaging: "worker", whose state is read from the database, so it is asked only
+# when the database answers).
 HEALTH_COMPONENTS: dict[str, HealthComponent] = {
     "database": HealthComponent(_up(_database_ok), critical=True),
     "cache": HealthComponent(_up(_cache_ok)),
     "channel_layer": HealthComponent(_up(_channel_layer_ok)),
 }
+
+
+def register_health_component(name: str, check: Callable[[], str], *, critical: bool = False) -> None:
+    """Report ``check``'s state under ``name`` in ``/health``; a check that raises reports "error"."""
+
+    def guarded() -> str:
+        try:
+            return check()
+        except Exception:
+            logger.exception("%s health check failed", name)
+            return "error"
+
+    HEALTH_COMPONENTS[name] = HealthComponent(guarded, critical=critical)
 
 
 @router.get(
@@ -136,48 +150,38 @@ def health(request: HttpRequest) -> Status[dict[str, Any]]:
 
 @router.get("/me", response=MeOut, summary="Who am I: children as guardian and as clinician, permissions")
 def me(request: HttpRequest) -> dict[str, Any]:
-    return selectors.me_summary(user=actor(request))
+    return presenters.me_out(selectors.me_summary(user=actor(request)))
 
 
 @router.patch("/me", response=MeOut, summary="Change my language (notifications and automatic replies)")
 def me_update(request: HttpRequest, payload: MeIn) -> dict[str, Any]:
     services.user_language_set(actor=actor(request), language=payload.language)
-    return selectors.me_summary(user=actor(request))
+    return presenters.me_out(selectors.me_summary(user=actor(request)))
 
 
 @router.get("/children", response=list[ChildOut], summary="Children I may see")
 def children(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.children_list(user=actor(request))
+    return [presenters.child_out(access) for access in selectors.children_list(user=actor(request))]
 
 
 @router.get("/children/{child_id}", response=ChildOut, summary="One child")
 def child(request: HttpRequest, child_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.VIEW)
-    return selectors.child_detail(user=actor(request), access=access)
+    return presenters.child_out(selectors.child_detail(user=actor(request), access=access))
 
 
 @router.get("/children/{child_id}/care-team", response=list[CareTeamMemberOut], summary="The child's care team")
 def care_team(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.VIEW)
-    return selectors.care_team_list(user=actor(request), access=access)
+    rows = selectors.care_team_list(user=actor(request), access=access)
+    return [presenters.care_team_member_out(row, limited=access.limited_view) for row in rows]
 
 
 @router.post("/children/{child_id}/care-team", response={201: CareTeamMemberOut}, summary="Staff: add a clinician")
 def care_team_add(request: HttpRequest, child_id: uuid.UUID, payload: CareTeamIn) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
     membership = services.care_team_add(actor=actor(request), access=access, **payload.dict())
-    return Status(
-        201,
-        {
-            "id": membership.pk,
-            "clinician_id": membership.clinician_id,
-            "clinician_name": str(membership.clinician),
-            "role": membership.role,
-            "department": membership.department.name if membership.department else None,
-            "start": membership.start,
-            "end": membership.end,
-        },
-    )
+    return Status(status_for(created=True), presenters.care_team_member_out(membership))
 
 
 @router.delete(
@@ -198,7 +202,9 @@ def care_team_end(request: HttpRequest, child_id: uuid.UUID, membership_id: uuid
 )
 def guardian_links(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
-    return selectors.guardian_links_list(user=actor(request), access=access)
+    return [
+        presenters.guardian_link_out(link) for link in selectors.guardian_links_list(user=actor(request), access=access)
+    ]
 
 
 @router.post(
@@ -210,7 +216,7 @@ def invite(request: HttpRequest, child_id: uuid.UUID, payload: InvitationIn) -> 
     access = child_for(actor(request), child_id, Capability.MANAGE)
     invitation, code = services.invitation_create(actor=actor(request), access=access, **payload.dict())
     return Status(
-        201,
+        status_for(created=True),
         {
             "id": invitation.pk,
             "child_id": access.child.pk,
@@ -236,7 +242,7 @@ def link_update(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID, p
         link_id=link_id,
         **payload.dict(exclude_unset=True),
     )
-    return selectors.link_out(link)
+    return presenters.link_out(link)
 
 
 @router.post(
@@ -247,7 +253,7 @@ def link_update(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID, p
 def link_revoke(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
     link = services.link_revoke(actor=actor(request), access=access, link_id=link_id)
-    return selectors.link_out(link)
+    return presenters.link_out(link)
 
 
 @router.post(
@@ -258,7 +264,7 @@ def link_revoke(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -
 def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.APPROVE)
     link = services.link_approve(actor=actor(request), access=access, link_id=link_id)
-    return selectors.link_out(link)
+    return presenters.link_out(link)
 
 
 @router.get(
@@ -267,7 +273,7 @@ def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) 
     summary="Staff (manage_portal): staff accounts' guardian links waiting for a second person",
 )
 def links_awaiting_approval(request: HttpRequest) -> list[dict[str, Any]]:
-    return selectors.links_awaiting_approval(user=actor(request))
+    return [presenters.pending_link_out(link) for link in selectors.links_awaiting_approval(user=actor(request))]
 
 
 @router.post("/invitations/redeem", response={201: GuardianLinkOut}, summary="Guardian: redeem an invitation code")
@@ -277,7 +283,7 @@ def redeem(request: HttpRequest, payload: RedeemIn) -> Status[dict[str, Any]]:
         code=payload.code,
         client_address=str(request.META.get("REMOTE_ADDR", "")),
     )
-    return Status(201, selectors.link_out(link))
+    return Status(status_for(created=True), presenters.link_out(link))
 
 
 @router.get(
@@ -291,7 +297,9 @@ def access_log(
     access = child_for(actor(request), child_id, Capability.CLINICAL)
     if not 1 <= limit <= 500:
         raise Invalid("limit must be between 1 and 500.", code="invalid_limit")
-    return selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
+    return presenters.access_log_out(
+        selectors.access_log(user=actor(request), access=access, before=before, limit=limit)
+    )
 
 
 class ExportQuery(In):

@@ -15,8 +15,6 @@ from ninja.types import DictStrAny
 
 from care.api import router as care_router
 from messaging.api import router as messaging_router
-from messaging.worker import worker_state
-from portal.api import HEALTH_COMPONENTS, HealthComponent
 from portal.api import router as portal_router
 from portal.auth import PORTAL_AUTH
 from portal.errors import ApiError, Overloaded, PayloadTooLarge, UnsupportedMediaType
@@ -124,7 +122,6 @@ api.add_router("/", care_router)
 api.add_router("/", "portal.metrics.api.router")
 api.add_router("/", messaging_router)
 api.add_router("/", "messaging.groups.api.router")
-HEALTH_COMPONENTS["worker"] = HealthComponent(worker_state)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra: object) -> HttpResponse:

@@ -14,11 +14,9 @@ from django.http import HttpRequest
 from ninja.security import SessionAuth
 from ninja.utils import check_csrf
 
-from portal import audit
 from portal.access import has_mfa, requires_mfa
 from portal.errors import CsrfFailed, MfaRequired
-from portal.sessions import check_idle
-from portal.vocabulary import Resource
+from portal.sessions import audit_idle_logout, check_idle
 
 
 def admit(request: HttpRequest, user: Any, staff: bool | None = None) -> Any:
@@ -54,7 +52,7 @@ class AppTokenAuth(XSessionTokenAuth):
             return None
         staff = requires_mfa(user)
         if check_idle(session, user, persist=True, staff=staff):
-            audit.record(actor=user, action=audit.Action.LOGOUT, entity_type=Resource.SESSION, reason="idle_timeout")
+            audit_idle_logout(user)
             session.flush()
             return None
         # The token's session is not attached to the request: SessionMiddleware would send it back

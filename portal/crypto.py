@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -107,6 +108,20 @@ def create_key_file(path: Path) -> None:
         json.dump(data, handle, indent=2)
 
 
+def _no_probe() -> bool:
+    raise ImproperlyConfigured("The key file is missing and the portal app is not ready to check for encrypted data.")
+
+
+# Whether any row holds ciphertext. ``portal.keys`` knows every encrypted field (and imports this
+# module), so the portal app registers its probe when it is ready: this module imports no model.
+_encrypted_data_probe: Callable[[], bool] = _no_probe
+
+
+def register_encrypted_data_probe(probe: Callable[[], bool]) -> None:
+    global _encrypted_data_probe
+    _encrypted_data_probe = probe
+
+
 def load_keyring() -> Keyring:
     spec: str = settings.PORTAL_ENCRYPTION_KEYS
     path: Path = settings.PORTAL_KEY_FILE
@@ -124,10 +139,7 @@ def load_keyring() -> Keyring:
                 )
             # A lost key file must not be silently replaced: a fresh key cannot read the rows already
             # encrypted, and every write under it would mix two unreadable generations of data.
-            # Imported here because portal.keys imports the models, whose fields import this module.
-            from portal.keys import encrypted_data_exists
-
-            if encrypted_data_exists():
+            if _encrypted_data_probe():
                 raise ImproperlyConfigured(
                     f"encrypted data exists but the key file {path} is missing: restore it from backup or set "
                     "PORTAL_ENCRYPTION_KEYS; a new key cannot read the existing data"

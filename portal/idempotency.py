@@ -17,9 +17,12 @@ Use inside the service's transaction::
     with transaction.atomic():
         replay = idempotency.begin(user=..., scope="refill.create", key=key, payload=body)
         if replay.done:
-            return replay.status_code, replay.response
+            return Refill.objects.get(pk=replay.response["refill_id"]), created(replay.status_code)
         ...do the work...
-        replay.finish(201, response_body)
+        replay.finish(status_for(created=True), {"refill_id": str(refill.pk)})
+
+The record keeps only what a replay needs (the row's id); the API edge shapes the answer from the
+row, and ``status_for`` turns a service's ``(row, created)`` into the endpoint's status.
 """
 
 from __future__ import annotations
@@ -41,6 +44,20 @@ MAX_KEY_LENGTH = 100
 _LOCK_NAMESPACE = 0x1DE4
 # PostgreSQL's "lock_not_available": the lock_timeout ran out.
 _LOCK_TIMEOUT = "55P03"
+
+
+CREATED, FOUND = 201, 200
+
+
+def status_for(*, created: bool) -> int:
+    """The status of every create endpoint: 201 when the request made the row, 200 when a retry found
+    the row an earlier request made (``client_id``)."""
+    return CREATED if created else FOUND
+
+
+def created(status_code: int) -> bool:
+    """Whether a stored answer's status says the row was made by that request."""
+    return status_code == CREATED
 
 
 def wait_seconds() -> float:

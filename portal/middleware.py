@@ -9,8 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
 from portal import audit, limits
-from portal.sessions import check_idle
-from portal.vocabulary import Resource
+from portal.sessions import audit_idle_logout, check_idle
 
 
 class IdleTimeoutMiddleware:
@@ -25,9 +24,7 @@ class IdleTimeoutMiddleware:
         try:
             user = request.user
             if user.is_authenticated and check_idle(request.session, user, persist=False):
-                audit.record(
-                    actor=user, action=audit.Action.LOGOUT, entity_type=Resource.SESSION, reason="idle_timeout"
-                )
+                audit_idle_logout(user)
                 logout(request)
             return self.get_response(request)
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import F
@@ -9,8 +11,8 @@ from django.utils import timezone
 
 from portal import audit, ledger
 from portal.access import (
-    Capability,
     ChildAccess,
+    can_view_metrics,
     care_team_memberships,
     effective_scope,
     guardian_links,
@@ -23,61 +25,41 @@ from portal.errors import NotFound
 from portal.models import AuditEvent, CareTeamMembership, GuardianLink, User
 from portal.vocabulary import Resource
 
-PORTAL_PERMISSIONS = ("view_metrics", "manage_portal")
+PORTAL_PERMISSIONS = (("view_metrics", can_view_metrics), ("manage_portal", is_portal_manager))
 
 
-def me_summary(*, user: User) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Me:
+    """Who the user is to the portal: links and care-team memberships in force at ``now``, two-factor
+    state, and the portal permissions held."""
+
+    user: User
+    now: datetime
+    links: list[GuardianLink]
+    memberships: list[CareTeamMembership]
+    mfa_enrolled: bool
+    mfa_required: bool
+    permissions: list[str]
+
+
+def me_summary(*, user: User) -> Me:
     now = timezone.now()
     links = list(guardian_links(user, now))
     memberships = list(care_team_memberships(user, now))
-    as_clinician: dict[Any, dict[str, Any]] = {}
-    for membership in memberships:
-        entry = as_clinician.setdefault(
-            membership.child_id, {"id": membership.child_id, "name": membership.child.name, "roles": []}
-        )
-        entry["roles"].append(membership.role)
-    child_ids = {link.child_id for link in links} | set(as_clinician)
+    child_ids = {link.child_id for link in links} | {membership.child_id for membership in memberships}
     audit.reads(user, Resource.PATIENT, sorted(child_ids, key=str))
-    return {
-        "id": user.pk,
-        "email": user.email,
-        "display_name": user.display_name,
-        "phone": user.phone,
-        "preferred_language": user.preferred_language,
-        "language": user.preferred_language,
-        "time_zone": user.time_zone,
-        "mfa_enrolled": has_mfa(user),
-        "mfa_required": requires_mfa(user),
-        "permissions": [perm for perm in PORTAL_PERMISSIONS if user.has_perm(f"portal.{perm}")],
-        "children_as_guardian": [
-            {
-                "id": link.child_id,
-                "name": link.child.name,
-                "scope": effective_scope(link, now),
-                "relationship": link.relationship,
-            }
-            for link in links
-        ],
-        "children_as_clinician": list(as_clinician.values()),
-    }
+    return Me(
+        user=user,
+        now=now,
+        links=links,
+        memberships=memberships,
+        mfa_enrolled=has_mfa(user),
+        mfa_required=requires_mfa(user),
+        permissions=[name for name, holds in PORTAL_PERMISSIONS if holds(user)],
+    )
 
 
-def _child_out(access: ChildAccess) -> dict[str, Any]:
-    child = access.child
-    return {
-        "id": child.pk,
-        "name": child.name,
-        "date_of_birth": child.date_of_birth,
-        "sex": child.sex,
-        "time_zone": child.time_zone,
-        "access": "clinician" if access.is_clinician else "guardian",
-        "scope": access.scope,
-        "mrn": child.mrn if access.is_clinician else None,
-        "conditions": child.conditions if access.can(Capability.CLINICAL) else None,
-    }
-
-
-def children_list(*, user: User) -> list[dict[str, Any]]:
+def children_list(*, user: User) -> list[ChildAccess]:
     """Every child the user may see, with what the user may see of each (three queries)."""
     now = timezone.now()
     children = list(visible_children(user, now).order_by("date_of_birth", "pk"))
@@ -91,17 +73,17 @@ def children_list(*, user: User) -> list[dict[str, Any]]:
         if access.link is not None:
             access.link.child = child
             access.scope = effective_scope(access.link, now)
-        result.append(_child_out(access))
+        result.append(access)
     audit.reads(user, Resource.PATIENT, [child.pk for child in children])
     return result
 
 
-def child_detail(*, user: User, access: ChildAccess) -> dict[str, Any]:
+def child_detail(*, user: User, access: ChildAccess) -> ChildAccess:
     audit.reads(user, Resource.PATIENT, [access.child.pk])
-    return _child_out(access)
+    return access
 
 
-def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
+def care_team_list(*, user: User, access: ChildAccess) -> list[CareTeamMembership]:
     now = timezone.now()
     rows = (
         CareTeamMembership.objects.filter(child=access.child, start__lte=now)
@@ -116,43 +98,11 @@ def care_team_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )
-    return [
-        {
-            "id": row.pk,
-            "clinician_id": row.clinician_id,
-            "clinician_name": str(row.clinician),
-            "role": row.role,
-            # A specialty department can name the diagnosis: not for a limited-scope guardian.
-            "department": row.department.name if row.department and not access.limited_view else None,
-            "start": row.start,
-            "end": row.end,
-        }
-        for row in rows
-    ]
+    return list(rows)
 
 
-def link_out(link: GuardianLink) -> dict[str, Any]:
-    return {
-        "id": link.pk,
-        "child_id": link.child_id,
-        "guardian_id": link.guardian_id,
-        "guardian_name": str(link.guardian) if link.guardian else "",
-        "relationship": link.relationship,
-        "scope": link.scope,
-        "effective_scope": effective_scope(link),
-        "status": link.status,
-        "court_appointed": link.court_appointed,
-        "adolescent_exception": link.adolescent_exception,
-        "valid_from": link.valid_from,
-        "valid_until": link.valid_until,
-        "granted_at": link.granted_at,
-        "revoked_at": link.revoked_at,
-        "approved_at": link.approved_at,
-    }
-
-
-def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, Any]]:
-    """Staff view of every link of a child, invitations and history included."""
+def guardian_links_list(*, user: User, access: ChildAccess) -> list[GuardianLink]:
+    """Staff view of every link of a child, invitations and history included (invitations loaded)."""
     links = (
         GuardianLink.objects.filter(child=access.child).select_related("guardian", "invitation").order_by("granted_at")
     )
@@ -163,18 +113,17 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[dict[str, An
         entity_id=access.child.pk,
         child_id=access.child.pk,
     )
-    result = []
-    for link in links:
+    result = list(links)
+    for link in result:
         link.child = access.child
-        invitation = getattr(link, "invitation", None)
-        result.append({**link_out(link), "recipient_email": invitation.recipient_email if invitation else None})
     return result
 
 
-def links_awaiting_approval(*, user: User) -> list[dict[str, Any]]:
+def links_awaiting_approval(*, user: User) -> list[GuardianLink]:
     """For ``manage_portal``: staff accounts' guardian links waiting for a second staff member, oldest
     first, with who holds each and who made the invitation (so the approver can see they are neither).
-    Ids and people only, no clinical content. Anyone else gets 404, audited."""
+    Ids and people only, no clinical content (invitations and their creators loaded). Anyone else
+    gets 404, audited."""
     if not is_portal_manager(user):
         audit.deny(actor=user, entity_type=Resource.RELATED_PERSON, entity_id=None, reason="not_staff")
         raise NotFound()
@@ -184,25 +133,7 @@ def links_awaiting_approval(*, user: User) -> list[dict[str, Any]]:
         .order_by("valid_from", "pk")[:500]
     )
     audit.reads(user, Resource.RELATED_PERSON, sorted({row.child_id for row in rows}, key=str))
-    result = []
-    for row in rows:
-        invitation = getattr(row, "invitation", None)
-        creator = invitation.created_by if invitation else row.granted_by
-        result.append(
-            {
-                "id": row.pk,
-                "child_id": row.child_id,
-                "guardian_id": row.guardian_id,
-                "guardian_name": str(row.guardian) if row.guardian else "",
-                "relationship": row.relationship,
-                "scope": row.scope,
-                "invited_by_id": creator.pk if creator else None,
-                "invited_by_name": str(creator) if creator else "",
-                "recipient_email": invitation.recipient_email if invitation else None,
-                "redeemed_at": invitation.redeemed_at if invitation else None,
-            }
-        )
-    return result
+    return rows
 
 
 ACCESS_LOG_LIMIT = 100
@@ -222,9 +153,22 @@ def _actor_roles(child_id: Any, actor_ids: set[Any]) -> dict[Any, str]:
     return roles
 
 
+@dataclass(frozen=True)
+class AccessLogEntry:
+    event: AuditEvent
+    actor_name: str
+    actor_role: str
+
+
+@dataclass(frozen=True)
+class AccessLogPage:
+    entries: list[AccessLogEntry]
+    next_before: int | None  # the ``before`` of the next (older) page, if there is one
+
+
 def access_log(
     *, user: User, access: ChildAccess, before: int | None = None, limit: int = ACCESS_LOG_LIMIT
-) -> dict[str, Any]:
+) -> AccessLogPage:
     """Who read or changed this child's record, newest first (FHIR AuditEvent, for families).
 
     Clinicians and staff are named by role and name; failed sign-ins and other children's rows never
@@ -253,19 +197,8 @@ def access_log(
         else:
             who = names.get(row.actor_id, "Former user")
             role = roles.get(row.actor_id) or "staff"
-        entries.append(
-            {
-                "id": row.id,
-                "seq": row.seq,
-                "recorded_at": row.recorded_at,
-                "actor_name": who,
-                "actor_role": role,
-                "action": row.action,
-                "entity_type": row.entity_type,
-                "outcome": row.outcome,
-            }
-        )
-    return {"entries": entries, "next_before": page[-1].seq if more and page else None}
+        entries.append(AccessLogEntry(row, who, role))
+    return AccessLogPage(entries, page[-1].seq if more and page else None)
 
 
 EXPORT_COLUMNS = (

@@ -8,7 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
+from portal import audit
 from portal.access import requires_mfa
+from portal.vocabulary import Resource
 
 LAST_SEEN_KEY = "portal_last_seen"
 # Refresh the stored timestamp at most this often, so a busy client does not write on every call.
@@ -41,3 +43,8 @@ def check_idle(session: SessionBase, user: Any, *, persist: bool, staff: bool | 
             except UpdateError:  # the session was ended (deleted) meanwhile
                 return True
     return False
+
+
+def audit_idle_logout(user: Any) -> None:
+    """The audit row for a session ended because it sat idle (browser cookie or app token alike)."""
+    audit.record(actor=user, action=audit.Action.LOGOUT, entity_type=Resource.SESSION, reason="idle_timeout")

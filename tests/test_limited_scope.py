@@ -28,7 +28,7 @@ from portal import services
 from portal.conditions import CONDITIONS
 from portal.models import CareTeamMembership, Child, Department, DepartmentMembership, GuardianLink, User
 from tests.conftest import World, app_client, enrol_mfa, make_user
-from tests.matrix import scan_gets
+from tests.matrix_scenarios import scan_gets
 
 EPILEPSY = "84757009"
 DEPARTMENT = "Epilepsy & Seizure Service"

@@ -50,3 +50,24 @@ def test_templates_static_and_translations_are_package_data() -> None:
         assert owner is not None, name
         relative = path.relative_to(*owner.split(".")).as_posix()
         assert any(fnmatch.fnmatch(relative, pattern.replace("**/", "*")) for pattern in globs), name
+
+
+def test_every_data_file_of_a_package_ships() -> None:
+    """Non-Python files inside a shipped package (templates, translations, the triage corpus) match
+    the package data of the package that holds them."""
+    data = CONFIG["tool"]["setuptools"]["package-data"]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    packages = shipped_packages()
+    checked = 0
+    for name in tracked:
+        path = Path(name)
+        if path.suffix == ".py" or path.parts[0] not in packages:
+            continue
+        owner = next(
+            ".".join(path.parts[:i]) for i in range(len(path.parts) - 1, 0, -1) if ".".join(path.parts[:i]) in packages
+        )
+        relative = path.relative_to(*owner.split(".")).as_posix()
+        globs = [*data.get("*", []), *data.get(owner, [])]
+        assert any(fnmatch.fnmatch(relative, pattern.replace("**/", "*")) for pattern in globs), name
+        checked += 1
+    assert checked > 0

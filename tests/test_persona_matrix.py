@@ -9,7 +9,8 @@ import pytest
 
 from portal.apiroot import api
 from tests.conftest import World
-from tests.matrix import ENDPOINTS, SCENARIOS, Endpoint, assert_matrix
+from tests.matrix import ENDPOINTS, Endpoint, assert_matrix
+from tests.matrix_scenarios import SCENARIOS
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")

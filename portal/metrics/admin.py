@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from portal.access import can_view_metrics, is_portal_manager
 from portal.admin import site
 from portal.metrics.imports import ImportRejected, TooLarge, calls_import, too_many_bytes
 from portal.metrics.models import CallImportBatch, MetricsConfig
@@ -45,7 +46,7 @@ class CallImportBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm("portal.view_metrics") or request.user.has_perm("portal.manage_portal"))
+        return can_view_metrics(request.user) or is_portal_manager(request.user)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
@@ -55,7 +56,7 @@ class CallImportBatchAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return [upload, *super().get_urls()]
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("portal.manage_portal"):
+        if not is_portal_manager(request.user):
             return HttpResponse(status=404)
         errors: list[dict[str, Any]] = []
         form = UploadForm(request.POST or None, request.FILES or None)

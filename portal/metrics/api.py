@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
 from portal import audit, refusals
+from portal.access import can_view_metrics
 from portal.api import actor
 from portal.csvsafe import csv_text
 from portal.errors import Invalid, NotFound
@@ -23,7 +24,7 @@ router = Router(tags=["metrics"])
 
 def require_metrics_viewer(user: Any, what: str) -> None:
     """``view_metrics`` or a 404 that reveals nothing, audited (MFA is enforced by the API auth)."""
-    if not (getattr(user, "is_authenticated", False) and user.is_active and user.has_perm("portal.view_metrics")):
+    if not can_view_metrics(user):
         audit.deny(actor=user, entity_type=Resource.METRICS_REPORT, entity_id=what, reason="no_view_metrics")
         raise NotFound()
 

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from portal import audit
-from portal.access import has_mfa
+from portal.access import can_view_metrics, has_mfa
 from portal.errors import Invalid
 from portal.metrics import comparison as compare
 from portal.metrics import estimate, reports
@@ -22,12 +22,7 @@ WEEKS = 26
 
 
 def _allowed(user: Any) -> bool:
-    return bool(
-        getattr(user, "is_authenticated", False)
-        and user.is_active
-        and user.has_perm("portal.view_metrics")
-        and has_mfa(user)
-    )
+    return can_view_metrics(user) and has_mfa(user)
 
 
 def _values(rows: list[dict[str, Any]], index: dict[date, int], field: str) -> list[float | None]:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import time_machine
 
 from care.models import Coverage
+from portal.models import AuditEvent
 from tests import care_data
 from tests.conftest import World, app_client
 
@@ -65,9 +66,32 @@ def test_verification_after_the_start_settles_the_stored_statuses(world: World) 
             content_type="application/json",
         )
         assert rejected.status_code == 200
-    assert Coverage.objects.get(payer="Acme Health").status == "superseded"
+    acme = Coverage.objects.get(payer="Acme Health")
+    assert acme.status == "superseded"
     scheduled.refresh_from_db()
     assert scheduled.status == "active"
+    # Every status written down is an audited write, by the staff member whose action settled it.
+    assert _audit_reasons(acme) == ["superseded"]
+    assert _audit_reasons(scheduled) == ["started"]
+
+
+def _audit_reasons(coverage: Coverage) -> list[str]:
+    rows = AuditEvent.objects.filter(entity_type="Coverage", entity_id=str(coverage.pk), action="update")
+    return [row.reason for row in rows.order_by("seq")]
+
+
+def test_a_new_submission_supersedes_the_pending_one_with_an_audit_row(world: World) -> None:
+    first = care_data.coverage(world.ada, world.guardian, payer="First Payer", status="pending")
+    answer = app_client(world.guardian).post(
+        f"/api/v1/children/{world.ada.pk}/coverage",
+        data=json.dumps({"payer": "Second Payer", "member_id": "SP-1"}),
+        content_type="application/json",
+    )
+    assert answer.status_code == 201
+    first.refresh_from_db()
+    assert first.status == "superseded"
+    row = AuditEvent.objects.get(entity_type="Coverage", entity_id=str(first.pk), action="update")
+    assert (row.reason, row.actor_id, row.child_id) == ("superseded", world.guardian.pk, world.ada.pk)
 
 
 def test_coverage_that_has_already_started_is_active_at_once(world: World) -> None:

@@ -12,7 +12,7 @@ from django.db import connections
 from django.test import Client
 
 from care.models import MedicationPlan, RefillRequest, RefillTransition
-from portal.models import AuditEvent
+from portal.models import AuditEvent, IdempotencyRecord
 from tests import care_data
 from tests.conftest import World, app_client, build_world
 
@@ -106,6 +106,8 @@ def test_idempotency_key_replays_and_refuses_a_different_body(world: World) -> N
     assert first.status_code == retry.status_code == 201
     assert first.json() == retry.json()
     assert RefillRequest.objects.count() == 1
+    # The stored answer is the refill's id only; the replay is shaped from the refill itself.
+    assert IdempotencyRecord.objects.get().response == {"refill_id": first.json()["id"]}
     changed = post(world.client("guardian"), _request_url(world, plan), {"note": "b"}, **{"Idempotency-Key": "k-1"})
     assert changed.status_code == 422 and changed.json()["code"] == "idempotency_key_reused"
     too_long = post(world.client("guardian"), _request_url(world, plan), {}, **{"Idempotency-Key": "x" * 101})

@@ -1,6 +1,6 @@
 """Validate the call-deflection figures on simulated hospitals with a known effect.
 
-    .venv/bin/python scripts/validate_deflection.py --replications 50 --families 300 --months 24
+    .venv/bin/python tests/benchmarks/validate_deflection.py --replications 50 --families 300 --months 24
 
 Each replication draws a hospital (``fixtures/metrics_simulation.py``: staggered enrolment, selection
 on need, new patients, seasonal heterogeneity, partial caller ID, a known effect), feeds it through
@@ -24,7 +24,7 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _key() -> str:

@@ -1,7 +1,7 @@
 """Benchmark online key rotation: re-encrypt N children under a new key while a reader keeps reading.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_rotate .venv/bin/python scripts/bench_rotate_keys.py
-    .venv/bin/python scripts/bench_rotate_keys.py --rows 20000          # a temporary SQLite file
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_rotate .venv/bin/python tests/benchmarks/bench_rotate_keys.py
+    .venv/bin/python tests/benchmarks/bench_rotate_keys.py --rows 20000          # a temporary SQLite file
 
 It needs a database of its own: it migrates it, fills it with synthetic children encrypted under a
 throw-away key it generates, and refuses a database that already holds children (or the embedded
@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SQLITE = ROOT / "var" / "portal.sqlite3"
 OLD_KID = "bench-old"
 NEW_KID = "bench-new"

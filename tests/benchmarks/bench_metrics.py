@@ -2,7 +2,7 @@
 the refresh of one day of rollups, over generated data (calls + portal actions).
 
     psql -h 127.0.0.1 -U postgres -c 'create database metricsbench'
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/metricsbench .venv/bin/python scripts/bench_metrics.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/metricsbench .venv/bin/python tests/benchmarks/bench_metrics.py
 
 It migrates the database it is given, replaces its synthetic metrics data (``seed_metrics``), and
 never reads the portal's real keys (throw-away keys are generated). Output: rows, seed and full
@@ -23,7 +23,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _key() -> str:
