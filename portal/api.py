@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from portal.schemas import (
 )
 from portal.vocabulary import Resource
 
+logger = logging.getLogger(__name__)
 router = Router(tags=["portal"])
 
 

@@ -148,8 +148,11 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], roo
         raise ProofError("inclusion proof does not lead to the root")
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]) -> None:
-    """RFC 9162 section 2.1.4.2; raises ``ProofError`` unless the old tree is a prefix of the new one."""
+def _consistency_without_path(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]
+) -> bool:
+    """The cases that need no walk (equal sizes, the empty old tree): True when settled, ProofError when
+    they fail, False when the proof must be walked."""
     if not 0 <= old_size <= new_size:
         raise ProofError("sizes out of range")
     if old_size == new_size:
@@ -157,13 +160,20 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
             raise ProofError("a proof between equal sizes must be empty")
         if old_root != new_root:
             raise ProofError("equal sizes with different roots")
-        return
+        return True
     if old_size == 0:
         if proof:
             raise ProofError("a proof from the empty tree must be empty")
-        return
+        return True
     if not proof:
         raise ProofError("consistency proof is empty")
+    return False
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]) -> None:
+    """RFC 9162 section 2.1.4.2; raises ``ProofError`` unless the old tree is a prefix of the new one."""
+    if _consistency_without_path(old_size, new_size, old_root, new_root, proof):
+        return
     path = list(proof)
     if old_size & (old_size - 1) == 0:  # a power of two: the old root is the proof's first node
         path.insert(0, old_root)
