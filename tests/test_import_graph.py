@@ -3,16 +3,9 @@ contract checks siblings inside each package; this checks every module against e
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-
 import grimp
-import pytest
 
-# The project's packages (community only while the peer groups still live outside messaging).
-PACKAGES = tuple(name for name in ("portal", "care", "messaging", "community", "fixtures") if find_spec(name))
-# The background task entry points and the notification service import each other; the same pair is
-# listed in the acyclic contract of pyproject.toml.
-ALLOWED = {("messaging.tasks", "messaging.notify"), ("messaging.tasks", "messaging.services")}
+PACKAGES = ("portal", "care", "messaging", "fixtures")
 
 
 def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
@@ -24,11 +17,7 @@ def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
     found: list[list[str]] = []
 
     def imports(module: str) -> list[str]:
-        return sorted(
-            imported
-            for imported in graph.find_modules_directly_imported_by(module)
-            if (module, imported) not in ALLOWED
-        )
+        return sorted(imported for imported in graph.find_modules_directly_imported_by(module))
 
     for root in sorted(graph.modules):
         if root in index:
@@ -79,20 +68,3 @@ def test_the_cycle_finder_sees_a_cycle():
     graph.add_import(importer="a.two", imported="a.three")
     graph.add_import(importer="a.three", imported="a.one")
     assert _cycles(graph) == [["a.one", "a.three", "a.two"]]
-
-
-def test_care_and_the_portal_core_never_import_the_peer_groups():
-    """The import contracts analyse the final layout (groups inside messaging); while the groups are a
-    top-level package, this keeps care and the portal core away from them all the same."""
-    if not find_spec("community"):
-        pytest.skip("the peer groups live in messaging.groups, which the import contracts cover")
-    graph = grimp.build_graph(*PACKAGES, include_external_packages=False)
-    composition_root = {"portal.apiroot", "portal.asgi", "portal.urls"}
-    offending = sorted(
-        (module, imported)
-        for module in graph.modules
-        if module.split(".")[0] in {"care", "portal"} and module not in composition_root
-        for imported in graph.find_modules_directly_imported_by(module)
-        if imported.split(".")[0] == "community"
-    )
-    assert offending == []
