@@ -4,7 +4,7 @@
 Usage (PostgreSQL; the database is created from scratch by ``migrate`` and filled by this script)::
 
     psql -h 127.0.0.1 -U postgres -c 'create database bench_today'
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_today .venv/bin/python scripts/bench_today.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_today .venv/bin/python tests/benchmarks/bench_today.py
 
 Options: ``--seconds`` per round (default 10), ``--rounds`` (default 3, alternating endpoints),
 ``--concurrency`` (default 8 client threads). Only loopback addresses are used.
@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

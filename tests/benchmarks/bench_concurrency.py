@@ -6,7 +6,7 @@ Usage (a scratch PostgreSQL database; ``migrate`` creates the tables, this scrip
 
     psql -h 127.0.0.1 -U postgres -c 'create database bench_concurrency'
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_concurrency \\
-        .venv/bin/python scripts/bench_concurrency.py
+        .venv/bin/python tests/benchmarks/bench_concurrency.py
 
 Options: ``--clients`` (200), ``--seconds`` (15), ``--pool-max`` (``PORTAL_DB_POOL_MAX_SIZE`` of the
 daphne process, 20), ``--pool-timeout`` (5 s), ``--writes`` (share of requests that post a message,
@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 USERS = 20
