@@ -42,6 +42,7 @@ from messaging.selectors import PoolStats, ThreadView
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
+from portal.idempotency import status_for
 from portal.schemas import In
 
 router = Router(tags=["messaging"])
@@ -65,7 +66,7 @@ def thread_create(request: HttpRequest, child_id: uuid.UUID, payload: ThreadIn) 
     access = child_for(actor(request), child_id, Capability.MESSAGE)
     thread, created = sending.thread_create(actor=actor(request), access=access, **payload.dict())
     return Status(
-        201 if created else 200,
+        status_for(created=created),
         thread_detail_out(selectors.thread_detail(user=actor(request), access=access, thread_id=thread.pk)),
     )
 
@@ -90,7 +91,7 @@ def message_send(
 ) -> Status[dict[str, Any]]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
     message, created = sending.message_send(actor=actor(request), access=access, thread_id=thread_id, **payload.dict())
-    return Status(201 if created else 200, message_out(selectors.message_view(message=message)))
+    return Status(status_for(created=created), message_out(selectors.message_view(message=message)))
 
 
 @router.post(
