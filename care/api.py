@@ -1,4 +1,5 @@
-"""Care endpoints: schedules, appointments, medicines and doses, refills, coverage, today, calendar."""
+"""Care endpoints: schedules, appointments, medicines and doses, refills, coverage, results and visit
+summaries, today, calendar."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, Router, Status
+from ninja import Header, Query, Router, Status
 
-from care import presenters, selectors, services
+from care import presenters, result_selectors, selectors, services
 from care.schemas import (
     AppointmentIn,
     AppointmentOut,
     AppointmentUpdateIn,
     ChangeRequestIn,
     ClinicianScheduleOut,
+    CommentIn,
+    CommentOut,
     CoverageIn,
     CoverageOut,
     CoverageVerifyIn,
@@ -23,14 +26,21 @@ from care.schemas import (
     FeedIn,
     FeedOut,
     FeedStatusOut,
+    PageQuery,
     PlanIn,
     PlanOut,
     RefillIn,
     RefillOut,
     RefillQueueOut,
     RefillTransitionIn,
+    ResultDetailOut,
+    ResultOut,
+    ResultsQuery,
     TodayOut,
+    VisitSummaryDetailOut,
+    VisitSummaryOut,
 )
+from care.services import results as results_service
 from portal import refusals
 from portal.access import Capability, child_for
 from portal.api import actor
@@ -248,6 +258,107 @@ def coverage_verify(
     access = child_for(actor(request), child_id, Capability.MANAGE)
     row = services.coverage_verify(actor=actor(request), access=access, coverage_id=coverage_id, **payload.dict())
     return presenters.coverage_out(row)
+
+
+# -- results and visit summaries ----------------------------------------------------------------
+
+
+@router.get(
+    "/children/{child_id}/results",
+    response=list[ResultOut],
+    summary="Test results (FHIR Observation), newest first; released ones for the family",
+)
+def results(request: HttpRequest, child_id: uuid.UUID, query: Query[ResultsQuery]) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    rows = result_selectors.results_list(
+        user=actor(request), access=access, limit=query.limit, offset=query.offset, category=query.category
+    )
+    return [presenters.result_out(row, clinician=access.is_clinician) for row in rows]
+
+
+@router.get(
+    "/children/{child_id}/results/{result_id}",
+    response=ResultDetailOut,
+    summary="One result with its reference range, flag, report, ordering clinician and the care team's comments",
+)
+def result_detail(request: HttpRequest, child_id: uuid.UUID, result_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    row = result_selectors.result_detail(user=actor(request), access=access, result_id=result_id)
+    return presenters.result_detail_out(row, row.shown_comments, clinician=access.is_clinician)  # type: ignore[attr-defined]
+
+
+@router.post(
+    "/children/{child_id}/results/{result_id}/comments",
+    response={201: CommentOut},
+    summary="Care team: explain a result to the family",
+)
+def result_comment(
+    request: HttpRequest, child_id: uuid.UUID, result_id: uuid.UUID, payload: CommentIn
+) -> Status[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    comment = results_service.result_comment_add(
+        actor=actor(request), access=access, result_id=result_id, body=payload.body
+    )
+    return Status(status_for(created=True), presenters.comment_out(comment))
+
+
+@router.post(
+    "/children/{child_id}/results/{result_id}/release",
+    response=ResultOut,
+    summary="Care team: show a held result to the family now",
+)
+def result_release(request: HttpRequest, child_id: uuid.UUID, result_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    row = results_service.result_release(actor=actor(request), access=access, result_id=result_id)
+    return presenters.result_out(row, clinician=True)
+
+
+@router.get(
+    "/children/{child_id}/visit-summaries",
+    response=list[VisitSummaryOut],
+    summary="Visit summaries (FHIR DocumentReference), newest first; released ones for the family",
+)
+def visit_summaries(request: HttpRequest, child_id: uuid.UUID, query: Query[PageQuery]) -> list[dict[str, Any]]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    rows = result_selectors.summaries_list(user=actor(request), access=access, limit=query.limit, offset=query.offset)
+    return [presenters.visit_summary_out(row) for row in rows]
+
+
+@router.get(
+    "/children/{child_id}/visit-summaries/{summary_id}",
+    response=VisitSummaryDetailOut,
+    summary="One visit summary with its text",
+)
+def visit_summary_detail(request: HttpRequest, child_id: uuid.UUID, summary_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    row = result_selectors.summary_detail(user=actor(request), access=access, summary_id=summary_id)
+    return presenters.visit_summary_detail_out(row)
+
+
+@router.get(
+    "/children/{child_id}/visit-summaries/{summary_id}/pdf",
+    response={200: None},
+    summary="Download the visit summary's PDF",
+)
+def visit_summary_pdf(request: HttpRequest, child_id: uuid.UUID, summary_id: uuid.UUID) -> HttpResponse:
+    access = child_for(actor(request), child_id, Capability.CLINICAL)
+    row, data = result_selectors.summary_pdf(user=actor(request), access=access, summary_id=summary_id)
+    response = HttpResponse(data, content_type="application/pdf")
+    # The file is named by its id alone: no title, date or name of the child in a header or a URL.
+    response["Content-Disposition"] = f'attachment; filename="{row.pk}.pdf"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@router.post(
+    "/children/{child_id}/visit-summaries/{summary_id}/release",
+    response=VisitSummaryOut,
+    summary="Care team: show a held visit summary to the family now",
+)
+def visit_summary_release(request: HttpRequest, child_id: uuid.UUID, summary_id: uuid.UUID) -> dict[str, Any]:
+    access = child_for(actor(request), child_id, Capability.TREAT)
+    row = results_service.visit_summary_release(actor=actor(request), access=access, summary_id=summary_id)
+    return presenters.visit_summary_out(row)
 
 
 # -- one glance and the calendar feed -----------------------------------------------------------

@@ -329,3 +329,155 @@ class CalendarFeed(models.Model):
 
     def __str__(self) -> str:
         return f"Calendar feed {self.pk}"
+
+
+# -- results and visit summaries ----------------------------------------------------------------
+#
+# Families see a result or a visit summary once it is released: at once, or after the hold of its
+# category (``PORTAL_RESULT_HOLD``) unless a care-team clinician releases it sooner. ``source_id`` is
+# the caller's own key (the EHR's business identifier), so recording the same item again updates it.
+
+
+class ReleaseState(models.Model):
+    """When families may see an item: ``released_at`` once released (at once when nothing held it);
+    while held, ``hold_until`` says when the hold ends on its own."""
+
+    hold_until = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    # Who released it early; None when nothing held it or the hold ran out.
+    released_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    confidential = models.BooleanField(default=False)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class ResultReport(models.Model):
+    """FHIR DiagnosticReport: a group of results (a blood count, a panel) with the clinician's conclusion."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="result_reports")
+    source_id = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=20, default="final")
+    category = models.CharField(max_length=40, default="laboratory")
+    code = EncryptedTextField(blank=True, default="")
+    code_system = models.CharField(max_length=200, blank=True)
+    name = EncryptedTextField()
+    conclusion = EncryptedTextField(blank=True, default="")
+    effective_at = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    ordering_clinician = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # The orderer's name as the sender gave it, for orderers without a portal account.
+    ordering_clinician_name = models.CharField(max_length=150, blank=True)
+    confidential = models.BooleanField(default=False)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Result report {self.pk}"
+
+
+class TestResult(ReleaseState):
+    """FHIR Observation: one result with its value, reference range and interpretation flag."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    class Interpretation(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        LOW = "low", "Low"
+        HIGH = "high", "High"
+        CRITICAL = "critical", "Critical"
+        ABNORMAL = "abnormal", "Abnormal"
+
+    class Status(models.TextChoices):
+        REGISTERED = "registered", "Registered"
+        PRELIMINARY = "preliminary", "Preliminary"
+        FINAL = "final", "Final"
+        AMENDED = "amended", "Amended"
+        CORRECTED = "corrected", "Corrected"
+        CANCELLED = "cancelled", "Cancelled"
+        ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="test_results")
+    report = models.ForeignKey(ResultReport, on_delete=models.SET_NULL, null=True, blank=True, related_name="results")
+    source_id = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.FINAL)
+    category = models.CharField(max_length=40, default="laboratory")
+    # The code (LOINC, SNOMED CT...) names the test, so it is encrypted like the name.
+    code = EncryptedTextField(blank=True, default="")
+    code_system = models.CharField(max_length=200, blank=True)
+    name = EncryptedTextField(help_text="The plain-language name families read.")
+    # The value as sent: a number (``value_is_numeric``) or text, encrypted either way.
+    value = EncryptedTextField(blank=True, default="")
+    value_is_numeric = models.BooleanField(default=False)
+    unit = models.CharField(max_length=40, blank=True)
+    range_low = EncryptedTextField(blank=True, default="")
+    range_high = EncryptedTextField(blank=True, default="")
+    range_text = EncryptedTextField(blank=True, default="")
+    interpretation = models.CharField(max_length=10, choices=Interpretation.choices, blank=True)
+    effective_at = models.DateTimeField()
+    issued_at = models.DateTimeField(null=True, blank=True)
+    ordering_clinician = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    ordering_clinician_name = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["child", "effective_at"]),
+            models.Index(fields=["released_at", "hold_until"], name="result_hold_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Result {self.pk} ({self.status})"
+
+
+class ResultComment(models.Model):
+    """A care-team clinician's note to the family about one result."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    result = models.ForeignKey(TestResult, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    body = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["result", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk}"
+
+
+class VisitSummary(ReleaseState):
+    """FHIR DocumentReference: the after-visit summary, as text and/or a PDF (encrypted, base64)."""
+
+    class Status(models.TextChoices):
+        CURRENT = "current", "Current"
+        SUPERSEDED = "superseded", "Superseded"
+        ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="visit_summaries")
+    source_id = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CURRENT)
+    category = models.CharField(max_length=40, default="visit-summary")
+    title = EncryptedTextField()
+    date = models.DateTimeField()
+    author = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    author_name = models.CharField(max_length=150, blank=True)
+    appointment = models.ForeignKey(Appointment, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    text = EncryptedTextField(blank=True, default="")
+    pdf = EncryptedTextField(blank=True, default="")
+    pdf_size = models.PositiveIntegerField(default=0)
+    pdf_sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["child", "date"]),
+            models.Index(fields=["released_at", "hold_until"], name="summary_hold_due"),
+        ]
+        verbose_name_plural = "visit summaries"
+
+    def __str__(self) -> str:
+        return f"Visit summary {self.pk}"

@@ -3,12 +3,25 @@ hand over model instances)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
-from care.models import Appointment, CalendarFeed, Coverage, DoseLog, RefillRequest
+from care.models import (
+    Appointment,
+    CalendarFeed,
+    Coverage,
+    DoseLog,
+    RefillRequest,
+    ResultComment,
+    ResultReport,
+    TestResult,
+    VisitSummary,
+)
 from care.results import ClinicianSchedule, PlanStatus
+from portal.models import User
 
 
 def appointment_out(appointment: Appointment, *, limited: bool = False) -> dict[str, Any]:
@@ -157,3 +170,109 @@ def schedule_out(schedule: ClinicianSchedule, *, limited: bool = False) -> dict[
             {"location": place(s.location), "start": s.start, "end": s.end} for s in schedule.next_open_slots
         ],
     }
+
+
+# -- results and visit summaries ----------------------------------------------------------------
+
+
+def _clinician_name(user: User | None, name: str) -> str | None:
+    if user is not None:
+        return str(user)
+    return name or None
+
+
+def _released(row: TestResult | VisitSummary, now: datetime) -> bool:
+    return row.released_at is not None or (row.hold_until is not None and row.hold_until <= now)
+
+
+def _report(result: TestResult, clinician: bool) -> ResultReport | None:
+    """The result's report, unless it is adolescent-confidential and the reader is not on the care team."""
+    report = result.report
+    if report is None or (report.confidential and not clinician):
+        return None
+    return report
+
+
+def result_out(result: TestResult, *, clinician: bool, now: datetime | None = None) -> dict[str, Any]:
+    moment = now or timezone.now()
+    report = _report(result, clinician)
+    return {
+        "id": result.pk,
+        "child_id": result.child_id,
+        "report_id": report.pk if report is not None else None,
+        "report_name": report.name if report is not None else None,
+        "name": result.name,
+        "code": result.code,
+        "code_system": result.code_system,
+        "category": result.category,
+        "status": result.status,
+        "value": result.value,
+        "value_is_numeric": result.value_is_numeric,
+        "unit": result.unit,
+        "reference_range": {
+            "low": result.range_low or None,
+            "high": result.range_high or None,
+            "text": result.range_text or None,
+        },
+        "interpretation": result.interpretation or None,
+        "effective_at": result.effective_at,
+        "issued_at": result.issued_at,
+        "ordering_clinician_name": _clinician_name(result.ordering_clinician, result.ordering_clinician_name),
+        "released": _released(result, moment),
+        "hold_until": result.hold_until if not _released(result, moment) else None,
+    }
+
+
+def comment_out(comment: ResultComment) -> dict[str, Any]:
+    return {
+        "id": comment.pk,
+        "result_id": comment.result_id,
+        "author_name": str(comment.author),
+        "body": comment.body,
+        "created_at": comment.created_at,
+    }
+
+
+def report_out(report: ResultReport) -> dict[str, Any]:
+    return {
+        "id": report.pk,
+        "name": report.name,
+        "category": report.category,
+        "status": report.status,
+        "conclusion": report.conclusion,
+        "effective_at": report.effective_at,
+        "issued_at": report.issued_at,
+        "ordering_clinician_name": _clinician_name(report.ordering_clinician, report.ordering_clinician_name),
+    }
+
+
+def result_detail_out(result: TestResult, comments: list[ResultComment], *, clinician: bool) -> dict[str, Any]:
+    """A result with its report (confidential reports for the care team only) and its comments."""
+    report = _report(result, clinician)
+    return {
+        **result_out(result, clinician=clinician),
+        "report": report_out(report) if report is not None else None,
+        "comments": [comment_out(comment) for comment in comments],
+    }
+
+
+def visit_summary_out(summary: VisitSummary, *, now: datetime | None = None) -> dict[str, Any]:
+    moment = now or timezone.now()
+    return {
+        "id": summary.pk,
+        "child_id": summary.child_id,
+        "title": summary.title,
+        "date": summary.date,
+        "category": summary.category,
+        "status": summary.status,
+        "author_name": _clinician_name(summary.author, summary.author_name),
+        "appointment_id": summary.appointment_id,
+        "has_pdf": summary.pdf_size > 0,
+        "pdf_size": summary.pdf_size or None,
+        "released": _released(summary, moment),
+        "hold_until": summary.hold_until if not _released(summary, moment) else None,
+    }
+
+
+def visit_summary_detail_out(summary: VisitSummary) -> dict[str, Any]:
+    return {**visit_summary_out(summary), "text": summary.text}

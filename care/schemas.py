@@ -288,3 +288,90 @@ class FeedStatusOut(Schema):
     active: bool
     include_doses: bool | None
     created_at: datetime | None
+
+
+# -- results and visit summaries ----------------------------------------------------------------
+
+
+class ReferenceRangeOut(Schema):
+    low: str | None
+    high: str | None
+    text: str | None
+
+
+class ResultOut(Schema):
+    id: uuid.UUID
+    child_id: uuid.UUID
+    report_id: uuid.UUID | None
+    report_name: str | None
+    name: str = Field(description="The plain-language name of the test.")
+    code: str
+    code_system: str
+    category: str
+    status: str
+    value: str = Field(description="The value as reported: a decimal number when value_is_numeric, else text.")
+    value_is_numeric: bool
+    unit: str
+    reference_range: ReferenceRangeOut
+    interpretation: Literal["normal", "low", "high", "critical", "abnormal"] | None
+    effective_at: datetime
+    issued_at: datetime | None
+    ordering_clinician_name: str | None
+    released: bool = Field(description="Families see it (always true for a guardian).")
+    hold_until: datetime | None = Field(description="Care team: when a held item is released on its own.")
+
+
+class ReportOut(Schema):
+    id: uuid.UUID
+    name: str
+    category: str
+    status: str
+    conclusion: str
+    effective_at: datetime | None
+    issued_at: datetime | None
+    ordering_clinician_name: str | None
+
+
+class CommentOut(Schema):
+    id: uuid.UUID
+    result_id: uuid.UUID
+    author_name: str
+    body: str
+    created_at: datetime
+
+
+class ResultDetailOut(ResultOut):
+    report: ReportOut | None
+    comments: list[CommentOut]
+
+
+class PageQuery(In):
+    limit: int = Field(50, ge=1, le=200, description="At most 200 items.")
+    offset: int = Field(0, ge=0, le=10_000)
+
+
+class ResultsQuery(PageQuery):
+    category: str | None = Field(None, max_length=40, description="laboratory, imaging, genetic...")
+
+
+class CommentIn(In):
+    body: str = Field(min_length=1, max_length=4000)
+
+
+class VisitSummaryOut(Schema):
+    id: uuid.UUID
+    child_id: uuid.UUID
+    title: str
+    date: datetime
+    category: str
+    status: str
+    author_name: str | None
+    appointment_id: uuid.UUID | None
+    has_pdf: bool
+    pdf_size: int | None
+    released: bool = Field(description="Families see it (always true for a guardian).")
+    hold_until: datetime | None
+
+
+class VisitSummaryDetailOut(VisitSummaryOut):
+    text: str

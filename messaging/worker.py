@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.management import call_command
 from django.db import close_old_connections
 from django.db.models import Min, Q
 from django.db.utils import OperationalError
@@ -98,6 +99,8 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     from messaging import alerts, handling, notify
 
     moment = now or timezone.now()
+    # Held results whose hold ran out (care's command, called by name: messaging never imports care).
+    call_command("release_held_results", verbosity=0)
     return {
         "alerts_escalated": len(alerts.alerts_escalate_due(now=moment)),
         "threads_escalated": len(handling.thread_escalate_overdue(now=moment)),

@@ -432,6 +432,24 @@ PORTAL_NEUTRAL_LOCATION = (
 )
 # The label a limited-scope guardian sees instead of the visit type ("Epilepsy follow-up").
 PORTAL_NEUTRAL_VISIT_LABEL = env("PORTAL_NEUTRAL_VISIT_LABEL", "Appointment") or "Appointment"
+
+
+def _result_hold(items: list[str]) -> dict[str, float]:
+    """``category:hours,...`` (e.g. ``genetic:72``): results and visit summaries of these categories
+    wait that long before families see them, unless a care-team clinician releases them sooner."""
+    hold: dict[str, float] = {}
+    for item in items:
+        category, _, hours = item.partition(":")
+        try:
+            hold[category.strip().lower()] = float(hours)
+        except ValueError:
+            raise ImproperlyConfigured(f"PORTAL_RESULT_HOLD: {item!r} is not category:hours") from None
+        if not category.strip() or hold[category.strip().lower()] < 0:
+            raise ImproperlyConfigured(f"PORTAL_RESULT_HOLD: {item!r} is not category:hours")
+    return hold
+
+
+PORTAL_RESULT_HOLD = _result_hold(env_list("PORTAL_RESULT_HOLD", []))
 # --- Response caching, refusal coalescing, audit roles (access hardening) ------------------------
 # Responses under these path prefixes may carry PHI or credentials: never stored by any cache.
 PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/")

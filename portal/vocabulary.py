@@ -24,11 +24,12 @@ class Resource(StrEnum):
     CARE_TEAM = "CareTeam"
     COMMUNICATION = "Communication"  # one message
     COVERAGE = "Coverage"
-    DIAGNOSTIC_REPORT = "DiagnosticReport"
+    DIAGNOSTIC_REPORT = "DiagnosticReport"  # a report grouping test results
+    DOCUMENT_REFERENCE = "DocumentReference"  # a visit summary
     GROUP = "Group"  # a peer group of families
     MEDICATION_ADMINISTRATION = "MedicationAdministration"  # a dose given or skipped
     MEDICATION_REQUEST = "MedicationRequest"  # a medication plan
-    OBSERVATION = "Observation"
+    OBSERVATION = "Observation"  # a test result (and the clinicians' comments on it)
     PATIENT = "Patient"  # a child
     PERSON = "Person"  # a portal account's own settings
     RELATED_PERSON = "RelatedPerson"  # a guardian's link to a child
@@ -61,6 +62,11 @@ class EventType(StrEnum):
     DOSE_RECORDED = "dose.recorded"
     REFILL_CHANGED = "refill.changed"
     COVERAGE_CHANGED = "coverage.changed"
+    RESULT_AVAILABLE = "result.available"  # a test result became visible to the family
+    RESULT_CHANGED = "result.changed"  # a visible result was corrected or amended
+    RESULT_COMMENTED = "result.commented"  # a clinician commented on a result for the family
+    VISIT_SUMMARY_AVAILABLE = "visit_summary.available"
+    VISIT_SUMMARY_CHANGED = "visit_summary.changed"
     THREAD_CHANGED = "thread.changed"
     MESSAGE_CREATED = "message.created"
     RECEIPT_UPDATED = "receipt.updated"

@@ -58,6 +58,9 @@ def phi_strings(world: World) -> list[str]:
         "46635009",
         "84757009",
         world.ada.date_of_birth.isoformat(),
+        "CANARYLAB",
+        "CANARYDOC",
+        "CANARYNOTE",
     ]
 
 
@@ -374,3 +377,63 @@ register(Endpoint("POST", "/children/{child}/threads/{thread}/close", CARE_TEAM,
 register(Endpoint("POST", "/children/{child}/alerts/{alert}/acknowledge", CARE_TEAM, params=_urgent_alert))
 register(UploadEndpoint("POST", "/children/{child}/attachments", READERS))
 register(DownloadEndpoint("GET", "/children/{child}/attachments/{attachment}", READERS, params=_sent_attachment))
+
+
+# -- results and visit summaries ------------------------------------------------------------------
+
+
+def _result(world: World) -> dict[str, str]:
+    from tests.care import results_data
+
+    return {"result": str(results_data.result(world.ada, world.clinician).pk)}
+
+
+def _held_result(world: World) -> dict[str, str]:
+    from tests.care import results_data
+
+    held = results_data.result(world.ada, world.clinician, category="genetic")
+    held.hold_until, held.released_at = timezone.now() + timedelta(days=3), None
+    held.save(update_fields=["hold_until", "released_at"])
+    return {"result": str(held.pk)}
+
+
+def _summary(world: World) -> dict[str, str]:
+    from tests.care import results_data
+
+    return {"summary": str(results_data.summary(world.ada, world.clinician).pk)}
+
+
+class PdfEndpoint(Endpoint):
+    """Answers the visit summary's PDF; the wrapper checks the bytes and stands a text marker in for them."""
+
+
+def _pdf_aware_call(world: World, persona: str, endpoint: Endpoint) -> Any:
+    from tests.care import results_data
+
+    response = _call_before_pdf(world, persona, endpoint)
+    if isinstance(endpoint, PdfEndpoint) and response.status_code == 200:
+        assert response.content == results_data.PDF
+        assert response["Content-Type"] == "application/pdf"
+        response.content = b"the summary's PDF"
+    return response
+
+
+_call_before_pdf = call
+call = _pdf_aware_call  # assert_matrix looks ``call`` up in this module at run time
+
+register(Endpoint("GET", "/children/{child}/results", READERS))
+register(Endpoint("GET", "/children/{child}/results/{result}", READERS, params=_result))
+register(
+    Endpoint(
+        "POST",
+        "/children/{child}/results/{result}/comments",
+        CARE_TEAM,
+        params=_result,
+        body=lambda w: {"body": "Nothing to worry about."},
+    )
+)
+register(Endpoint("POST", "/children/{child}/results/{result}/release", CARE_TEAM, params=_held_result))
+register(Endpoint("GET", "/children/{child}/visit-summaries", READERS))
+register(Endpoint("GET", "/children/{child}/visit-summaries/{summary}", READERS, params=_summary))
+register(PdfEndpoint("GET", "/children/{child}/visit-summaries/{summary}/pdf", READERS, params=_summary))
+register(Endpoint("POST", "/children/{child}/visit-summaries/{summary}/release", CARE_TEAM, params=_summary))

@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.test import Client
@@ -134,6 +135,7 @@ def limited_scope_diagnosis_scan(world: World) -> None:
     """The co-guardian at limited scope: no GET names Ada's condition, its department or clinic."""
     from portal.conditions import CONDITIONS
     from tests import care_data
+    from tests.care import results_data
 
     link = world.links["co_guardian"]
     link.scope = "limited"
@@ -147,6 +149,8 @@ def limited_scope_diagnosis_scan(world: World) -> None:
         preparation="Bring the glucose meter",
     )
     plan = care_data.plan(world.ada, world.clinician)
+    result = results_data.result(world.ada, world.clinician)
+    summary = results_data.summary(world.ada, world.clinician)
     words = ["46635009", CONDITIONS["46635009"], "diabet", "glucose", world.department.name, care_data.INSULIN]
 
     def check(text: str) -> list[str]:
@@ -159,6 +163,8 @@ def limited_scope_diagnosis_scan(world: World) -> None:
         "plan_id": str(plan.pk),
         "thread_id": str(uuid.uuid4()),
         "attachment_id": str(uuid.uuid4()),
+        "result_id": str(result.pk),
+        "summary_id": str(summary.pk),
         "group_id": str(uuid.uuid4()),
         "token": _post(client, "/api/v1/me/calendar-feed", {"include_doses": True}).json()["url"].split("/")[-1][:-4],
     }
@@ -182,3 +188,37 @@ def guardian_only_actions_as_clinicians(world: World) -> None:
     for route in GUARDIAN_ONLY:
         assert registered[route] == GUARDIANS, route
         assert_matrix(world, next(e for e in ENDPOINTS if (e.method, e.path) == route))
+
+
+@scenario
+def results_hidden_while_held_confidential_or_limited(world: World) -> None:
+    """Results a guardian may not read answer like missing ones (404, audited) and leave the list:
+    held until released, adolescent-confidential, or read at limited scope; released ones appear."""
+    from portal.models import AuditEvent
+    from tests.care import results_data
+
+    held = results_data.result(world.ada, world.clinician, category="genetic", name="Held CANARYLAB")
+    held.hold_until, held.released_at = held.recorded_at + timedelta(hours=72), None
+    held.save(update_fields=["hold_until", "released_at"])
+    secret = results_data.result(world.ada, world.clinician, confidential=True, name="Confidential CANARYLAB")
+    shown = results_data.result(world.ada, world.clinician)
+    base = f"/api/v1/children/{world.ada.pk}/results"
+    guardian = world.client("guardian")
+    listed = [row["id"] for row in guardian.get(base).json()]
+    assert listed == [str(shown.pk)]
+    for hidden in (held, secret):
+        denials = AuditEvent.objects.filter(action="deny", entity_type="Observation").count()
+        refused = guardian.get(f"{base}/{hidden.pk}")
+        assert refused.status_code == 404 and "CANARYLAB" not in refused.content.decode()
+        assert AuditEvent.objects.filter(action="deny", entity_type="Observation").count() == denials + 1
+    clinician = world.client("clinician")
+    assert {row["id"] for row in clinician.get(base).json()} == {str(held.pk), str(secret.pk), str(shown.pk)}
+    assert _post(clinician, f"{base}/{held.pk}/release").json()["released"] is True
+    assert guardian.get(f"{base}/{held.pk}").status_code == 200
+    # At limited scope the family reads no result at all: the child answers 404 (and is audited).
+    link = world.links["co_guardian"]
+    link.scope = "limited"
+    link.save(update_fields=["scope"])
+    limited = world.client("co_guardian")
+    for url in (base, f"{base}/{shown.pk}", f"/api/v1/children/{world.ada.pk}/visit-summaries"):
+        assert limited.get(url).status_code == 404

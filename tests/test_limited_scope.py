@@ -199,6 +199,8 @@ def test_limited_scope_guardian_sees_no_diagnosis_anywhere(world: World) -> None
             "token": token,
             "group_id": str(Group.objects.get(name="Epilepsy families").pk),
             "attachment_id": str(uuid.uuid4()),
+            "result_id": str(uuid.uuid4()),
+            "summary_id": str(uuid.uuid4()),
         }
         me = scene.parent_client.get("/api/v1/me").json()
         assert me["children_as_guardian"][0]["scope"] == "limited"
@@ -292,6 +294,8 @@ def test_demo_limited_scope_guardian_sees_no_diagnosis(db: Any) -> None:
             "plan_id": str(mei.medication_plans.get().pk),
             "thread_id": str(uuid.uuid4()),
             "attachment_id": str(uuid.uuid4()),
+            "result_id": str(uuid.uuid4()),
+            "summary_id": str(uuid.uuid4()),
             "group_id": str(Group.objects.order_by("name").first().pk),  # type: ignore[union-attr]
             "token": url.rsplit("/", 1)[1].removesuffix(".ics"),
         }
