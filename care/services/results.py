@@ -15,13 +15,14 @@ import base64
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
@@ -120,11 +121,13 @@ def _announce(row: TestResult | VisitSummary, out_before: bool, changed: bool, n
 
 @dataclass(frozen=True)
 class Recorded:
-    """What recording did: the row, whether it was new, whether anything changed."""
+    """What recording did: the row, whether it was new, whether anything changed, and what ``before``
+    said of the row as it stood before (False for a new row)."""
 
     row: Any
     created: bool
     changed: bool
+    before: bool = False
 
 
 def _source_id(source_id: str) -> str:
@@ -134,28 +137,44 @@ def _source_id(source_id: str) -> str:
     return source_id
 
 
-def _existing(model: type[Model], source_id: str) -> Any:
-    """The row recorded under ``source_id``, locked for the caller's transaction, or None."""
-    return model._default_manager.select_for_update().filter(source_id=source_id).first()
-
-
-def _upsert(model: type[Model], child: Child, source_id: str, fields: dict[str, Any], row: Any) -> Recorded:
-    """Create the row keyed by ``source_id``, or update ``row`` (locked by the caller), comparing
-    plaintext values: nothing is written when nothing changed."""
-    if row is None:
-        row = model(child=child, source_id=source_id)
-        for name, value in fields.items():
-            setattr(row, name, value)
-        row.save(force_insert=True)
-        return Recorded(row, True, True)
+def _upsert(
+    model: type[Model],
+    child: Child,
+    source_id: str,
+    fields: dict[str, Any],
+    *,
+    new: Callable[[], dict[str, Any]] = dict,
+    before: Callable[[Any], bool] = lambda row: False,
+) -> Recorded:
+    """Create the row keyed by ``source_id`` (with ``new()`` added to its fields), or update the one
+    there (locked), comparing plaintext values: nothing is written when nothing changed. Call inside
+    a transaction. Two first recordings at once: the unique key lets one insert, the other updates."""
+    source_id = _source_id(source_id)
+    row: Any = None
+    for _attempt in range(2):
+        row = model._default_manager.select_for_update().filter(source_id=source_id).first()
+        if row is not None:
+            break
+        fresh: Any = model(child=child, source_id=source_id)
+        for name, value in {**fields, **new()}.items():
+            setattr(fresh, name, value)
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent first recording may win
+                fresh.save(force_insert=True)
+        except IntegrityError:
+            continue
+        return Recorded(fresh, True, True)
+    else:
+        raise Conflict("This item is being recorded by another request; try again.", code="in_progress")
     if row.child_id != child.pk:
         raise Conflict("This source_id belongs to another child's record.", code="source_id_conflict")
+    was = before(row)
     changed = [name for name, value in fields.items() if getattr(row, name) != value]
     for name in changed:
         setattr(row, name, fields[name])
     if changed:
         row.save(update_fields=[*changed, "updated_at"])
-    return Recorded(row, False, bool(changed))
+    return Recorded(row, False, bool(changed), was)
 
 
 def _hold(category: str, now: datetime) -> dict[str, datetime | None]:
@@ -202,9 +221,8 @@ def report_record(
         "ordering_clinician_name": ordering_clinician_name,
         "confidential": confidential,
     }
-    source_id = _source_id(source_id)
     with transaction.atomic():
-        done = _upsert(ResultReport, child, source_id, fields, _existing(ResultReport, source_id))
+        done = _upsert(ResultReport, child, source_id, fields)
         if done.changed:
             action = audit.Action.CREATE if done.created else audit.Action.UPDATE
             audit.record_for_child(actor, action, Resource.DIAGNOSTIC_REPORT, done.row.pk, child.pk)
@@ -280,18 +298,20 @@ def _record(
     fields: dict[str, Any],
     moment: datetime,
 ) -> tuple[Any, bool]:
-    source_id = _source_id(source_id)
     with transaction.atomic():
-        existing = _existing(model, source_id)
-        out_before = existing is not None and _released(existing, moment)
-        if existing is None:
-            fields = {**fields, **_hold(str(fields["category"]), moment)}
-        done = _upsert(model, child, source_id, fields, existing)
+        done = _upsert(
+            model,
+            child,
+            source_id,
+            fields,
+            new=lambda: _hold(str(fields["category"]), moment),
+            before=lambda row: _released(row, moment),
+        )
         if done.changed:
             action = audit.Action.CREATE if done.created else audit.Action.UPDATE
             reason = "held" if done.created and done.row.released_at is None else ""
             audit.record_for_child(actor, action, resource, done.row.pk, child.pk, reason)
-            _announce(done.row, out_before, done.changed, moment)
+            _announce(done.row, done.before, done.changed, moment)
     return done.row, done.created
 
 
@@ -365,14 +385,16 @@ def visit_summary_record(
 def result_for(access: ChildAccess, result_id: uuid.UUID, *, lock: bool = False) -> TestResult:
     """One of the child's results as the reader may see it (confidential, held or unreleased ones for
     the care team only), or 404."""
-    rows = TestResult.objects.select_related("report", "ordering_clinician", "report__ordering_clinician")
+    rows = TestResult.objects.all()
+    if not lock:  # PostgreSQL locks no row of an outer join's nullable side
+        rows = rows.select_related("report", "ordering_clinician", "report__ordering_clinician")
     if not access.is_clinician:
         rows = rows.filter(family_results_q(timezone.now()))
     return child_row(rows, access, result_id, lock=lock, what="result")
 
 
 def summary_for(access: ChildAccess, summary_id: uuid.UUID, *, lock: bool = False) -> VisitSummary:
-    rows = VisitSummary.objects.select_related("author")
+    rows = VisitSummary.objects.all() if lock else VisitSummary.objects.select_related("author")
     if not access.is_clinician:
         rows = rows.filter(family_summaries_q(timezone.now()))
     return child_row(rows, access, summary_id, lock=lock, what="visit summary")

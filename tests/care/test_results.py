@@ -357,3 +357,25 @@ def test_a_held_summary_waits_for_its_release(world: World, frozen: Any, held: N
     assert released.status_code == 200 and released.json()["released"] is True
     assert guardian.get(f"{base(world)}/visit-summaries/{summary.pk}/pdf").content == results_data.PDF
     assert receivers(world, "visit_summary.available") == {"guardian", "co_guardian", "clinician"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_recordings_of_one_item_make_one_row(needs_postgres: None) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from tests.conftest import build_world
+
+    world = build_world()
+
+    def record(index: int) -> bool:
+        try:
+            return results_data.result(world.ada, source_id="lab-race").recorded_at is not None
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(record, range(16)))
+    assert TestResult.objects.filter(source_id="lab-race").count() == 1
+    assert AuditEvent.objects.filter(entity_type="Observation", action="create").count() == 1
