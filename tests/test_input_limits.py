@@ -181,7 +181,8 @@ def test_the_walk_finds_the_fields_that_once_stored_nul() -> None:
 @pytest.mark.parametrize(("method", "path", "field", "bad"), TEXT_FIELDS, ids=lambda v: str(v)[:60])
 def test_every_text_field_refuses_control_characters(world: World, method, path, field, bad) -> None:
     url = path
-    for name in ("child_id", "plan_id", "thread_id", "appointment_id", "coverage_id", "refill_id", "link_id"):
+    names = ("child_id", "plan_id", "thread_id", "appointment_id", "coverage_id", "refill_id", "link_id", "result_id")
+    for name in names:
         url = url.replace("{" + name + "}", str(world.ada.pk if name == "child_id" else uuid.uuid4()))
     url = url.replace("{group_id}", str(uuid.uuid4())).replace("{post_id}", str(uuid.uuid4()))
     assert "{" not in url, url

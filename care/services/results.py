@@ -105,14 +105,13 @@ def _publish(kind: EventType, row: TestResult | VisitSummary | ResultComment, ch
 
 
 def _announce(row: TestResult | VisitSummary, out_before: bool, changed: bool, now: datetime) -> None:
-    """Publish what the readers' view gained: the item itself when it comes out, or a correction of
-    one already out. Nothing while it is held or in a status families do not read."""
-    if not _released(row, now):
-        return
+    """Publish what the readers' view gained: the item itself when it comes out, or a change of one
+    already out (a correction, or its withdrawal: ``entered-in-error``). Nothing while it is held or in
+    a status families do not read."""
     result = isinstance(row, TestResult)
-    if not out_before:
+    if _released(row, now) and not out_before:
         kind = EventType.RESULT_AVAILABLE if result else EventType.VISIT_SUMMARY_AVAILABLE
-    elif changed:
+    elif out_before and changed:
         kind = EventType.RESULT_CHANGED if result else EventType.VISIT_SUMMARY_CHANGED
     else:
         return

@@ -93,6 +93,12 @@ def test_recording_again_changes_nothing_and_an_update_is_announced(world: World
     assert AuditEvent.objects.filter(entity_type="Observation", action="update").count() == 1
     assert receivers(world, "result.changed") == {"guardian", "co_guardian", "clinician"}
     assert TestResult.objects.count() == 1
+    # Withdrawn (entered in error): the family is told to look again, and finds nothing.
+    UserEvent.objects.all().delete()
+    fields.update(status="entered-in-error")
+    results.result_record(actor=None, child=world.ada, source_id="lab-1", **fields)
+    assert receivers(world, "result.changed") == {"guardian", "co_guardian", "clinician"}
+    assert world.client("guardian").get(f"{base(world)}/results/{first.pk}").status_code == 404
 
 
 def test_a_source_id_never_moves_to_another_child(world: World, frozen: Any) -> None:
