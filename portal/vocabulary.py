@@ -23,6 +23,7 @@ class Resource(StrEnum):
     BINARY = "Binary"  # a message attachment
     CARE_TEAM = "CareTeam"
     COMMUNICATION = "Communication"  # one message
+    CONDITION = "Condition"  # a coded condition on a child's record, from the EHR
     COVERAGE = "Coverage"
     DIAGNOSTIC_REPORT = "DiagnosticReport"
     GROUP = "Group"  # a peer group of families
@@ -31,6 +32,8 @@ class Resource(StrEnum):
     OBSERVATION = "Observation"
     PATIENT = "Patient"  # a child
     PERSON = "Person"  # a portal account's own settings
+    PRACTITIONER = "Practitioner"  # a clinician's account, from the EHR
+    PRACTITIONER_ROLE = "PractitionerRole"  # a clinician's department membership, from the EHR
     RELATED_PERSON = "RelatedPerson"  # a guardian's link to a child
     SCHEDULE = "Schedule"  # clinicians' hours and open slots
     TASK = "Task"  # a refill request

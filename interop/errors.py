@@ -1,0 +1,12 @@
+"""The one error a mapping raises for a resource it cannot take."""
+
+from __future__ import annotations
+
+
+class Unmappable(Exception):
+    """This resource cannot become portal data. ``reason`` is a machine code (no value from the record):
+    the line is reported and rejected, and the import goes on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:200]
