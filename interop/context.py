@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +33,12 @@ def import_actor() -> User:
 class Context:
     actor: User
     run: ImportRun
+    # References resolved in the current batch (cleared with each batch: a rolled-back batch may have
+    # made records that no longer exist).
+    resolved: dict[tuple[str, str], SourceRecord] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.resolved.clear()
 
     def record(self, resource_type: str, reference: dict[str, Any] | None) -> SourceRecord:
         """The live record a reference points to, or ``Unmappable("unresolved_reference:<Type>")``
@@ -40,9 +46,12 @@ class Context:
         ident = reference_id(reference, resource_type)
         if ident is None:
             raise Unmappable(f"no_reference:{resource_type}")
-        found = SourceRecord.objects.filter(resource_type=resource_type, resource_id=ident, deleted=False).first()
+        found = self.resolved.get((resource_type, ident))
+        if found is None:
+            found = SourceRecord.objects.filter(resource_type=resource_type, resource_id=ident, deleted=False).first()
         if found is None or not found.targets:
             raise Unmappable(f"unresolved_reference:{resource_type}")
+        self.resolved[(resource_type, ident)] = found
         return found
 
     def child(self, reference: dict[str, Any] | None) -> Child:

@@ -225,6 +225,7 @@ def _import_file(ctx: Context, file: ImportFile, path: Path, batch_size: int) ->
     while True:
         pending = [line for _, line in zip(range(batch_size), lines, strict=False)]
         last = pending[-1][0] if pending else None
+        ctx.forget()
         with transaction.atomic():
             batch = _Batch()
             for number, text in pending:

@@ -83,7 +83,9 @@ def _deactivate_memberships(ctx: Context, memberships: Any) -> None:
 
 def practitioner_remove(ctx: Context, record: SourceRecord) -> None:
     """The practitioner left the export: their department memberships end (their account stays)."""
-    _deactivate_memberships(ctx, DepartmentMembership.objects.filter(clinician_id=uuid.UUID(record.target), active=True))
+    _deactivate_memberships(
+        ctx, DepartmentMembership.objects.filter(clinician_id=uuid.UUID(record.target), active=True)
+    )
 
 
 def _department(data: dict[str, Any]) -> Department:
