@@ -56,7 +56,10 @@ def validate(data: dict[str, Any]) -> None:
         _model(data["resourceType"]).model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])[:120] or "resource"
+        path = list(first["loc"])
+        if first["type"] == "extra_forbidden":
+            path = path[:-1]  # an unknown key is the record's own text: name where it sits, not the key
+        where = ".".join(str(part) for part in path)[:120] or "resource"
         raise Unmappable(f"invalid:{where}:{first['type']}") from None
     except ValueError:
         raise Unmappable("invalid:resource") from None

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from care.models import Coverage
 from interop.context import Context
-from interop.errors import Unmappable
+from interop.errors import Unmappable, named
 from interop.fhir import Resource, codes
 from interop.mapping.base import Mapped, Mapping
 from interop.models import SourceRecord
@@ -55,7 +55,7 @@ def _copays(data: dict[str, Any]) -> dict[str, str]:
 
 def fields(ctx: Context, data: dict[str, Any]) -> tuple[Child, dict[str, Any]]:
     if data.get("status") not in STATUSES:
-        raise Unmappable(f"coverage_status:{data.get('status')}")
+        raise Unmappable(f"coverage_status:{named(data.get('status'), {'entered-in-error'})}")
     child = ctx.child(data.get("beneficiary"))
     payer = next((str(p.get("display")) for p in data.get("payor") or [] if p.get("display")), "")
     if not payer:

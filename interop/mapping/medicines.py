@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from care.models import MedicationPlan
 from interop.context import Context
-from interop.errors import Unmappable
+from interop.errors import Unmappable, named
 from interop.fhir import Resource, concept_text, parse_instant
 from interop.mapping.appointments import confidential
 from interop.mapping.base import Mapped, Mapping
@@ -33,6 +33,7 @@ STATUSES = {
     "stopped": MedicationPlan.Status.STOPPED,
     "cancelled": MedicationPlan.Status.STOPPED,
 }
+REFUSED_STATUSES = frozenset({"draft", "entered-in-error", "unknown"})
 
 
 def _dose(dosage: dict[str, Any]) -> tuple[Decimal, str]:
@@ -47,7 +48,7 @@ def _dose(dosage: dict[str, Any]) -> tuple[Decimal, str]:
 
 def fields(ctx: Context, data: dict[str, Any]) -> tuple[Child, dict[str, Any]]:
     if data.get("status") not in STATUSES:
-        raise Unmappable(f"medication_status:{data.get('status')}")
+        raise Unmappable(f"medication_status:{named(data.get('status'), REFUSED_STATUSES)}")
     medication = concept_text(data.get("medicationCodeableConcept"))
     if not medication:
         raise Unmappable("no_medication_text")

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from interop.errors import Unmappable
+from interop.errors import Unmappable, named
 
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 HOURS_PER_UNIT = {"h": 1.0, "min": 1 / 60, "d": 24.0}
+UNITS = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})  # UCUM units of time a Timing may use
 UNFOLLOWABLE = ("when", "offset", "count", "countMax", "duration", "durationMax", "frequencyMax", "periodMax")
 
 
@@ -32,7 +33,7 @@ class Schedule:
 
 def _hours(amount: Any, unit: Any) -> float:
     if unit not in HOURS_PER_UNIT or amount is None:
-        raise Unmappable(f"timing_period_unit:{unit}")
+        raise Unmappable(f"timing_period_unit:{named(unit, UNITS)}")
     return float(amount) * HOURS_PER_UNIT[unit]
 
 
