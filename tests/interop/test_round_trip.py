@@ -36,6 +36,7 @@ def test_a_generated_hospital_round_trips(export, hospital, frozen, django_captu
     check_appointments_coverage_and_conditions(imported)
     check_medication_timings(imported)
     check_audit(imported)
+    check_no_phi_in_output(imported)
 
 
 def check_patients(imported, settings):
@@ -174,3 +175,18 @@ def check_audit(imported):
     assert set(rows.values_list("entity_type", flat=True)) <= {str(r) for r in Resource}
     assert rows.filter(entity_type=Resource.PATIENT, action="create").count() == PATIENTS
     assert rows.filter(entity_type=Resource.APPOINTMENT, action="create").count() == Appointment.objects.count()
+
+
+def check_no_phi_in_output(imported):
+    """The summary and the rejected lines name files, lines, types and codes: no name, MRN or member id."""
+    resources, output, _ = imported
+    values = [p["identifier"][0]["value"] for p in resources["Patient"]]
+    values += [
+        f"{n['given'][0]} {n['family']}"
+        for kind in ("Patient", "RelatedPerson")
+        for r in resources[kind]
+        for n in r["name"]
+    ]
+    values += [c["subscriberId"] for c in resources["Coverage"]]
+    values += [t["value"] for r in resources["RelatedPerson"] for t in r["telecom"]]
+    assert [value for value in values if value in output] == []
