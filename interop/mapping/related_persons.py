@@ -122,7 +122,10 @@ def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapp
     child = ctx.child(data.get("patient"))
     relationship = _relationship(data)
     link = (
-        GuardianLink.objects.select_for_update().select_related("invitation").filter(pk=record.target).first()
+        GuardianLink.objects.select_for_update(of=("self",))
+        .select_related("invitation")
+        .filter(pk=record.target)
+        .first()
         if record and record.targets
         else None
     )
