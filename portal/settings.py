@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "messaging",
     "messaging.groups",
+    "interop",
 ]
 
 MIDDLEWARE = [

@@ -23,6 +23,7 @@ class Resource(StrEnum):
     BINARY = "Binary"  # a message attachment
     CARE_TEAM = "CareTeam"
     COMMUNICATION = "Communication"  # one message
+    CONDITION = "Condition"  # a coded condition on a child's record, from the EHR
     COVERAGE = "Coverage"
     DIAGNOSTIC_REPORT = "DiagnosticReport"  # a report grouping test results
     DOCUMENT_REFERENCE = "DocumentReference"  # a visit summary
@@ -32,6 +33,8 @@ class Resource(StrEnum):
     OBSERVATION = "Observation"  # a test result (and the clinicians' comments on it)
     PATIENT = "Patient"  # a child
     PERSON = "Person"  # a portal account's own settings
+    PRACTITIONER = "Practitioner"  # a clinician's account, from the EHR
+    PRACTITIONER_ROLE = "PractitionerRole"  # a clinician's department membership, from the EHR
     RELATED_PERSON = "RelatedPerson"  # a guardian's link to a child
     SCHEDULE = "Schedule"  # clinicians' hours and open slots
     TASK = "Task"  # a refill request

@@ -1,0 +1,31 @@
+"""The shape of a mapping: ``apply`` makes or updates the portal rows for a resource (``record`` is
+None the first time), ``remove`` ends them when the resource leaves a full export. Both audit their
+writes as the import actor and publish the domain events the care team's own writes would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from interop.context import Context
+from interop.fhir import Resource
+from interop.models import SourceRecord
+
+
+@dataclass
+class Mapped:
+    """The rows a resource became (ids as strings) and what undoing it needs to remember."""
+
+    targets: list[str]
+    state: dict[str, Any] = field(default_factory=dict)
+    # The child the resource is about, if any (kept on the record to find a child's records).
+    child_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    target_type: str
+    apply: Callable[[Context, Resource, SourceRecord | None], Mapped]
+    remove: Callable[[Context, SourceRecord], None]

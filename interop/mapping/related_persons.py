@@ -1,0 +1,159 @@
+"""RelatedPerson → a guardian invitation bound to the email address on the resource.
+
+The invitation is the portal's own (an ``invited`` link and a single-use code; only its hash is kept),
+made with the same code scheme as staff invitations and sent to the address after commit, with no
+PHI in the message. Staff-made invitations are rate-limited per person; the import is one trusted
+batch from the EHR, so it is not. Invitations bind to an email address alone (phone numbers are
+verified nowhere in the portal): a RelatedPerson with only a phone number is rejected as
+``no_email_for_invitation`` so staff can invite that family by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from interop.context import Context
+from interop.errors import Unmappable
+from interop.fhir import Resource, codes
+from interop.mapping.base import Mapped, Mapping
+from interop.models import SourceRecord
+from portal import audit, events
+from portal.models import Child, GuardianLink, Invitation
+from portal.services.invitations import _code_hash, _new_code
+from portal.vocabulary import Resource as Entity
+
+logger = logging.getLogger(__name__)
+
+# HL7 v3 RoleCode (family members) → the portal's relationship.
+RELATIONSHIPS = {
+    "MTH": GuardianLink.Relationship.MOTHER,
+    "NMTH": GuardianLink.Relationship.MOTHER,
+    "STPMTH": GuardianLink.Relationship.MOTHER,
+    "FTH": GuardianLink.Relationship.FATHER,
+    "NFTH": GuardianLink.Relationship.FATHER,
+    "STPFTH": GuardianLink.Relationship.FATHER,
+    "GUARD": GuardianLink.Relationship.LEGAL_GUARDIAN,
+    "FOSTERPARENT": GuardianLink.Relationship.FOSTER_PARENT,
+}
+LIVE = (GuardianLink.Status.INVITED, GuardianLink.Status.PENDING_APPROVAL, GuardianLink.Status.ACTIVE)
+
+INVITATION_SUBJECT = "Your invitation to the family care portal"
+INVITATION_BODY = (
+    "The hospital has invited you to its family care portal.\n\n"
+    "Your invitation code: {code}\n\n"
+    "Create an account with this email address (or sign in), confirm the address, and enter the code. "
+    "The code works once and expires in {hours} hours. If you did not expect this message, ignore it."
+)
+
+
+def _email(data: dict[str, Any]) -> str:
+    for telecom in data.get("telecom") or []:
+        if telecom.get("system") == "email" and telecom.get("value") and "@" in telecom["value"]:
+            return str(telecom["value"]).strip().lower()
+    raise Unmappable("no_email_for_invitation")
+
+
+def _relationship(data: dict[str, Any]) -> str:
+    for concept in data.get("relationship") or []:
+        for code in codes(concept):
+            if code in RELATIONSHIPS:
+                return RELATIONSHIPS[code]
+    return GuardianLink.Relationship.OTHER
+
+
+def _send(email: str, code: str, hours: int, invitation_id: Any) -> None:
+    try:
+        send_mail(
+            INVITATION_SUBJECT,
+            INVITATION_BODY.format(code=code, hours=hours),
+            settings.DEFAULT_FROM_EMAIL,
+            [email],
+            fail_silently=False,
+        )
+    except OSError:  # SMTP failures are OSErrors; the invitation stays and staff can re-issue it
+        logger.warning("invitation email not sent", extra={"invitation": str(invitation_id)})
+
+
+def _invite(ctx: Context, child: Child, relationship: str, email: str) -> GuardianLink:
+    hours = int(settings.PORTAL_INVITATION_TTL_HOURS)
+    code = _new_code()
+    now = timezone.now()
+    link = GuardianLink.objects.create(
+        child=child,
+        relationship=relationship,
+        status=GuardianLink.Status.INVITED,
+        granted_by=ctx.actor,
+        granted_at=now,
+    )
+    invitation = Invitation.objects.create(
+        link=link,
+        code_hash=_code_hash(code),
+        recipient_email=email,
+        created_by=ctx.actor,
+        created_at=now,
+        expires_at=now + timedelta(hours=hours),
+    )
+    ctx.audit(audit.Action.CREATE, Entity.INVITATION, invitation.pk, child.pk)
+    transaction.on_commit(lambda: _send(email, code, hours, invitation.pk))
+    return link
+
+
+def _end(ctx: Context, link: GuardianLink, reason: str) -> None:
+    if link.status not in LIVE:
+        return
+    link.status = GuardianLink.Status.REVOKED
+    link.revoked_by = ctx.actor
+    link.revoked_at = timezone.now()
+    link.save(update_fields=["status", "revoked_by", "revoked_at"])
+    ctx.audit(audit.Action.UPDATE, Entity.RELATED_PERSON, link.pk, link.child_id, reason=reason)
+    if link.guardian_id:
+        events.access_revoked(user_id=link.guardian_id)
+
+
+def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapped:
+    data = resource.data
+    child = ctx.child(data.get("patient"))
+    relationship = _relationship(data)
+    link = (
+        GuardianLink.objects.select_for_update(of=("self",))
+        .select_related("invitation")
+        .filter(pk=record.target)
+        .first()
+        if record and record.targets
+        else None
+    )
+    if data.get("active") is False:
+        if link is not None:
+            _end(ctx, link, "ehr_related_person_inactive")
+        return Mapped(targets=[str(link.pk)] if link else [], state={"inactive": True})
+    email = _email(data)
+    if link is None or link.status not in LIVE or link.child_id != child.pk:
+        if link is not None:
+            _end(ctx, link, "ehr_related_person_moved")
+        return Mapped(targets=[str(_invite(ctx, child, relationship, email).pk)])
+    invitation = getattr(link, "invitation", None)
+    if link.status == GuardianLink.Status.INVITED and invitation is not None and invitation.recipient_email != email:
+        # Not yet redeemed and the EHR now has another address: withdraw it and invite the new one.
+        _end(ctx, link, "ehr_related_person_readdressed")
+        return Mapped(targets=[str(_invite(ctx, child, relationship, email).pk)])
+    if link.relationship != relationship:
+        link.relationship = relationship
+        link.save(update_fields=["relationship"])
+        ctx.audit(audit.Action.UPDATE, Entity.RELATED_PERSON, link.pk, child.pk, reason="ehr_import:relationship")
+    return Mapped(targets=[str(link.pk)])
+
+
+def remove(ctx: Context, record: SourceRecord) -> None:
+    link = GuardianLink.objects.select_for_update().filter(pk=record.target).first()
+    if link is not None:
+        _end(ctx, link, "ehr_related_person_removed")
+
+
+MAPPING = Mapping(target_type="portal.GuardianLink", apply=apply, remove=remove)
