@@ -1,5 +1,5 @@
-"""The WSGI application: the HTTP API under a WSGI server (gunicorn), when HTTP and websockets are
-served apart (README, Deployment). Websockets need the ASGI application (``portal.asgi``, daphne)."""
+"""The WSGI application: the HTTP API under a WSGI server (gunicorn; measured beside daphne by
+tests/benchmarks/bench_servers.py, README Deployment). Websockets need ``portal.asgi`` (daphne)."""
 
 import os
 

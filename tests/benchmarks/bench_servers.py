@@ -11,7 +11,7 @@ without it a Python thread client is used (``--client python``), which takes mor
 Usage (a scratch PostgreSQL database, migrated and filled by this script; Redis optional)::
 
     psql -h 127.0.0.1 -U postgres -c 'create database bench_servers'
-    pip install -e '.[serve]'
+    pip install -e '.[dev]'
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_servers REDIS_URL=redis://127.0.0.1:6379/0 \
         .venv/bin/python tests/benchmarks/bench_servers.py
 
