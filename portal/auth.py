@@ -44,11 +44,12 @@ class AppTokenAuth(XSessionTokenAuth):
         token = self.get_session_token(request)
         if not token:
             return None
-        found = authenticate_by_x_session_token(token)
+        found: Any = authenticate_by_x_session_token(token)
         if not found:
             return None
-        user, session = found
-        if not user.is_active:
+        # allauth 65.22 answers a result object (user, session), earlier releases a pair.
+        user, session = (found.user, found.session) if hasattr(found, "session") else found
+        if user is None or not user.is_active:
             return None
         staff = requires_mfa(user)
         if check_idle(session, user, persist=True, staff=staff):

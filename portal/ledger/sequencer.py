@@ -78,18 +78,28 @@ def _pending(floor: int | None, limit: int, run: _Run) -> list[tuple[int, bytes]
     return [(seq, canonical(events[seq].entry())) for seq in seqs]
 
 
-def _lock_sequencer() -> None:
+def _lock_sequencer(*, wait: bool) -> bool:
+    """Take the sequencer's lock for this transaction; without ``wait``, give up at once (False) when
+    another sequencer (another worker's) holds it."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            if not wait:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_PG_SEAL_LOCK_KEY])
+                row = cursor.fetchone()
+                return bool(row and row[0])
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_SEAL_LOCK_KEY])
     # SQLite: every transaction opens with BEGIN IMMEDIATE, so the sequencer holds the write lock.
+    return True
 
 
-def seal_batch(limit: int = SEAL_BATCH, run: _Run | None = None) -> tuple[int, bool]:
-    """Seal up to ``limit`` rows in one transaction; returns (rows sealed, whether none are left)."""
+def seal_batch(limit: int = SEAL_BATCH, run: _Run | None = None, *, wait: bool = True) -> tuple[int, bool]:
+    """Seal up to ``limit`` rows in one transaction; returns (rows sealed, whether none are left).
+    Without ``wait``, a batch that finds another sequencer sealing seals nothing and reports none
+    left: that sequencer takes the rows."""
     run = run or _Run()
     with transaction.atomic():
-        _lock_sequencer()
+        if not _lock_sequencer(wait=wait):
+            return 0, True
         last = LedgerCheckpoint.objects.order_by("-tree_size").values_list("tree_size", "horizon").first()
         size = tree_size()
         floor = last[1] if last else None
@@ -126,24 +136,29 @@ def seal_batch(limit: int = SEAL_BATCH, run: _Run | None = None) -> tuple[int, b
     return len(rows), drained
 
 
-def seal(*, batch_size: int = SEAL_BATCH) -> int:
-    """Seal every audit row that may be sealed now (module docstring); returns how many."""
+def seal(*, batch_size: int = SEAL_BATCH, wait: bool = True) -> int:
+    """Seal every audit row that may be sealed now (module docstring); returns how many. With
+    ``wait`` (``manage.py audit_seal``, readers that need the rows sealed) it waits for a sequencer
+    already sealing and then seals what is left; without it (the workers' background loop) it leaves
+    the turn to that sequencer."""
     total = 0
     run = _Run()
     while True:
-        count, drained = seal_batch(batch_size, run)
+        count, drained = seal_batch(batch_size, run, wait=wait)
         total += count
         if drained:
             return total
 
 
 def run_sequencer(stop: threading.Event, *, interval: float | None = None) -> None:
-    """The background loop: seal every ``interval`` seconds until ``stop`` is set (a worker thread)."""
+    """The background loop: seal every ``interval`` seconds until ``stop`` is set (a worker thread).
+    Every worker runs one; on PostgreSQL one seals at a time and the others skip their turn while it
+    does (a try-lock), instead of queueing behind it with a connection and a transaction open."""
     period = settings.PORTAL_AUDIT_SEAL_SECONDS if interval is None else interval
     try:
         while not stop.is_set():
             try:
-                count = seal()
+                count = seal(wait=False)
                 if count:
                     logger.debug("ledger sealed %d audit rows", count)
             except DatabaseError:
