@@ -47,8 +47,9 @@ class AppTokenAuth(XSessionTokenAuth):
         found = authenticate_by_x_session_token(token)
         if not found:
             return None
-        user, session = found
-        if not user.is_active:
+        # allauth answers a (user, session) pair, or since 65.22 a result object with both.
+        user, session = (found.user, found.session) if hasattr(found, "session") else found
+        if user is None or not user.is_active:
             return None
         staff = requires_mfa(user)
         if check_idle(session, user, persist=True, staff=staff):
