@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
 from portal import audit, limits
+from portal.admission import mfa_state
 from portal.sessions import audit_idle_logout, check_idle
 
 
@@ -23,7 +24,9 @@ class IdleTimeoutMiddleware:
         token = audit.set_client(audit.client_from_request(request))
         try:
             user = request.user
-            if user.is_authenticated and check_idle(request.session, user, persist=False):
+            if user.is_authenticated and check_idle(
+                request.session, user, persist=False, staff=mfa_state(request.session, user, request).required
+            ):
                 audit_idle_logout(user)
                 logout(request)
             return self.get_response(request)

@@ -184,7 +184,7 @@ def _profile(caller: AsgiCaller, path: str, requests: int, top: int, sort: str) 
             caller.get(path)
     finally:
         main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
     out = io.StringIO()
     stats = pstats.Stats(main, stream=out)
     for profiler in profilers:
@@ -212,7 +212,8 @@ def main() -> int:
     caller = AsgiCaller(guardian_of_three().session_token)
     for path in args.path or PATHS:
         cpu_ms, queries, redis_commands = _measure(caller, path, args.requests)
-        print(f"== {path}: {cpu_ms:.2f} ms CPU per request, {queries:.1f} SQL queries, {redis_commands:.1f} Redis commands")
+        counts = f"{queries:.1f} SQL queries, {redis_commands:.1f} Redis commands"
+        print(f"== {path}: {cpu_ms:.2f} ms CPU per request, {counts}")
         print(_profile(caller, path, args.requests, args.top, args.sort))
     return 0
 
