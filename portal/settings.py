@@ -102,6 +102,7 @@ MIDDLEWARE = [
     "portal.middleware.NoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.InputLimitsMiddleware",  # input limits and the API's error shape (see below)
+    "portal.middleware.HealthMiddleware",  # /api/v1/health without sessions or authentication
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
