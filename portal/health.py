@@ -31,6 +31,7 @@ from django.db import connection
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROBE_SECONDS = 1.0
+_clock = time.monotonic  # tests move it
 
 
 def _database_ok() -> bool:
@@ -128,7 +129,7 @@ def probe() -> tuple[int, dict[str, Any]]:
 
 
 class _Recent:
-    """The last answer of this process and when it was probed (``time.monotonic``)."""
+    """The last answer of this process and when it was probed (``_clock``)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -154,7 +155,7 @@ def forget() -> None:
 
 def cached() -> tuple[int, dict[str, Any]] | None:
     """The last answer while it is fresh, without any I/O (safe to call from the event loop)."""
-    return _recent.fresh(time.monotonic())
+    return _recent.fresh(_clock())
 
 
 def answer() -> tuple[int, dict[str, Any]]:
@@ -168,5 +169,5 @@ def answer() -> tuple[int, dict[str, Any]]:
             return recent
         components = dict(HEALTH_COMPONENTS)
         status, body = probe()
-        _recent.answer, _recent.at, _recent.components = (status, body), time.monotonic(), components
+        _recent.answer, _recent.at, _recent.components = (status, body), _clock(), components
         return status, body
