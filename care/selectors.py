@@ -5,13 +5,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from care import dosing, scheduling
 from care.models import (
@@ -25,9 +22,9 @@ from care.models import (
     ScheduleException,
     WorkingHours,
 )
-from care.presenters import appointment_out, refill_out
 from care.results import ClinicianSchedule, CoverageAsOf, PlanStatus
 from care.services import coverage_statuses, feed_token_hash, plan_for
+from care.today import today as today  # one glance (its own module: prepared queries)
 from portal import audit, zones
 from portal.access import (
     Capability,
@@ -38,7 +35,7 @@ from portal.access import (
     guardian_links,
     hide_confidential,
 )
-from portal.models import CareTeamMembership, Child, User
+from portal.models import CareTeamMembership, User
 from portal.vocabulary import Resource
 
 SCHEDULE_DAYS = 14
@@ -183,95 +180,6 @@ def coverage_list(*, user: User, access: ChildAccess) -> list[CoverageAsOf]:
         for row in rows
         if access.can(Capability.MANAGE) or statuses.get(row.pk, row.status) in shown
     ]
-
-
-# -- one glance ---------------------------------------------------------------------------------
-
-TODAY_APPOINTMENTS = 3
-
-
-def _unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Unread messages per child, from the messenger when one is installed (one query)."""
-    path = getattr(settings, "PORTAL_UNREAD_COUNTER", "")
-    if not path:
-        return {}
-    counter = import_string(path)
-    return dict(counter(user=user, child_ids=child_ids))
-
-
-def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
-    """Everything a guardian needs at a glance, for every child they may see, in a fixed number of
-    queries whatever the number of children and plans."""
-    moment = now or timezone.now()
-    links = list(guardian_links(user, moment))
-    scopes = {link.child_id: effective_scope(link, moment) for link in links}
-    children: dict[uuid.UUID, Child] = {link.child_id: link.child for link in links}
-    full = [cid for cid, scope in scopes.items() if scope == "full"]
-    child_ids = list(children)
-
-    upcoming: dict[uuid.UUID, list[Appointment]] = defaultdict(list)
-    for row in (
-        Appointment.objects.filter(
-            child_id__in=child_ids, confidential=False, end__gt=moment, status__in=("proposed", "booked", "arrived")
-        )
-        .select_related("clinician", "department")
-        .order_by("start")
-    ):
-        if len(upcoming[row.child_id]) < TODAY_APPOINTMENTS:
-            upcoming[row.child_id].append(row)
-
-    plans = list(
-        MedicationPlan.objects.filter(
-            child_id__in=full, confidential=False, status=MedicationPlan.Status.ACTIVE
-        ).filter(Q(end__isnull=True) | Q(end__gt=moment - timedelta(hours=24)))
-    )
-    logs: dict[uuid.UUID, list[DoseLog]] = defaultdict(list)
-    for log in DoseLog.objects.filter(plan__in=plans, occurred_at__gte=moment - timedelta(days=2)).only(
-        "plan_id", "scheduled_for", "occurred_at", "status"
-    ):
-        logs[log.plan_id].append(log)
-    refills: dict[uuid.UUID, list[RefillRequest]] = defaultdict(list)
-    for refill in RefillRequest.objects.filter(
-        child_id__in=full, status__in=OPEN_REFILL_STATUSES, plan__confidential=False
-    ).order_by("requested_at"):
-        refills[refill.child_id].append(refill)
-    unread = _unread_counts(user, child_ids)
-
-    doses: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
-    for plan in plans:
-        child = children[plan.child_id]
-        tz = zones.zone(child.time_zone)
-        recorded = {log.scheduled_for for log in logs[plan.pk] if log.scheduled_for}
-        base = {
-            "plan_id": plan.pk,
-            "medication": plan.medication,
-            "dose": f"{plan.dose_quantity.normalize():f} {plan.dose_unit}",
-        }
-        if plan.schedule_kind == MedicationPlan.ScheduleKind.AS_NEEDED:
-            given = [log.occurred_at for log in logs[plan.pk] if log.status == DoseLog.Status.GIVEN]
-            doses[plan.child_id].append(
-                {**base, "at": dosing.next_as_needed(plan, tz, given, moment), "overdue": False, "as_needed": True}
-            )
-            continue
-        for at in dosing.occurrences(plan, tz, moment - timedelta(hours=24), moment + timedelta(hours=24)):
-            if at in recorded:
-                continue
-            doses[plan.child_id].append({**base, "at": at, "overdue": at < moment, "as_needed": False})
-
-    audit.reads(user, Resource.PATIENT, child_ids)
-    result = []
-    for child_id, child in sorted(children.items(), key=lambda item: (item[1].date_of_birth, str(item[0]))):
-        clinical = scopes[child_id] == "full"
-        result.append(
-            {
-                "child": {"id": child_id, "name": child.name, "scope": scopes[child_id]},
-                "appointments": [appointment_out(row, limited=not clinical) for row in upcoming[child_id]],
-                "doses": sorted(doses[child_id], key=lambda d: d["at"]) if clinical else None,
-                "open_refills": [refill_out(r) for r in refills[child_id]] if clinical else None,
-                "unread_messages": unread.get(child_id, 0),
-            }
-        )
-    return {"generated_at": moment, "children": result}
 
 
 # -- calendar -----------------------------------------------------------------------------------

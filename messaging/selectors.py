@@ -27,6 +27,7 @@ from portal import audit
 from portal.access import ChildAccess, care_team_memberships, current_membership_q, hide_confidential
 from portal.errors import NotFound
 from portal.models import CareTeamMembership, DepartmentMembership, User
+from portal.prepared import Prepared
 from portal.vocabulary import Resource
 
 # -- unread counts ------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def thread_for(access: ChildAccess, thread_id: uuid.UUID, *, lock: bool = False)
     return thread
 
 
-def _unread_messages(user: User, now: datetime) -> QuerySet[Message]:
+def _unread_messages(user: User | uuid.UUID, now: datetime) -> QuerySet[Message]:
     """Messages by others, in threads the user may see, newer than the user's read receipt."""
     on_team = CareTeamMembership.objects.filter(
         current_membership_q(now), clinician=user, child_id=OuterRef("thread__child_id")
@@ -62,19 +63,27 @@ def _unread_messages(user: User, now: datetime) -> QuerySet[Message]:
     )
 
 
+def _unread_counts_query(user: uuid.UUID, now: datetime, child_ids: list[uuid.UUID]) -> QuerySet[Message, Any]:
+    return (
+        _unread_messages(user, now)
+        .filter(thread__child_id__in=child_ids)
+        .values("thread__child_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("thread__child_id", "n")
+    )
+
+
+# Compiled once per process and number of children (``portal.prepared``): /me/today asks on every call.
+UNREAD_COUNTS = Prepared(_unread_counts_query)
+
+
 def unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Unread messages per child for ``/me/today`` (``PORTAL_UNREAD_COUNTER``), in one query. The
     caller passes children the user may see; confidential threads count for the care team only."""
     if not child_ids:
         return {}
-    rows = (
-        _unread_messages(user, timezone.now())
-        .filter(thread__child_id__in=child_ids)
-        .values("thread__child_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return {row["thread__child_id"]: row["n"] for row in rows}
+    return dict(UNREAD_COUNTS.rows(user=user.pk, now=timezone.now(), child_ids=child_ids))
 
 
 def _unread_by_thread(user: User, thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.core.cache import caches
-from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Status
 
@@ -21,6 +16,10 @@ from portal import audit, presenters, refusals, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
 from portal.csvsafe import csv_stream
 from portal.errors import Invalid, NotFound
+from portal.health import HEALTH_COMPONENTS as HEALTH_COMPONENTS
+from portal.health import HealthComponent as HealthComponent
+from portal.health import answer
+from portal.health import register_health_component as register_health_component
 from portal.idempotency import status_for
 from portal.models import User
 from portal.schemas import (
@@ -50,84 +49,6 @@ def actor(request: HttpRequest) -> User:
     return cast(User, request.user)
 
 
-def _database_ok() -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            return cursor.fetchone() == (1,)
-    except Exception:
-        return False
-
-
-def _cache_ok() -> bool:
-    """A real round trip to the cache's server (the degradable Redis cache ``probe``s it)."""
-    backend = caches["default"]
-    probe = getattr(backend, "probe", None)
-    if probe is not None:
-        return bool(probe())
-    try:
-        backend.set("health:probe", 1, timeout=5)
-        return bool(backend.get("health:probe") == 1)
-    except Exception:
-        return False
-
-
-async def _channel_layer_round_trip() -> bool:
-    import asyncio
-
-    layer = get_channel_layer()
-    if layer is None:
-        return False
-    channel = await layer.new_channel("health.")
-    await layer.send(channel, {"type": "health.ping"})
-    message = await asyncio.wait_for(layer.receive(channel), timeout=2)
-    return bool(message.get("type") == "health.ping")
-
-
-def _channel_layer_ok() -> bool:
-    try:
-        return async_to_sync(_channel_layer_round_trip)()
-    except Exception:
-        return False
-
-
-def _up(check: Callable[[], bool]) -> Callable[[], str]:
-    return lambda: "ok" if check() else "unavailable"
-
-
-@dataclass(frozen=True)
-class HealthComponent:
-    # "ok" (or "inline": the worker's tasks run in the request) is healthy; any other state is not.
-    check: Callable[[], str]
-    # Critical: without it the portal cannot answer (503 "down"); otherwise it runs "degraded".
-    critical: bool = False
-
-
-HEALTHY = frozenset({"ok", "inline"})
-
-# The portal's own components; apps add theirs with ``register_health_component`` from their
-# ``AppConfig.ready`` (messaging: "worker", whose state is read from the database, so it is asked only
-# when the database answers).
-HEALTH_COMPONENTS: dict[str, HealthComponent] = {
-    "database": HealthComponent(_up(_database_ok), critical=True),
-    "cache": HealthComponent(_up(_cache_ok)),
-    "channel_layer": HealthComponent(_up(_channel_layer_ok)),
-}
-
-
-def register_health_component(name: str, check: Callable[[], str], *, critical: bool = False) -> None:
-    """Report ``check``'s state under ``name`` in ``/health``; a check that raises reports "error"."""
-
-    def guarded() -> str:
-        try:
-            return check()
-        except Exception:
-            logger.exception("%s health check failed", name)
-            return "error"
-
-    HEALTH_COMPONENTS[name] = HealthComponent(guarded, critical=critical)
-
-
 @router.get(
     "/health",
     auth=None,
@@ -135,19 +56,10 @@ def register_health_component(name: str, check: Callable[[], str], *, critical: 
     summary="Status of each component: ok, degraded (which ones) or down",
 )
 def health(request: HttpRequest) -> Status[dict[str, Any]]:
-    results: dict[str, str] = {}
-    for name, component in HEALTH_COMPONENTS.items():
-        # The worker's heartbeat lives in the database: without it, its state is unknown, not failed.
-        needs_database = name == "worker" and results.get("database") != "ok"
-        results[name] = "unknown" if needs_database else component.check()
-    failed = [name for name, state in results.items() if state not in HEALTHY and state != "unknown"]
-    down = any(HEALTH_COMPONENTS[name].critical for name in failed)
-    body = {
-        "status": "down" if down else "degraded" if failed else "ok",
-        "components": results,
-        "degraded": [name for name in failed if not HEALTH_COMPONENTS[name].critical],
-    }
-    return Status(503 if down else 200, body)
+    # GET is answered by HealthMiddleware before sessions and authentication; the same answer here
+    # for a request that reaches the router (a HEAD, a test calling the view).
+    status, body = answer()
+    return Status(status, body)
 
 
 @router.get("/me", response=MeOut, summary="Who am I: children as guardian and as clinician, permissions")

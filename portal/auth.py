@@ -10,25 +10,24 @@ from typing import Any
 from allauth.headless.contrib.ninja.security import XSessionTokenAuth
 from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
 from django.conf import settings
+from django.contrib.sessions.backends.base import UpdateError
 from django.http import HttpRequest
 from ninja.security import SessionAuth
 from ninja.utils import check_csrf
 
-from portal.access import has_mfa, requires_mfa
+from portal.admission import MfaState, mfa_state
 from portal.errors import CsrfFailed, MfaRequired
 from portal.sessions import audit_idle_logout, check_idle
 
 
-def admit(request: HttpRequest, user: Any, staff: bool | None = None) -> Any:
+def admit(request: HttpRequest, user: Any, state: MfaState) -> Any:
     """Final checks shared by both clients; returns the user or raises ``MfaRequired``.
 
-    ``staff`` is whether the user must use MFA, when the caller has already worked it out.
+    ``state`` is the account's MFA requirement as settled for this session (``portal.admission``).
     """
     if user is None or not user.is_active:
         return None
-    if staff is None:
-        staff = requires_mfa(user)
-    if staff and not has_mfa(user):
+    if not state.admitted:
         raise MfaRequired()
     request.user = user
     return user
@@ -51,14 +50,20 @@ class AppTokenAuth(XSessionTokenAuth):
         user, session = (found.user, found.session) if hasattr(found, "session") else found
         if user is None or not user.is_active:
             return None
-        staff = requires_mfa(user)
-        if check_idle(session, user, persist=True, staff=staff):
+        state = mfa_state(session, user, request)
+        # check_idle saves the session when it notes activity, the settled MFA answer with it.
+        if check_idle(session, user, persist=True, staff=state.required):
             audit_idle_logout(user)
             session.flush()
             return None
+        if session.modified:  # the MFA answer was settled just now
+            try:
+                session.save(must_create=False)
+            except UpdateError:  # ended meanwhile
+                return None
         # The token's session is not attached to the request: SessionMiddleware would send it back
         # as a cookie, turning an app token into a browser session.
-        return admit(request, user, staff)
+        return admit(request, user, state)
 
 
 class BrowserSessionAuth(SessionAuth):
@@ -79,7 +84,10 @@ class BrowserSessionAuth(SessionAuth):
         if key is None:
             return None
         user = super().authenticate(request, key)
-        return admit(request, user) if user else None
+        if not user:
+            return None
+        # SessionMiddleware saves the browser session (and an answer settled now) with the response.
+        return admit(request, user, mfa_state(request.session, user, request))
 
 
 app_token_auth = AppTokenAuth()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from django.conf import settings
@@ -8,7 +9,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
-from portal import audit, limits
+from portal import audit, health, limits
+from portal.admission import mfa_state
 from portal.sessions import audit_idle_logout, check_idle
 
 
@@ -23,12 +25,33 @@ class IdleTimeoutMiddleware:
         token = audit.set_client(audit.client_from_request(request))
         try:
             user = request.user
-            if user.is_authenticated and check_idle(request.session, user, persist=False):
+            if user.is_authenticated and check_idle(
+                request.session, user, persist=False, staff=mfa_state(request.session, user, request).required
+            ):
                 audit_idle_logout(user)
                 logout(request)
             return self.get_response(request)
         finally:
             audit.reset_client(token)
+
+
+HEALTH_PATH = "/api/v1/health"
+
+
+class HealthMiddleware:
+    """Answers ``GET /api/v1/health`` before the session, authentication and account middleware:
+    the answer needs no session or user, and monitors poll it hard (``portal.health`` probes each
+    dependency at most once a second per process). Placed after the input limits, so the
+    ``no-store`` and security headers still apply."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "GET" or request.path_info != HEALTH_PATH:
+            return self.get_response(request)
+        status, body = health.answer()
+        return HttpResponse(json.dumps(body), status=status, content_type="application/json; charset=utf-8")
 
 
 class NoStoreMiddleware:

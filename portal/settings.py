@@ -103,6 +103,7 @@ MIDDLEWARE = [
     "portal.middleware.NoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.InputLimitsMiddleware",  # input limits and the API's error shape (see below)
+    "portal.middleware.HealthMiddleware",  # /api/v1/health without sessions or authentication
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -358,7 +359,7 @@ PORTAL_WS_HEARTBEAT_SECONDS = float(env("PORTAL_WS_HEARTBEAT_SECONDS", "5") or 5
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", True)
 
 # --- Messaging (the messaging app; see messaging/conf.py for every default) ----------------------
-# care.selectors.today() asks the messenger for unread counts per child (one query).
+# care.today.today() asks the messenger for unread counts per child (one query).
 PORTAL_UNREAD_COUNTER = "messaging.selectors.unread_counts"
 # Background tasks (notifications, escalation) run on django-tasks' database backend: it works on
 # SQLite and PostgreSQL alike; run `python manage.py db_worker` beside daphne.

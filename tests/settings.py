@@ -24,6 +24,9 @@ TASKS = {
     }
 }
 PORTAL_SMS_BACKEND = "messaging.sms.LocmemSmsBackend"
+# Tests change a dependency's state between two /health calls: probe on every call here
+# (tests/test_health_probes.py sets the window back to check it).
+PORTAL_HEALTH_PROBE_SECONDS = 0
 
 if REDIS_URL:
     # A prefix per run, so rate-limit counters never leak between runs sharing one Redis.
