@@ -47,7 +47,8 @@ class AppTokenAuth(XSessionTokenAuth):
         found = authenticate_by_x_session_token(token)
         if not found:
             return None
-        user, session = found
+        # allauth 65.22 answers a result object; earlier 65.x releases a (user, session) pair.
+        user, session = (found.user, found.session) if hasattr(found, "session") else found
         if not user.is_active:
             return None
         staff = requires_mfa(user)
