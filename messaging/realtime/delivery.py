@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from portal.access import (
@@ -92,44 +93,87 @@ def may_receive(user: User, event: Delivery) -> bool:
 
 # Capabilities the relationships alone do not decide (``ChildAccess.manager`` is a permission).
 _PERMISSION_CAPABILITIES = frozenset({Capability.MANAGE, Capability.APPROVE})
+_MEMO = "_portal_relationships"
+
+
+def relationships(
+    child_id: uuid.UUID, moment: datetime, users: set[uuid.UUID] | None = None
+) -> dict[uuid.UUID, ChildAccess]:
+    """The access of everyone with a relationship to the child at ``moment`` (of ``users`` only, when
+    given): live guardian links and current care-team memberships, two queries. Whoever is not in
+    the answer has no relationship with the child (``resolve_access`` without the permissions)."""
+    links = GuardianLink.objects.filter(live_link_q(moment), child_id=child_id).select_related("child")
+    memberships = CareTeamMembership.objects.filter(
+        current_membership_q(moment), child_id=child_id, clinician__is_active=True
+    ).select_related("child")
+    if users is not None:
+        links, memberships = links.filter(guardian_id__in=users), memberships.filter(clinician_id__in=users)
+    found: dict[uuid.UUID, ChildAccess] = {}
+    for link in links:
+        access = found.setdefault(link.guardian_id, ChildAccess(child=link.child))  # type: ignore[arg-type]
+        access.link, access.scope = link, effective_scope(link, moment)
+    for membership in memberships:
+        found.setdefault(membership.clinician_id, ChildAccess(child=membership.child)).care_roles.append(
+            membership.role
+        )
+    if users is None:
+        _remember(child_id, found)
+    return found
+
+
+def _remember(child_id: uuid.UUID, found: dict[uuid.UUID, ChildAccess]) -> None:
+    """Keep the child's complete relationships for the rest of the transaction: the service that
+    worked out an event's audience and the stream that writes the event ask the same question."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return
+    memo: dict[uuid.UUID, tuple[Callable[[], None], dict[uuid.UUID, ChildAccess]]]
+    memo = connection.__dict__.setdefault(_MEMO, {})
+
+    def forget() -> None:
+        memo.pop(child_id, None)
+
+    # The entry lives while this callback is pending: a rollback (of the transaction, or of the
+    # savepoint the entry was made in) discards the callback, and so the entry (``_known``).
+    transaction.on_commit(forget)
+    memo[child_id] = (forget, found)
+
+
+def _known(child_id: uuid.UUID) -> dict[uuid.UUID, ChildAccess] | None:
+    connection = transaction.get_connection()
+    memo = connection.__dict__.get(_MEMO)
+    entry = memo.get(child_id) if memo else None
+    if entry is None:
+        return None
+    forget, found = entry
+    if not connection.in_atomic_block or not any(pending[1] is forget for pending in connection.run_on_commit):
+        memo.pop(child_id, None)
+        return None
+    return found
 
 
 def _accesses(
     child_id: uuid.UUID, user_ids: set[uuid.UUID], capability: Capability, moment: datetime
 ) -> dict[uuid.UUID, ChildAccess | None]:
-    """``resolve_access`` of the child for each of the users, in two queries (links, care-team
-    memberships) instead of a few per user. Users with neither get a relationship-less access."""
-    links = list(
-        GuardianLink.objects.filter(live_link_q(moment), child_id=child_id, guardian_id__in=user_ids).select_related(
-            "child"
-        )
-    )
-    memberships = list(
-        CareTeamMembership.objects.filter(
-            current_membership_q(moment), child_id=child_id, clinician_id__in=user_ids, clinician__is_active=True
-        ).select_related("child")
-    )
-    child: Child | None = links[0].child if links else memberships[0].child if memberships else None
-    if child is None and capability in _PERMISSION_CAPABILITIES:
-        child = Child.objects.filter(pk=child_id).first()
-    if child is None:  # nobody has a relationship with it (or it does not exist)
-        return dict.fromkeys(user_ids)
-    found = {user_id: ChildAccess(child=child) for user_id in user_ids}
-    for link in links:
-        access = found[link.guardian_id]  # type: ignore[index]
-        access.link, access.scope = link, effective_scope(link, moment)
-    for membership in memberships:
-        found[membership.clinician_id].care_roles.append(membership.role)
+    """``resolve_access`` of the child for each of the users: the transaction's memo of the child's
+    relationships (no query), or two queries; the permissions only for the capabilities they decide."""
+    known = _known(child_id)
+    if known is None:
+        known = relationships(child_id, moment, user_ids)
+    found: dict[uuid.UUID, ChildAccess | None] = {user_id: known.get(user_id) for user_id in user_ids}
     if capability in _PERMISSION_CAPABILITIES:
-        for user in User.objects.filter(pk__in=user_ids, is_active=True):
-            found[user.pk] = resolve_access(user, child, moment)
-    return dict(found)
+        child = Child.objects.filter(pk=child_id).first()
+        if child is not None:
+            for user in User.objects.filter(pk__in=user_ids, is_active=True):
+                found[user.pk] = resolve_access(user, child, moment)
+    return found
 
 
 def recipients(users: Iterable[uuid.UUID], event: Delivery, now: datetime | None = None) -> set[uuid.UUID]:
     """Which of ``users`` may receive the event now: the same rules as ``Viewer.allows``, decided for
-    all of them at once. An event about a child costs two queries whatever the number of users; an
-    event about no child asks its rule per user (a peer group's membership)."""
+    all of them at once. An event about a child costs two queries whatever the number of users (none
+    when the transaction already worked out the child's audience); an event about no child asks its
+    rule per user (a peer group's membership)."""
     user_ids = set(users)
     if not user_ids:
         return set()

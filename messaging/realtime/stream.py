@@ -34,18 +34,15 @@ from django.utils import timezone
 from messaging.conf import resume_lookback_seconds
 from messaging.models import UserEvent
 from messaging.realtime.control import user_group
-from messaging.realtime.delivery import Delivery, Viewer, recipients
+from messaging.realtime.delivery import Delivery, Viewer, recipients, relationships
 from messaging.realtime.presence import redis_client
 from portal import events
 from portal.access import (
     LIMITED_CAPABILITIES,
     Capability,
-    current_membership_q,
-    effective_scope,
-    live_link_q,
 )
 from portal.channel_layer import layer_outage
-from portal.models import CareTeamMembership, GuardianLink, User
+from portal.models import GuardianLink, User
 from portal.vocabulary import EventType, Resource
 
 logger = logging.getLogger(__name__)
@@ -66,19 +63,18 @@ class Audience:
 
 def audience(child_id: uuid.UUID, capability: Capability, confidential: bool, now: datetime | None = None) -> Audience:
     """Who may receive an event about the child: guardians whose link (and effective scope) grants
-    ``capability``, unless it is confidential, and the current care team."""
-    moment = now or timezone.now()
+    ``capability``, unless it is confidential, and the current care team. The child's relationships
+    stay known for the rest of the transaction (``emit`` decides its recipients from them)."""
+    related = relationships(child_id, now or timezone.now())
     guardians: set[uuid.UUID] = set()
     if not confidential:
-        for link in GuardianLink.objects.filter(live_link_q(moment), child_id=child_id).select_related("child"):
-            scope = effective_scope(link, moment)
-            if scope == GuardianLink.Scope.FULL or capability in LIMITED_CAPABILITIES:
-                guardians.add(link.guardian_id)  # type: ignore[arg-type]
-    care_team = set(
-        CareTeamMembership.objects.filter(
-            current_membership_q(moment), child_id=child_id, clinician__is_active=True
-        ).values_list("clinician_id", flat=True)
-    )
+        guardians = {
+            user_id
+            for user_id, access in related.items()
+            if access.link is not None
+            and (access.scope == GuardianLink.Scope.FULL or capability in LIMITED_CAPABILITIES)
+        }
+    care_team = {user_id for user_id, access in related.items() if access.is_clinician}
     return Audience(guardians=guardians, care_team=care_team)
 
 

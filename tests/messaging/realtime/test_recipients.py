@@ -5,6 +5,7 @@ fixed number of queries; a user named by mistake gets no row."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -87,3 +88,37 @@ def test_a_group_post_reaches_live_members_only(world: World) -> None:
     )
     named = {world.guardian.pk, world.co_guardian.pk, world.stranger.pk}
     assert delivery.recipients(named, event) == {world.guardian.pk}
+
+
+def test_the_audience_worked_out_in_the_transaction_decides_without_asking_again(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    everyone = {world.users[persona].pk for persona in PERSONAS}
+    event = delivery.Delivery(
+        entity_type=str(Resource.COMMUNICATION), child_id=world.ada.pk, capability="message", confidential=False
+    )
+    allowed = {world.guardian.pk, world.co_guardian.pk, world.clinician.pk}
+    # (The test runs inside a transaction of its own: its commit is what the capture stands for.)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        crowd = stream.audience(world.ada.pk, Capability.MESSAGE, False)
+        assert crowd.everyone == allowed
+        with CaptureQueriesContext(connection) as queries:
+            assert delivery.recipients(everyone, event) == allowed
+        assert len(queries) == 0
+        # What was worked out in a savepoint that rolled back is forgotten with it.
+        try:
+            with transaction.atomic():
+                stream.audience(world.ben.pk, Capability.MESSAGE, False)
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        about_ben = delivery.Delivery(
+            entity_type=str(Resource.COMMUNICATION), child_id=world.ben.pk, capability="message", confidential=False
+        )
+        with CaptureQueriesContext(connection) as queries:
+            assert delivery.recipients(everyone, about_ben) == {world.other_guardian.pk, world.other_clinician.pk}
+        assert len(queries) == 2
+    # A new transaction starts with nothing known.
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert delivery.recipients(everyone, event) == allowed
+    assert len(queries) == 2
