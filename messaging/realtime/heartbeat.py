@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
 from messaging.realtime import presence, stream
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,10 @@ class Heartbeat:
         )
         for socket, result in zip(sockets, pulses, strict=True):
             if socket.channel_name in self.sockets:
-                await socket.on_pulse(result)
+                try:
+                    await socket.on_pulse(result)
+                except Exception:  # one broken socket must not stop the beat of the others
+                    logger.exception("heartbeat failed for a socket")
 
 
 _beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat] = weakref.WeakKeyDictionary()
