@@ -341,7 +341,7 @@ def report(phase: dict[str, Any]) -> None:
     before, after = phase["rss_before_kib"], phase["rss_after_kib"]
     print(f"idle sockets: RSS {before} → {after} KiB, {phase['kib_per_socket']:.1f} KiB per socket;", end=" ")
     print(f"daphne CPU while idle {phase['idle_cpu_percent']:.1f}% of a core;", end=" ")
-    print(f"database {phase['idle_db_transactions_per_s']:.1f} transactions/s")
+    print(f"database {phase['idle_db_transactions_per_s']:.1f} transactions/s", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -382,7 +382,7 @@ def main(argv: list[str]) -> int:
     )
     phases = []
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts daphne slowly
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1):
@@ -402,11 +402,10 @@ def main(argv: list[str]) -> int:
         asyncio.run(measure_delivery(port, world, 20, world["thread_path"]))
         for count in args.idle:
             phases.append(idle_phase(port, process.pid, world, count, args))
+            report(phases[-1])  # at once: a later phase may take long
     finally:
         process.terminate()
         process.wait(timeout=20)
-    for phase in phases:
-        report(phase)
     return 0
 
 
