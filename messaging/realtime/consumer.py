@@ -5,19 +5,32 @@ Client → server: ``{"type": "ping"}``; ``{"type": "resume", "after": <last eve
 ``?after=<id>`` on the URL) replays the stream after that id, then live events follow.
 Server → client: ``{"type": "event", "event": {...}}`` for each event (``event.id`` orders and
 deduplicates), ``{"type": "resumed", "last_id": n}`` when a replay is done, ``heartbeat``, ``pong``,
-``access.changed``. Every third heartbeat the socket also catches up from the database (events the
-channel layer dropped are delivered late, never lost), and every heartbeat while the channel layer is
-unavailable. Each event is re-checked against its delivery rule (``delivery``) before it is forwarded,
-so a guardian whose link was revoked receives nothing more (and ``access.revoked`` closes the socket
-with 4409). Close codes: 4401 not signed in (or the session ended or went idle), 4403 MFA required.
+``access.changed``. Close codes: 4401 not signed in (or the session ended or went idle), 4403 MFA
+required, 4409 access revoked.
+
+Live events are forwarded as they come: who receives an event was decided by the delivery rule when
+it was written (``stream.emit``), and a change of access or session that commits later reaches the
+socket as a control message (``access.revoked`` closes it with 4409, ``session.ended`` with 4401).
+Replays check every stored event again (``stream.events_after``). The database is read when the
+socket opens, to replay or catch up, and when its idle deadline passes; the process's heartbeat
+(``heartbeat``) keeps an idle socket alive from the cache alone: it closes the socket when its
+session left the session cache and the database confirms it is gone, and catches up from the
+database when the user's stream head shows a lost event (a full channel), or on every beat while
+the channel layer is unavailable.
+
+A socket does not keep its session alive: the idle deadline (the session's last activity plus
+``PORTAL_IDLE_TIMEOUT`` or ``PORTAL_STAFF_IDLE_TIMEOUT``) is read when it opens, and when it passes
+the socket reads the session again (HTTP activity moves it on) or closes with 4401.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import time
 from collections import OrderedDict
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -34,9 +47,9 @@ from django.db.models import Max
 from messaging.models import UserEvent
 from messaging.realtime import presence, stream
 from messaging.realtime.control import user_group
-from messaging.realtime.delivery import Delivery, may_receive
+from messaging.realtime.heartbeat import Pulse, heartbeat
 from portal.access import has_mfa, requires_mfa
-from portal.sessions import check_idle
+from portal.sessions import LAST_SEEN_KEY, check_idle, idle_timeout_for
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MFA_REQUIRED = 4403
@@ -44,43 +57,54 @@ CLOSE_ACCESS_REVOKED = 4409
 
 REPLAY_PAGE = 500
 SENT_MEMORY = 2000
-# Every third heartbeat (15 s in production) the socket checks the database for events it missed.
-CATCH_UP_EVERY = 3
+# While the session cache does not answer (Redis down), every third beat asks the database instead.
+RECHECK_EVERY = 3
 
 
-def _load_session_user(session_key: str) -> Any:
+@dataclass(frozen=True)
+class SignedIn:
+    """A socket's session when it opened: whose it is, whether staff rules (MFA, the shorter idle
+    timeout) apply, and its idle deadline (a Unix time)."""
+
+    user: Any
+    staff: bool
+    idle_deadline: float
+
+
+def _load_session(session_key: str) -> SignedIn | None:
+    """The session's user, admitted when the socket opens (this counts as activity)."""
     session = session_store(session_key)
     user = get_session_user(session)
-    if user is None or not user.is_active or check_idle(session, user, persist=True):
+    if user is None or not user.is_active:
         return None
-    return user
+    staff = requires_mfa(user)
+    if check_idle(session, user, persist=True, staff=staff):
+        return None
+    last_seen = float(session.get(LAST_SEEN_KEY) or time.time())
+    return SignedIn(user=user, staff=staff, idle_deadline=last_seen + idle_timeout_for(user, staff))
 
 
-def _admissible(user: Any) -> int | None:
+def _idle_deadline(session_key: str, staff: bool) -> float | None:
+    """The session's idle deadline as it stands now, or None when it ended, went idle or its user was
+    deactivated. Reads the session without touching it: an open socket is not activity."""
+    session = session_store(session_key)
+    user = get_session_user(session)
+    if user is None or not user.is_active:
+        return None
+    deadline = float(session.get(LAST_SEEN_KEY) or time.time()) + idle_timeout_for(user, staff)
+    return deadline if deadline >= time.time() else None
+
+
+def _admit(user: Any, staff: bool, latest: bool) -> tuple[int | None, int]:
+    """The close code that refuses the socket (None: admitted), and the user's newest event id when
+    ``latest`` (where the stream continues from when the client does not resume)."""
     if user is None or not user.is_authenticated:
-        return CLOSE_UNAUTHENTICATED
-    if requires_mfa(user) and not has_mfa(user):
-        return CLOSE_MFA_REQUIRED
-    return None
-
-
-def _latest_event_id(user: Any) -> int:
-    return int(UserEvent.objects.filter(user=user).aggregate(m=Max("id"))["m"] or 0)
-
-
-def _may_receive(user: Any, message: dict[str, Any]) -> bool:
-    event = message["event"]
-    child_id = event.get("child_id")
-    return may_receive(
-        user,
-        Delivery(
-            entity_type=event.get("entity_type") or "",
-            child_id=uuid.UUID(str(child_id)) if child_id else None,
-            capability=message.get("capability", "message"),
-            confidential=bool(message.get("confidential")),
-            data=event.get("data") or {},
-        ),
-    )
+        return CLOSE_UNAUTHENTICATED, 0
+    if staff and not has_mfa(user):
+        return CLOSE_MFA_REQUIRED, 0
+    if not latest:
+        return None, 0
+    return None, int(UserEvent.objects.filter(user=user).aggregate(m=Max("id"))["m"] or 0)
 
 
 class WebsocketAuthMiddleware:
@@ -102,8 +126,13 @@ class WebsocketAuthMiddleware:
         if not session_key and origin:
             cookies = scope.get("cookies") or _parse_cookies(headers.get("cookie", ""))
             session_key = cookies.get(settings.SESSION_COOKIE_NAME)
-        user = await database_sync_to_async(_load_session_user)(session_key) if session_key else None
-        scope = dict(scope, user=user or AnonymousUser(), session_key=session_key if user else None)
+        signed_in = await database_sync_to_async(_load_session)(session_key) if session_key else None
+        scope = dict(
+            scope,
+            user=signed_in.user if signed_in else AnonymousUser(),
+            session_key=session_key if signed_in else None,
+            signed_in=signed_in,
+        )
         return await self.app(scope, receive, send)
 
 
@@ -119,49 +148,59 @@ def _parse_cookies(raw: str) -> dict[str, str]:
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     """One socket per signed-in device; receives the user's events and control messages."""
 
-    heartbeat_task: asyncio.Task[None] | None = None
     group: str | None = None
     replaying = False
     was_unsubscribed = False
+    on_heartbeat = False
 
     # -- the socket's life ------------------------------------------------------------------------
 
     async def connect(self) -> None:
         self.pending: list[dict[str, Any]] = []
         self.replayed: set[int] = set()
-        # Ids already sent (bounded), and the stream position the catch-up continues from.
+        # Ids already sent (bounded), the stream position a catch-up continues from, and the newest
+        # id that reached this socket live (compared with the user's stream head on each beat).
         self.sent: OrderedDict[int, None] = OrderedDict()
         self.cursor = 0
+        self.seen = 0
         self.beats = 0
+        self.chores: dict[str, asyncio.Task[None]] = {}
         self.user = self.scope["user"]
         self.session_key = self.scope.get("session_key")
-        refusal = await database_sync_to_async(_admissible)(self.user)
-        if refusal is not None:
-            await self.close(code=refusal)
+        signed_in: SignedIn | None = self.scope.get("signed_in")
+        self.staff = bool(signed_in and signed_in.staff)
+        self.idle_deadline = signed_in.idle_deadline if signed_in else 0.0
+        query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
+        after = query.get("after", [""])[0]
+        refusal, latest = await database_sync_to_async(_admit)(self.user, self.staff, not after.isdigit())
+        if refusal is not None or signed_in is None:
+            await self.close(code=refusal or CLOSE_UNAUTHENTICATED)
             return
+        self.cursor = self.seen = latest
         self.group = user_group(self.user.pk)
         # With the degradable Redis layer this does not fail while Redis is down: the socket opens
         # anyway and catches up from the database (``subscribed`` says which mode it is in).
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        self.heartbeat_task = asyncio.create_task(self._heartbeat())
+        heartbeat().join(self)
+        self.on_heartbeat = True
         await sync_to_async(presence.touch, thread_sensitive=False)(self.user.pk, self.channel_name)
-        query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
-        after = query.get("after", [""])[0]
         if after.isdigit():
             await self._resume(int(after))
-        else:
-            self.cursor = await database_sync_to_async(_latest_event_id)(self.user)
 
     async def disconnect(self, code: int) -> None:
         user = getattr(self, "user", None)
+        if self.on_heartbeat:
+            self.on_heartbeat = False
+            await heartbeat().leave(self)
         if self.group is not None and user is not None:
             # From now on what happens reaches no socket of this one: notify unless another is open.
             await sync_to_async(presence.leave, thread_sensitive=False)(user.pk, self.channel_name)
-        if self.heartbeat_task is not None:
-            self.heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat_task
+        for task in list(getattr(self, "chores", {}).values()):
+            if task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -179,38 +218,56 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json({"type": "error", "code": "unknown_type", "message": "Unknown message type."})
 
-    # -- the heartbeat ----------------------------------------------------------------------------
+    # -- the heartbeat (``heartbeat``: one per process, from the cache) ---------------------------
 
-    async def _heartbeat(self) -> None:
-        """Re-check the session on a short period; a signed-out or idle session closes the socket."""
-        interval = float(getattr(settings, "PORTAL_WS_HEARTBEAT_SECONDS", 5))
-        while True:
-            await asyncio.sleep(interval)
-            user = await database_sync_to_async(_load_session_user)(self.session_key)
-            if user is None:
-                await self.close(code=CLOSE_UNAUTHENTICATED)
-                return
-            await self.on_heartbeat(user)
-            await self.send_json({"type": "heartbeat"})
+    def pulse_key(self) -> tuple[Any, str | None]:
+        return self.user.pk, self.session_key
 
     def subscribed(self) -> bool:
         """Whether live events reach this socket through the channel layer right now."""
         check = getattr(self.channel_layer, "subscribed", None)
         return bool(check(self.channel_name)) if check is not None else True
 
-    async def on_heartbeat(self, user: Any) -> None:
-        """Keep the user's presence mark fresh (no email or SMS while connected) and catch up on events
-        the channel layer may have dropped."""
-        # Cache only (no database): off the single database thread that every socket shares.
-        await sync_to_async(presence.touch, thread_sensitive=False)(user.pk, self.channel_name)
+    async def on_pulse(self, pulse: Pulse) -> None:
+        """What the process's heartbeat learnt from the cache: re-read the session from the database
+        when it left the session cache (or the cache is down) or the idle deadline passed; catch up
+        when an event was lost on the way or the channel layer is unavailable."""
         self.beats += 1
+        unknown = pulse.session is None and self.beats % RECHECK_EVERY == 0
+        if pulse.session is False or unknown or time.time() > self.idle_deadline:
+            self._chore("recheck", self._recheck())
         # Unsubscribed (the channel layer is down), every beat catches up; so does the first beat
         # after it is back, for events written before the groups were joined again.
         subscribed = self.subscribed()
-        due = self.beats % CATCH_UP_EVERY == 0 or not subscribed or self.was_unsubscribed
+        due = pulse.head > self.seen or not subscribed or self.was_unsubscribed
         self.was_unsubscribed = not subscribed
         if due and not self.replaying:
-            await self._catch_up()
+            self._chore("catch_up", self._catch_up())
+        await self.send_json({"type": "heartbeat"})
+
+    def _chore(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the heartbeat (one of each kind at a time): a slow database answer for
+        one socket must not hold up the beat of the others."""
+        running = self.chores.get(name)
+        if running is not None and not running.done():
+            work.close()
+            return
+        self.chores[name] = asyncio.get_running_loop().create_task(work)
+
+    async def _recheck(self) -> None:
+        assert self.session_key is not None
+        deadline = await database_sync_to_async(_idle_deadline)(self.session_key, self.staff)
+        if deadline is None:
+            await self._close(CLOSE_UNAUTHENTICATED)
+            return
+        self.idle_deadline = deadline
+
+    async def _close(self, code: int) -> None:
+        """Close the socket and take it off the heartbeat at once (a closed socket beats no more)."""
+        if self.on_heartbeat:
+            self.on_heartbeat = False
+            await heartbeat().leave(self)
+        await self.close(code=code)
 
     # -- the stream -------------------------------------------------------------------------------
 
@@ -244,12 +301,15 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         finally:
             self.replaying = False
         self.cursor = max(self.cursor, cursor)
+        self.seen = max(self.seen, cursor)
         await self.send_json({"type": "resumed", "last_id": cursor})
         waiting, self.pending = self.pending, []
         for message in waiting:
             await self._forward(message)
 
     async def stream_event(self, message: dict[str, Any]) -> None:
+        """A live event: its recipients were decided when it was written, so it goes straight out."""
+        self.seen = max(self.seen, int(message["event"]["id"]))
         if self.replaying:
             self.pending.append(message)
             return
@@ -259,29 +319,30 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         event = message["event"]
         if event["id"] in self.replayed or event["id"] in self.sent:
             return
-        if await database_sync_to_async(_may_receive)(self.user, message):
-            await self._send_event(event)
+        await self._send_event(event)
 
     async def _catch_up(self) -> None:
         """Forward events the channel layer dropped (a full channel, a Redis outage): the database is
-        the source of truth, so a socket never stays behind for longer than the catch-up period."""
+        the source of truth, so a socket never stays behind for longer than a heartbeat."""
         batch, last_id = await database_sync_to_async(stream.events_after)(
             user=self.user, after=self.cursor, limit=REPLAY_PAGE
         )
         for event in batch:
             await self._send_event(event)
         self.cursor = max(self.cursor, last_id)
+        self.seen = max(self.seen, last_id)
 
     # -- control messages (``control``) ---------------------------------------------------------
 
     async def session_ended(self, message: dict[str, Any]) -> None:
         key = message.get("session_key")
         if key is None or key == self.session_key:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._close(CLOSE_UNAUTHENTICATED)
 
     async def access_changed(self, message: dict[str, Any]) -> None:
-        # Relationship changes matter to the event stream (filtered per event); the socket stays open.
+        # Relationship changes decide which events are written for the user from now on (``emit``);
+        # the socket stays open and the client re-reads what it shows.
         await self.send_json({"type": "access.changed"})
 
     async def access_revoked(self, message: dict[str, Any]) -> None:
-        await self.close(code=CLOSE_ACCESS_REVOKED)
+        await self._close(CLOSE_ACCESS_REVOKED)

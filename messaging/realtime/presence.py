@@ -3,8 +3,9 @@
 Each socket is an entry of its own with an expiry, refreshed on connect and on every heartbeat and
 removed when the socket closes; a user is connected while any entry is fresh. With ``REDIS_URL`` the
 entries are a Redis sorted set per user (socket id → expiry), shared by every daphne process (one
-round trip per touch or check, through the cache's own connection pool); without it, the local-memory
-cache of the one embedded process holds a small dict per user. A socket that dies without closing
+round trip per touch or check, through the cache's own connection pool; the process's heartbeat
+refreshes all its sockets in one round trip, ``touch_many``); without it, the local-memory cache of
+the one embedded process holds a small dict per user. A socket that dies without closing
 (a killed process) stops counting when its entry expires, a few heartbeats later.
 """
 
@@ -27,7 +28,7 @@ def _key(user_id: uuid.UUID | str) -> str:
     return f"presence:{uuid.UUID(str(user_id)).hex}"
 
 
-def _redis() -> Any | None:
+def redis_client() -> Any | None:
     """The cache's Redis client, or None when the cache is not Redis."""
     if isinstance(cache, RedisCache):
         # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
@@ -39,7 +40,7 @@ def touch(user_id: uuid.UUID | str, socket_id: str = "") -> None:
     """Mark this socket of the user as connected for the next ``presence_seconds``."""
     expires = time.time() + presence_seconds()
     try:
-        client = _redis()
+        client = redis_client()
         if client is not None:
             key = cache.make_key(_key(user_id))
             pipe = client.pipeline()
@@ -56,10 +57,33 @@ def touch(user_id: uuid.UUID | str, socket_id: str = "") -> None:
         logger.warning("presence cache unavailable")
 
 
+def touch_many(sockets: list[tuple[uuid.UUID, str]]) -> None:
+    """``touch`` for each (user, socket id), in one Redis round trip for all of them."""
+    if not sockets:
+        return
+    try:
+        client = redis_client()
+        if client is None:
+            for user_id, socket_id in sockets:
+                touch(user_id, socket_id)
+            return
+        now = time.time()
+        expires, keep = now + presence_seconds(), int(presence_seconds()) + 1
+        pipe = client.pipeline(transaction=False)
+        for user_id, socket_id in sockets:
+            key = cache.make_key(_key(user_id))
+            pipe.zadd(key, {socket_id or "-": expires})
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.expire(key, keep)
+        pipe.execute()
+    except Exception:  # the cache is down: users count as offline and get notified
+        logger.warning("presence cache unavailable")
+
+
 def leave(user_id: uuid.UUID | str, socket_id: str = "") -> None:
     """This socket closed: the user stays connected only through their other sockets."""
     try:
-        client = _redis()
+        client = redis_client()
         if client is not None:
             client.zrem(cache.make_key(_key(user_id)), socket_id or "-")
             return
@@ -73,7 +97,7 @@ def leave(user_id: uuid.UUID | str, socket_id: str = "") -> None:
 def is_connected(user_id: uuid.UUID | str) -> bool:
     try:
         now = time.time()
-        client = _redis()
+        client = redis_client()
         if client is not None:
             return bool(client.zcount(cache.make_key(_key(user_id)), f"({now}", "+inf"))
         entries: dict[str, float] = cache.get(_key(user_id)) or {}

@@ -3,8 +3,12 @@
 ``emit`` writes one ``UserEvent`` row per recipient inside the caller's transaction and pushes them
 to the recipients' channel groups with ``transaction.on_commit``: nothing is sent for a change that
 rolls back, and a push that fails (the channel layer is down) loses nothing, because sockets replay
-from the database when they reconnect. Recipients are worked out from the access policy when the
-event is written, and each socket checks again when it forwards it (``delivery``).
+from the database when they reconnect. Who receives an event is decided once, when it is written:
+the users named (or the child's audience) pass the delivery rule (``delivery.recipients``, two
+queries for all of them), so a socket forwards a live event without asking the database again;
+replays check each stored event again. Each push also raises the user's stream head (``heads``): a
+socket whose head is above the last event it received lost one on the way (a full channel) and
+catches up from the database; an idle socket never reads it.
 
 The stream is the only writer of per-user events: the apps publish ``portal.events`` (a child's
 ``DomainEvent`` reaches everyone who may see the child; an ``AddressedEvent`` the users it names) and
@@ -13,6 +17,7 @@ The stream is the only writer of per-user events: the apps publish ``portal.even
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
@@ -22,28 +27,28 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from messaging.conf import resume_lookback_seconds
 from messaging.models import UserEvent
 from messaging.realtime.control import user_group
-from messaging.realtime.delivery import Delivery, Viewer
+from messaging.realtime.delivery import Delivery, Viewer, recipients, relationships
+from messaging.realtime.presence import redis_client
 from portal import events
 from portal.access import (
     LIMITED_CAPABILITIES,
     Capability,
-    current_membership_q,
-    effective_scope,
-    live_link_q,
 )
 from portal.channel_layer import layer_outage
-from portal.models import CareTeamMembership, GuardianLink, User
+from portal.models import GuardianLink, User
 from portal.vocabulary import EventType, Resource
 
 logger = logging.getLogger(__name__)
 
 STREAM_MESSAGE = "stream.event"
+HEADS_KEY = "stream-heads"
 
 
 @dataclass(frozen=True)
@@ -58,19 +63,18 @@ class Audience:
 
 def audience(child_id: uuid.UUID, capability: Capability, confidential: bool, now: datetime | None = None) -> Audience:
     """Who may receive an event about the child: guardians whose link (and effective scope) grants
-    ``capability``, unless it is confidential, and the current care team."""
-    moment = now or timezone.now()
+    ``capability``, unless it is confidential, and the current care team. The child's relationships
+    stay known for the rest of the transaction (``emit`` decides its recipients from them)."""
+    related = relationships(child_id, now or timezone.now())
     guardians: set[uuid.UUID] = set()
     if not confidential:
-        for link in GuardianLink.objects.filter(live_link_q(moment), child_id=child_id).select_related("child"):
-            scope = effective_scope(link, moment)
-            if scope == GuardianLink.Scope.FULL or capability in LIMITED_CAPABILITIES:
-                guardians.add(link.guardian_id)  # type: ignore[arg-type]
-    care_team = set(
-        CareTeamMembership.objects.filter(
-            current_membership_q(moment), child_id=child_id, clinician__is_active=True
-        ).values_list("clinician_id", flat=True)
-    )
+        guardians = {
+            user_id
+            for user_id, access in related.items()
+            if access.link is not None
+            and (access.scope == GuardianLink.Scope.FULL or capability in LIMITED_CAPABILITIES)
+        }
+    care_team = {user_id for user_id, access in related.items() if access.is_clinician}
     return Audience(guardians=guardians, care_team=care_team)
 
 
@@ -87,33 +91,57 @@ def event_payload(event: UserEvent) -> dict[str, Any]:
     }
 
 
+def _record_heads(rows: list[UserEvent]) -> None:
+    """Raise each recipient's stream head to its newest pushed event (never lower it)."""
+    newest: dict[str, int] = {}
+    for row in rows:
+        key = uuid.UUID(str(row.user_id)).hex
+        newest[key] = max(newest.get(key, 0), int(row.pk))
+    client = redis_client()
+    if client is not None:  # one command for every recipient (a sorted set: user → newest id)
+        client.zadd(cache.make_key(HEADS_KEY), newest, gt=True)
+        return
+    current = cache.get_many([f"{HEADS_KEY}:{key}" for key in newest])
+    cache.set_many(
+        {f"{HEADS_KEY}:{key}": max(value, current.get(f"{HEADS_KEY}:{key}", 0)) for key, value in newest.items()},
+        timeout=None,
+    )
+
+
+def heads(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each user's stream head (0 when nothing was pushed to them yet), in one round trip."""
+    if not user_ids:
+        return {}
+    keys = [uuid.UUID(str(user_id)).hex for user_id in user_ids]
+    client = redis_client()
+    if client is not None:
+        scores = client.zmscore(cache.make_key(HEADS_KEY), keys)
+        return {user_id: int(score or 0) for user_id, score in zip(user_ids, scores, strict=True)}
+    found = cache.get_many([f"{HEADS_KEY}:{key}" for key in keys])
+    return {user_id: int(found.get(f"{HEADS_KEY}:{key}", 0)) for user_id, key in zip(user_ids, keys, strict=True)}
+
+
 def _push(rows: list[UserEvent]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    messages = [
-        (
-            user_group(row.user_id),
-            {
-                "type": STREAM_MESSAGE,
-                "event": event_payload(row),
-                "capability": row.capability,
-                "confidential": row.confidential,
-            },
-        )
-        for row in rows
-    ]
+    # Who receives it was decided when it was written (``emit``): the message is what the client gets.
+    messages = [(user_group(row.user_id), {"type": STREAM_MESSAGE, "event": event_payload(row)}) for row in rows]
 
     async def send_all() -> None:
-        for group, message in messages:
-            await layer.group_send(group, message)
+        await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
 
     try:
-        async_to_sync(send_all)()  # one hop to the event loop for the whole batch
+        async_to_sync(send_all)()  # one hop to the event loop for the whole batch, the sends side by side
     except Exception as error:  # the layer is down: the sockets catch up from the database
         # Logged once per outage (portal.resilience), not once per request.
         layer_outage().failed(error)
         logger.debug("channel layer unavailable; %s event(s) stay in the stream for replay", len(messages))
+        return
+    try:
+        _record_heads(rows)
+    except Exception:  # the cache is down: sockets notice lost events on their next reconnect
+        logger.warning("stream heads unavailable")
 
 
 def emit(
@@ -127,9 +155,21 @@ def emit(
     confidential: bool = False,
     data: dict[str, Any] | None = None,
 ) -> list[UserEvent]:
-    """Append an event to each user's stream. Precondition: called inside the transaction that made
-    the change (it is the outbox); delivery happens after commit."""
+    """Append an event to the stream of each of ``users`` who may receive it now (the delivery rule:
+    a user named by mistake gets nothing). Precondition: called inside the transaction that made the
+    change (it is the outbox); delivery happens after commit."""
     now = timezone.now()
+    users = recipients(
+        users,
+        Delivery(
+            entity_type=str(entity_type),
+            child_id=child_id,
+            capability=str(capability),
+            confidential=confidential,
+            data=data or {},
+        ),
+        now,
+    )
     rows = [
         UserEvent(
             user_id=user_id,

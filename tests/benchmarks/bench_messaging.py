@@ -2,16 +2,22 @@
 
     psql -h 127.0.0.1 -U postgres -c 'create database bench_messaging'
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_messaging REDIS_URL=redis://127.0.0.1:6379/5 \\
-        .venv/bin/python tests/benchmarks/bench_messaging.py --messages 300 --sockets 2000
+        .venv/bin/python tests/benchmarks/bench_messaging.py --messages 200 --idle 100 5000
 
 It needs a database of its own (it migrates it and refuses one that already holds children) and
-generates throw-away encryption keys. It starts one daphne process and reports:
+generates throw-away encryption keys. It starts one daphne process and, for each number of idle
+authenticated sockets (held by a separate client process, spread over 100 users of their own),
+measures side by side in one run:
 
-* the raw channel-layer round trip (send to a channel and receive it back, through Redis), and a
-  group_send reaching a socket through daphne (layer + consumer, without HTTP or the database write);
+* the raw channel-layer round trip (send to a channel and receive it back, through Redis);
+* a bare ``group_send`` reaching the guardian's socket through daphne (layer + consumer, no HTTP, no
+  database write);
 * delivery: from the moment a clinician's POST of a message starts to the moment the guardian's socket
-  receives its ``message.created`` event, p50/p99, and its ratio to the raw round trip;
-* memory: daphne's resident memory before and after opening N idle authenticated sockets, per socket.
+  receives the ``message.created`` event of that very message (matched by its id: outside business
+  hours the automatic reply adds an event of the same type), p50/p99, and its ratio to the raw round
+  trip; the POST's own duration beside it;
+* what the idle sockets cost: daphne's resident memory per socket, its CPU and the database's
+  transactions per second over a quiet window of a few heartbeats.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -41,9 +48,15 @@ def _key() -> str:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=300, help="messages timed from POST to socket")
-    parser.add_argument("--sockets", type=int, default=2000, help="idle authenticated sockets for the memory test")
+    parser.add_argument("--messages", type=int, default=200, help="messages timed from POST to socket, per phase")
+    parser.add_argument(
+        "--idle", type=int, nargs="+", default=[100, 5000], help="idle authenticated sockets held in each phase"
+    )
+    parser.add_argument("--quiet-seconds", type=float, default=15.0, help="the idle window CPU is measured over")
     parser.add_argument("--port", type=int, default=0)
+    # Internal: the process that holds the idle sockets.
+    parser.add_argument("--hold", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -57,6 +70,19 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_file_limit() -> None:
+    """Thousands of sockets need as many descriptors (daphne and the client inherit the limit)."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def setup_django(env: dict[str, str]) -> None:
@@ -99,11 +125,17 @@ def make_world() -> dict[str, Any]:
         client.force_login(user)
         return str(client.session.session_key)
 
+    # Idle users of their own (no child): none of the timed events reaches their sockets.
+    idle_tokens = []
+    for index in range(100):
+        idle = User.objects.create_user(f"bench-idle-{index}@example.org", None)  # no password to hash
+        idle_tokens.append(token(idle))
     return {
         "child": str(child.pk),
         "guardian": str(guardian.pk),
         "guardian_token": token(guardian),
         "clinician_token": token(clinician),
+        "idle_tokens": idle_tokens,
     }
 
 
@@ -140,100 +172,185 @@ async def raw_round_trips(count: int) -> list[float]:
     return samples
 
 
-async def next_event(ws: Any, wanted: str, entity: str | None = None) -> float:
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
-        event = message.get("event") or {}
-        matches = entity is None or event.get("entity_id") == entity or event.get("data", {}).get("probe") == entity
-        if message.get("type") == "event" and event.get("type") == wanted and matches:
-            return time.perf_counter()
+def ms(samples: list[float]) -> tuple[float, float]:
+    return statistics.median(samples) * 1000, percentile(samples, 0.99) * 1000
 
 
-async def measure(port: int, world: dict[str, Any], args: argparse.Namespace, pid: int) -> dict[str, Any]:
+class Listener:
+    """Reads the guardian's socket and notes when each event arrives, by its entity id (or probe)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.arrived: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Future[float]] = {}
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            now = time.perf_counter()
+            message = json.loads(raw)
+            if message.get("type") != "event":
+                continue
+            event = message["event"]
+            key = str((event.get("data") or {}).get("probe") or event.get("entity_id"))
+            self.arrived[key] = now
+            waiter = self.waiters.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now)
+
+    async def arrival(self, key: str) -> float:
+        if key in self.arrived:
+            return self.arrived.pop(key)
+        waiter = self.waiters[key] = asyncio.get_running_loop().create_future()
+        result = await asyncio.wait_for(waiter, timeout=30)
+        self.arrived.pop(key, None)
+        return result
+
+
+async def measure_delivery(port: int, world: dict[str, Any], count: int, thread_path: str) -> dict[str, Any]:
+    """The three figures side by side, on the guardian's socket."""
     import websockets
     from channels.layers import get_channel_layer
 
     from messaging.realtime.control import user_group
 
     results: dict[str, Any] = {}
-    raw = await raw_round_trips(max(args.messages, 200))
-    results["raw_layer_round_trip_ms"] = (statistics.median(raw) * 1000, percentile(raw, 0.99) * 1000)
     url = f"ws://127.0.0.1:{port}/ws/v1/events"
-    headers = {"X-Session-Token": world["guardian_token"]}
-    async with websockets.connect(url, additional_headers=headers) as ws:
+    async with websockets.connect(url, additional_headers={"X-Session-Token": world["guardian_token"]}) as ws:
+        listener = Listener(ws)
         await asyncio.sleep(0.5)
         layer = get_channel_layer()
         assert layer is not None
-        pushes = []
-        for index in range(max(args.messages, 200)):
-            probe = uuid.uuid4().hex
-            message = {
-                "type": "stream.event",
-                "event": {
-                    "id": -1 - index,
-                    "type": "bench.probe",
-                    "child_id": world["child"],
-                    "data": {"probe": probe},
-                },
-                "capability": "message",
-                "confidential": False,
-            }
+        raw, pushes, deliveries, posts = [], [], [], []
+        channel = await layer.new_channel("bench.")
+        for index in range(count):
+            # 1. the raw channel-layer round trip
             started = time.perf_counter()
-            await layer.group_send(user_group(world["guardian"]), message)
-            pushes.append(await next_event(ws, "bench.probe", probe) - started)
-        results["group_send_to_socket_ms"] = (statistics.median(pushes) * 1000, percentile(pushes, 0.99) * 1000)
-        thread = await asyncio.to_thread(
-            post,
-            port,
-            f"/children/{world['child']}/threads",
-            world["guardian_token"],
-            {"subject": "Bench", "topic": "other", "body": "Bench thread", "client_id": str(uuid.uuid4())},
-        )
-        path = f"/children/{world['child']}/threads/{thread['id']}/messages"
-        deliveries = []
-        for index in range(args.messages):
+            await layer.send(channel, {"type": "bench.ping"})
+            await layer.receive(channel)
+            raw.append(time.perf_counter() - started)
+            # 2. a bare group_send to the guardian's socket through daphne
+            probe = uuid.uuid4().hex
+            event = {"id": -1 - index, "type": "bench.probe", "data": {"probe": probe}}
+            started = time.perf_counter()
+            await layer.group_send(user_group(world["guardian"]), {"type": "stream.event", "event": event})
+            pushes.append(await listener.arrival(probe) - started)
+            # 3. a clinician's POST to the guardian's socket, matched by the message's id
             body = {"body": f"Reply {index}", "client_id": str(uuid.uuid4())}
             started = time.perf_counter()
-            task = asyncio.create_task(asyncio.to_thread(post, port, path, world["clinician_token"], body))
-            received = await next_event(ws, "message.created")
-            await task
-            deliveries.append(received - started)
-        results["post_to_socket_ms"] = (statistics.median(deliveries) * 1000, percentile(deliveries, 0.99) * 1000)
-    # Memory per idle authenticated socket.
-    await asyncio.sleep(2)
-    before = rss_kib(pid)
-    sockets = []
-    try:
-
-        async def open_one() -> Any:
-            for attempt in range(5):
-                try:
-                    return await websockets.connect(url, additional_headers=headers, open_timeout=60)
-                except (OSError, websockets.exceptions.InvalidMessage, websockets.exceptions.InvalidHandshake):
-                    await asyncio.sleep(0.5 * (attempt + 1))
-            return await websockets.connect(url, additional_headers=headers, open_timeout=60)
-
-        for start in range(0, args.sockets, 25):
-            sockets += await asyncio.gather(*(open_one() for _ in range(min(25, args.sockets - start))))
-        await asyncio.sleep(12)  # a few heartbeats: every socket is idle and settled
-        after = rss_kib(pid)
-        results["sockets_open"] = len(sockets)
-        results["rss_before_kib"] = before
-        results["rss_after_kib"] = after
-        results["kib_per_socket"] = (after - before) / max(len(sockets), 1)
-    except Exception as exc:  # report what was measured and why it stopped
-        results["sockets_open"] = len(sockets)
-        results["socket_error"] = f"{type(exc).__name__}: {exc}"
-        results["rss_before_kib"] = before
-        results["rss_after_kib"] = rss_kib(pid)
-        results["kib_per_socket"] = (results["rss_after_kib"] - before) / max(len(sockets), 1)
-    finally:
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+            answer = await asyncio.to_thread(post, port, thread_path, world["clinician_token"], body)
+            posts.append(time.perf_counter() - started)
+            deliveries.append(await listener.arrival(str(answer["id"])) - started)
+        listener.task.cancel()
+    results["raw_layer_round_trip_ms"] = ms(raw)
+    results["group_send_to_socket_ms"] = ms(pushes)
+    results["post_to_socket_ms"] = ms(deliveries)
+    results["post_ms"] = ms(posts)
     return results
+
+
+async def hold_idle_sockets(url: str, tokens: list[str], count: int) -> None:
+    """The client process: open ``count`` sockets (tokens round robin), say so, hold them until stdin
+    closes; every frame that arrives is read (as a real client would)."""
+    import websockets
+
+    async def keep(ws: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+
+    async def open_one(index: int) -> Any:
+        headers = {"X-Session-Token": tokens[index % len(tokens)]}
+        for attempt in range(5):
+            try:
+                return await websockets.connect(url, additional_headers=headers, open_timeout=120)
+            except (OSError, websockets.exceptions.InvalidMessage, websockets.exceptions.InvalidHandshake):
+                await asyncio.sleep(0.5 * (attempt + 1))
+        return await websockets.connect(url, additional_headers=headers, open_timeout=120)
+
+    sockets: list[Any] = []
+    readers = []
+    for start in range(0, count, 50):
+        opened = await asyncio.gather(*(open_one(start + i) for i in range(min(50, count - start))))
+        sockets += opened
+        readers += [asyncio.create_task(keep(ws)) for ws in opened]
+    print(f"ready {len(sockets)}", flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+def database_transactions() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def idle_phase(port: int, pid: int, world: dict[str, Any], count: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Open ``count`` idle sockets from a client process, measure what they cost while quiet, then the
+    delivery figures with them open."""
+    url = f"ws://127.0.0.1:{port}/ws/v1/events"
+    time.sleep(2)
+    before = rss_kib(pid)
+    client = subprocess.Popen(
+        [sys.executable, __file__, "--hold", str(count), "--url", url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BENCH_IDLE_TOKENS": ",".join(world["idle_tokens"])},
+    )
+    assert client.stdin is not None and client.stdout is not None
+    results: dict[str, Any] = {"idle": count}
+    try:
+        line = client.stdout.readline().split()
+        results["sockets_open"] = int(line[1]) if len(line) == 2 and line[0] == "ready" else 0
+        time.sleep(float(os.environ.get("PORTAL_WS_HEARTBEAT_SECONDS", "5")) * 2)  # settled
+        cpu, transactions, started = cpu_seconds(pid), database_transactions(), time.monotonic()
+        time.sleep(args.quiet_seconds)
+        elapsed = time.monotonic() - started
+        results["idle_cpu_percent"] = (cpu_seconds(pid) - cpu) / elapsed * 100
+        # Less the two statements this reads with (and the one that read the starting figure).
+        results["idle_db_transactions_per_s"] = max(0, database_transactions() - transactions - 1) / elapsed
+        after = rss_kib(pid)
+        results["rss_before_kib"], results["rss_after_kib"] = before, after
+        results["kib_per_socket"] = (after - before) / max(results["sockets_open"], 1)
+        results.update(asyncio.run(measure_delivery(port, world, args.messages, world["thread_path"])))
+    finally:
+        client.stdin.close()
+        client.wait(timeout=120)
+    return results
+
+
+def report(phase: dict[str, Any]) -> None:
+    raw_p50, raw_p99 = phase["raw_layer_round_trip_ms"]
+    push_p50, push_p99 = phase["group_send_to_socket_ms"]
+    post_p50, post_p99 = phase["post_to_socket_ms"]
+    alone_p50, alone_p99 = phase["post_ms"]
+    print(f"-- with {phase['sockets_open']} idle sockets open (asked for {phase['idle']})")
+    print(f"raw channel-layer round trip: p50 {raw_p50:.2f} ms, p99 {raw_p99:.2f} ms")
+    print(f"group_send → socket via daphne: p50 {push_p50:.2f} ms, p99 {push_p99:.2f} ms")
+    print(f"clinician POST → guardian socket (by message id): p50 {post_p50:.2f} ms, p99 {post_p99:.2f} ms")
+    print(f"  the POST alone (until its answer): p50 {alone_p50:.2f} ms, p99 {alone_p99:.2f} ms")
+    print(f"  ratio to the raw round trip: p50 {post_p50 / raw_p50:.1f}x, p99 {post_p99 / raw_p99:.1f}x")
+    print(f"  ratio to group_send → socket: p50 {post_p50 / push_p50:.1f}x, p99 {post_p99 / push_p99:.1f}x")
+    before, after = phase["rss_before_kib"], phase["rss_after_kib"]
+    print(f"idle sockets: RSS {before} → {after} KiB, {phase['kib_per_socket']:.1f} KiB per socket;", end=" ")
+    print(f"daphne CPU while idle {phase['idle_cpu_percent']:.1f}% of a core;", end=" ")
+    print(f"database {phase['idle_db_transactions_per_s']:.1f} transactions/s", flush=True)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    raise_file_limit()
+    if args.hold:
+        tokens = os.environ["BENCH_IDLE_TOKENS"].split(",")
+        asyncio.run(hold_idle_sockets(args.url, tokens, args.hold))
+        return 0
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
     if not database_url.startswith("postgres") or not redis_url:
@@ -256,16 +373,16 @@ def main(argv: list[str]) -> int:
     daphne = str(Path(sys.executable).with_name("daphne"))
     server_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        # Under 2,000 sockets' heartbeats a handshake can wait in line for longer than daphne's
-        # default 5 s connect timeout.
+        # Thousands of handshakes at once can wait in line for longer than daphne's default 5 s.
         [daphne, "-b", "127.0.0.1", "-p", str(port), "--websocket_connect_timeout", "120", "portal.asgi:application"],
         cwd=ROOT,
         env=server_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    phases = []
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts daphne slowly
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1):
@@ -274,23 +391,21 @@ def main(argv: list[str]) -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("daphne did not start") from None
                 time.sleep(0.2)
-        results = asyncio.run(measure(port, world, args, process.pid))
+        thread = post(
+            port,
+            f"/children/{world['child']}/threads",
+            world["guardian_token"],
+            {"subject": "Bench", "topic": "other", "body": "Bench thread", "client_id": str(uuid.uuid4())},
+        )
+        world["thread_path"] = f"/children/{world['child']}/threads/{thread['id']}/messages"
+        # Warm up (imports, pools, the triage word lists) before anything is timed.
+        asyncio.run(measure_delivery(port, world, 20, world["thread_path"]))
+        for count in args.idle:
+            phases.append(idle_phase(port, process.pid, world, count, args))
+            report(phases[-1])  # at once: a later phase may take long
     finally:
         process.terminate()
         process.wait(timeout=20)
-    raw_p50, raw_p99 = results["raw_layer_round_trip_ms"]
-    post_p50, post_p99 = results["post_to_socket_ms"]
-    push_p50, push_p99 = results["group_send_to_socket_ms"]
-    print(f"raw channel-layer round trip: p50 {raw_p50:.2f} ms, p99 {raw_p99:.2f} ms")
-    print(f"group_send → socket via daphne: p50 {push_p50:.2f} ms, p99 {push_p99:.2f} ms")
-    print(f"clinician POST → guardian socket ({args.messages} messages): p50 {post_p50:.2f} ms, p99 {post_p99:.2f} ms")
-    print(f"ratio to the raw round trip: p50 {post_p50 / raw_p50:.1f}x, p99 {post_p99 / raw_p99:.1f}x")
-    print(f"ratio to group_send → socket: p50 {post_p50 / push_p50:.1f}x, p99 {post_p99 / push_p99:.1f}x")
-    before, after = results["rss_before_kib"], results["rss_after_kib"]
-    print(f"idle sockets: {results['sockets_open']} open, RSS {before} → {after} KiB,", end=" ")
-    print(f"{results['kib_per_socket']:.1f} KiB per socket")
-    if "socket_error" in results:
-        print(f"socket test stopped early: {results['socket_error']}")
     return 0
 
 

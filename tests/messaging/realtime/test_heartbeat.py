@@ -1,0 +1,168 @@
+"""The process's heartbeat: idle sockets beat from the cache alone (no database), live events go
+out without a database read, and the safety nets still hold (a lost event is caught up, an idle
+session closes the socket)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import time_machine
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test import Client
+
+from messaging.models import UserEvent
+from messaging.realtime import heartbeat, stream
+from messaging.realtime.consumer import CLOSE_UNAUTHENTICATED
+from messaging.realtime.control import user_group
+from portal.asgi import application
+from portal.vocabulary import EventType, Resource
+from tests.conftest import World, build_world
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_worker_connections() -> Any:
+    yield
+    await database_sync_to_async(connections.close_all)()
+    layer = get_channel_layer()
+    if hasattr(layer, "flush"):
+        await layer.flush()
+
+
+class DatabaseGuard:
+    """Counts every cursor opened on any connection, in any thread, while it is on."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.cursors = 0
+
+
+@pytest.fixture
+def guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseGuard]:
+    watch = DatabaseGuard()
+    original = BaseDatabaseWrapper.cursor
+
+    def counted(self: BaseDatabaseWrapper) -> Any:
+        if watch.on:
+            watch.cursors += 1
+        return original(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "cursor", counted)
+    yield watch
+
+
+def _token(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return str(client.session.session_key)
+
+
+async def _socket(token: str) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, "/ws/v1/events", headers=[(b"x-session-token", token.encode())])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def _next(communicator: WebsocketCommunicator, kind: str) -> dict[str, Any]:
+    for _ in range(100):
+        message: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+        if message["type"] == kind:
+            return message
+    raise AssertionError(f"no {kind}")
+
+
+async def test_idle_sockets_beat_and_receive_live_events_without_the_database(guard: DatabaseGuard) -> None:
+    world: World = await sync_to_async(build_world)()
+    people = ("guardian", "co_guardian", "clinician", "other_guardian")
+    sockets = [await _socket(await sync_to_async(_token)(world.users[p])) for p in people]
+    guard.on = True
+    for _ in range(5):  # five beats on every socket (0.2 s apart in the tests)
+        for communicator in sockets:
+            await _next(communicator, "heartbeat")
+    # A live event reaches the socket as it is: its recipients were decided when it was written.
+    layer = get_channel_layer()
+    event = {"id": 10**9, "type": "message.created", "child_id": str(world.ada.pk), "data": {}}
+    await layer.group_send(user_group(world.guardian.pk), {"type": stream.STREAM_MESSAGE, "event": event})
+    assert (await _next(sockets[0], "event"))["event"]["id"] == 10**9
+    guard.on = False
+    assert guard.cursors == 0
+    for communicator in sockets:
+        await communicator.disconnect()
+
+
+async def test_an_event_lost_on_the_way_is_caught_up_on_the_next_beat() -> None:
+    world: World = await sync_to_async(build_world)()
+    socket = await _socket(await sync_to_async(_token)(world.guardian))
+    await _next(socket, "heartbeat")
+
+    def write_without_push() -> UserEvent:
+        # The row commits but its push never reaches the socket (a full channel drops it): only the
+        # user's stream head says there is more.
+        with transaction.atomic():
+            row = UserEvent.objects.create(
+                user=world.guardian,
+                type=EventType.MESSAGE_CREATED,
+                child_id=world.ada.pk,
+                entity_type=Resource.COMMUNICATION,
+                capability="message",
+            )
+        stream._record_heads([row])
+        return row
+
+    row = await sync_to_async(write_without_push)()
+    assert (await _next(socket, "event"))["event"]["id"] == row.pk
+    await socket.disconnect()
+
+
+async def test_an_idle_session_closes_the_socket_and_activity_keeps_it_open() -> None:
+    with time_machine.travel("2026-06-01 15:00:00Z", tick=True) as traveller:
+        world: World = await sync_to_async(build_world)()
+        client = Client()
+        await sync_to_async(client.force_login)(world.guardian)
+        token = await sync_to_async(lambda: str(client.session.session_key))()
+        socket = await _socket(token)
+        await _next(socket, "heartbeat")
+        # Seven hours without activity: within the families' eight, the socket stays.
+        traveller.shift(timedelta(hours=7))
+        await _next(socket, "heartbeat")
+        await _next(socket, "heartbeat")
+        # An API call (activity) moves the session's deadline on; the socket reads it when its own
+        # deadline passes.
+        response = await sync_to_async(client.get)("/api/v1/me", headers={"X-Session-Token": token})
+        assert response.status_code == 200
+        traveller.shift(timedelta(hours=2))
+        for _ in range(5):
+            assert (await socket.receive_json_from(timeout=5))["type"] == "heartbeat"
+        # Then nine hours of nothing: the next beat closes it.
+        traveller.shift(timedelta(hours=9))
+        while True:
+            output = await socket.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                break
+        assert output["code"] == CLOSE_UNAUTHENTICATED
+
+
+async def test_one_beat_serves_every_socket_of_the_process() -> None:
+    world: World = await sync_to_async(build_world)()
+    first = await _socket(await sync_to_async(_token)(world.guardian))
+    second = await _socket(await sync_to_async(_token)(world.guardian))
+    beat = heartbeat.heartbeat()
+    assert len(beat.sockets) == 2 and beat.task is not None
+    await first.disconnect()
+    assert len(beat.sockets) == 1
+    await second.disconnect()
+    # The last socket gone, the process stops beating.
+    assert not beat.sockets and beat.task is None
+    await asyncio.sleep(0)
