@@ -33,6 +33,16 @@ def _session_key(user: Any) -> str:
     return str(client.session.session_key)
 
 
+async def _closed_with(communicator: WebsocketCommunicator) -> int:
+    """The close code of the socket, passing over the few heartbeats the process may send first."""
+    for _ in range(40):  # heartbeats come every 0.2 s in tests: about 8 s
+        output = await communicator.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            return int(output["code"])
+        assert output == {"type": "websocket.send", "text": '{"type": "heartbeat"}'}
+    raise AssertionError("the socket was not closed")
+
+
 async def _connect(headers: list[tuple[bytes, bytes]]) -> tuple[WebsocketCommunicator, bool, Any]:
     communicator = WebsocketCommunicator(application, "/ws/v1/events", headers=headers)
     connected, code = await communicator.connect()
@@ -96,8 +106,29 @@ async def test_logout_closes_the_socket() -> None:
     assert connected
     response = await sync_to_async(client.delete)("/_allauth/browser/v1/auth/session")
     assert response.status_code == 401  # allauth answers "signed out" with 401
-    output = await communicator.receive_output(timeout=3)
-    assert output == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}
+    assert await _closed_with(communicator) == CLOSE_UNAUTHENTICATED
+
+
+async def test_deactivating_the_account_closes_its_sockets() -> None:
+    world = await sync_to_async(build_world)()
+    token = await sync_to_async(_session_key)(world.guardian)
+    kept_token = await sync_to_async(_session_key)(world.co_guardian)
+    communicator, connected, _ = await _connect([(b"x-session-token", token.encode())])
+    kept, kept_connected, _ = await _connect([(b"x-session-token", kept_token.encode())])
+    assert connected and kept_connected
+
+    def deactivate() -> None:
+        world.guardian.is_active = False
+        world.guardian.save(update_fields=["is_active"])
+
+    await sync_to_async(deactivate)()
+    assert await _closed_with(communicator) == CLOSE_UNAUTHENTICATED
+    # Another account's socket stays open and answers.
+    await kept.send_json_to({"type": "ping"})
+    while (reply := await kept.receive_json_from()) == {"type": "heartbeat"}:
+        pass
+    assert reply == {"type": "pong"}
+    await kept.disconnect()
 
 
 async def test_deleted_session_is_noticed_by_the_heartbeat() -> None:
