@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -69,7 +70,12 @@ def _tracked(session: SessionBase, user: Any, request: HttpRequest | None) -> bo
         return True
     if request is None:
         return False
-    UserSession.objects.create_from_request(request, user=user, session=session)
+    try:
+        UserSession.objects.create_from_request(request, user=user, session=session)
+    except PermissionDenied:
+        # allauth refuses to list a session whose client address it cannot tell (no REMOTE_ADDR, or
+        # a proxy header it was told to trust is missing): the answer is then asked on every call.
+        return False
     return True
 
 

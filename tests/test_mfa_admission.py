@@ -153,3 +153,12 @@ def test_an_answer_stored_for_another_account_is_ignored(world: World, asked: li
     session.save()
     Authenticator.objects.filter(user=world.clinician).delete()
     assert _code(client) == "mfa_required"
+
+
+def test_a_client_without_an_address_is_answered_and_asked_every_time(world: World, asked: list[str]) -> None:
+    # allauth will not list a session whose client address it cannot tell; the call is still answered
+    # (not a server error) and the requirement is asked of the database on every call instead.
+    client = Client(headers={"X-Session-Token": _token(world.client("guardian"))}, REMOTE_ADDR="")
+    for _ in range(2):
+        assert client.get("/api/v1/children").status_code == 200
+    assert asked == [str(world.guardian.pk)] * 2
