@@ -27,9 +27,7 @@ def _ada(world: World) -> dict[str, Any]:
         "resourceType": "Patient",
         "id": "ada",
         "meta": {"versionId": "1", "lastUpdated": "2026-11-01T00:00:00Z"},
-        "identifier": [
-            {"type": {"coding": [{"code": "MR"}]}, "system": "https://ehr.example/mrn", "value": ADA_MRN}
-        ],
+        "identifier": [{"type": {"coding": [{"code": "MR"}]}, "system": "https://ehr.example/mrn", "value": ADA_MRN}],
         "name": [{"use": "official", "family": family, "given": [given]}],
         "gender": "female",
         "birthDate": world.ada.date_of_birth.isoformat(),
@@ -60,9 +58,7 @@ def imported(world: World, tmp_path, frozen, settings) -> dict[str, Any]:
         "hb", "Hemoglobin", valueQuantity={"value": 12.1, "unit": "g/dL"}, interpretation=[{"coding": [{"code": "N"}]}]
     )
     genetic = _observation("cf", "Cystic fibrosis gene test", valueString="No change found")
-    private = _observation(
-        "ct", "Chlamydia test", valueString="Not detected", meta={"security": [{"code": "R"}]}
-    )
+    private = _observation("ct", "Chlamydia test", valueString="Not detected", meta={"security": [{"code": "R"}]})
     write_lines(export / "Observation.ndjson", [hemoglobin, genetic, private])
     report = {
         "resourceType": "DiagnosticReport",
