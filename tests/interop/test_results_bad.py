@@ -7,6 +7,7 @@ import base64
 import copy
 import hashlib
 import logging
+from typing import Any
 
 import pytest
 
@@ -21,11 +22,11 @@ pytestmark = pytest.mark.django_db
 SAFE_PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
 
 
-def _text(data: bytes) -> dict:
+def _text(data: bytes) -> dict[str, Any]:
     return {"attachment": {"contentType": "text/plain", "data": base64.b64encode(data).decode()}}
 
 
-def _pdf(data: bytes) -> dict:
+def _pdf(data: bytes) -> dict[str, Any]:
     return {"attachment": {"contentType": "application/pdf", "data": base64.b64encode(data).decode()}}
 
 

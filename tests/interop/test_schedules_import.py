@@ -4,7 +4,7 @@ becomes time off, booked slots make nothing; changes and removals follow, audite
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +18,12 @@ from portal.models import AuditEvent, DepartmentMembership, User
 from tests.interop.conftest import record_of, row_counts, run_import, write_export, write_lines
 
 pytestmark = pytest.mark.django_db
+
+
+def _at(text: str) -> datetime:
+    moment = parse_instant(text)
+    assert moment is not None
+    return moment
 
 
 @pytest.fixture
@@ -38,11 +44,11 @@ def test_slots_become_the_clinicians_open_slots_and_time_off(imported, settings)
         clinician = _clinician_of(schedule)
         assert record_of(schedule).target == str(clinician.pk)
         slots = [s for s in imported["Slot"] if s["schedule"]["reference"] == f"Schedule/{schedule['id']}"]
-        free = sorted(parse_instant(s["start"]) for s in slots if s["status"] == "free")
+        free = sorted(_at(s["start"]) for s in slots if s["status"] == "free")
         assert free and any(s["status"] == "busy" for s in imported["Slot"])
         for slot in slots:
             record = record_of(slot)
-            start, end = parse_instant(slot["start"]), parse_instant(slot["end"])
+            start, end = _at(slot["start"]), _at(slot["end"])
             if slot["status"] == "free":
                 hours = WorkingHours.objects.get(pk=record.target)
                 local = start.astimezone(zone)
@@ -90,7 +96,7 @@ def test_a_slot_taken_or_moved_replaces_its_row_and_reimport_writes_nothing(impo
     deleted = AuditEvent.objects.filter(entity_type="Schedule", action="delete", entity_id=str(hours.pk))
     assert deleted.get().reason == "ehr_slot_changed"
 
-    later = parse_instant(slot["start"]) + timedelta(hours=1)
+    later = _at(slot["start"]) + timedelta(hours=1)
     moved = _newer(
         slot,
         meta={"versionId": "3", "lastUpdated": "2026-11-30T13:00:00Z"},
