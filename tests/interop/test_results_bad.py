@@ -130,3 +130,30 @@ def test_unsafe_oversized_or_unreadable_attachments_reject_their_summary(
     assert hits(output) == [] and hits(caplog.text) == []
     for record in caplog.records:
         assert hits(str(record.__dict__)) == []
+
+
+def test_a_line_too_long_to_read_is_reported_and_the_rest_imported(small_hospital, tmp_path, frozen, monkeypatch):
+    from interop import importer
+
+    monkeypatch.setattr(importer, "MAX_LINE_CHARS", 3000)
+    monkeypatch.setattr(importer, "BATCH_MAX_CHARS", 2500)  # a batch per line or two: progress still exact
+    export, pid = _patient_export(small_hospital, tmp_path)
+    documents_of = []
+    for n, resource in enumerate(small_hospital.resources["DocumentReference"][:4]):
+        document = copy.deepcopy(resource)
+        document["subject"]["reference"] = f"Patient/{pid}"
+        document.pop("context")
+        document["content"] = [_text(b"Seen today." + (b" " + ADA_NAME.encode()) * (400 if n == 1 else 0))]
+        documents_of.append(document)
+    path = write_lines(export / "DocumentReference.ndjson", documents_of)
+    assert len(path.read_text().splitlines()[1]) > 3000 > max(len(x) for x in path.read_text().splitlines()[2:])
+
+    output, failed = run_import(export)
+
+    assert failed
+    assert list(ImportIssue.objects.values_list("line", "reason")) == [(2, "line_too_large")]
+    assert VisitSummary.objects.count() == 3
+    assert hits(output) == []
+    # The type could not be read whole: a full export removes none of it.
+    output, _ = run_import(export, full_export=True)
+    assert "DocumentReference: deletions skipped" in output
