@@ -18,6 +18,8 @@ gives exactly that time:
 A Slot crossing midnight (hours are a day's start and end), shorter than five minutes (the portal's
 shortest slot), or of an inactive Schedule is rejected with a reason. A changed Slot replaces its
 row; a removed one (or one no longer free) deletes it, audited: the audit trail keeps its history.
+A Schedule that changes (another clinician or place) reaches the Slots imported after it; the rows
+of Slots already imported change when those Slots do.
 """
 
 from __future__ import annotations
