@@ -100,7 +100,8 @@ def _last_updated_q(values: Sequence[str], column: str) -> Q:
         value = raw.strip()
         if "," in value:
             raise SearchError("invalid_param", "_lastUpdated takes one value per parameter; repeat it to combine.")
-        prefix, text = (value[:2], value[2:]) if value[:2].isalpha() else ("eq", value)
+        prefixed = value[:2].isalpha() and value[2:3].isdigit()
+        prefix, text = (value[:2], value[2:]) if prefixed else ("eq", value)
         if prefix not in _PREFIXES:
             raise SearchError("unsupported_prefix", "_lastUpdated takes the prefixes eq, gt, ge, lt and le.")
         span = _parse_date(text)

@@ -11,8 +11,6 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.db.models.fields.json import KeyTextTransform
-
 from interop.models import SourceRecord
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -60,16 +58,14 @@ def split_identifier(identifier: str) -> tuple[str, str] | None:
 
 def business_identifiers(resource_type: str, row_ids: Iterable[Any]) -> dict[str, tuple[str, str]]:
     """The EHR identifier (system, value) of each row an imported resource of ``resource_type``
-    became first, by row id; one query (an expression index on ``targets->>0`` serves it on
+    became first, by row id; one query (an expression index on ``targets->0`` serves it on
     PostgreSQL)."""
     wanted = [str(i) for i in row_ids]
     if not wanted:
         return {}
-    records = (
-        SourceRecord.objects.alias(first_target=KeyTextTransform("0", "targets"))
-        .filter(resource_type=resource_type, deleted=False, identifier_is_logical_id=False, first_target__in=wanted)
-        .only("identifier", "targets")
-    )
+    records = SourceRecord.objects.filter(
+        resource_type=resource_type, deleted=False, identifier_is_logical_id=False, targets__0__in=wanted
+    ).only("identifier", "targets")
     found: dict[str, tuple[str, str]] = {}
     for record in records:
         pair = split_identifier(record.identifier)

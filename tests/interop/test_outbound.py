@@ -11,10 +11,13 @@ import time_machine
 from fhir.resources.R4B import get_fhir_model_class
 
 from interop import fhir_read
+from interop.fhir import business_identifier
 from interop.mapping.timing import schedule
+from interop.models import SourceRecord
 from interop.outbound import SOURCES
 from tests.care import results_data
 from tests.interop import outbound_data
+from tests.interop.conftest import run_import, write_export
 
 pytestmark = pytest.mark.django_db
 BASE = "https://portal.example.org/fhir/R4"
@@ -96,3 +99,54 @@ def test_audit_events_hold_only_what_the_row_holds(rows, world):
     text = str(events)
     for secret in (world.ada.name, world.ada.mrn, world.guardian.email, world.guardian.display_name):
         assert secret not in text
+
+
+ROUND_TRIP_TYPES = (
+    "Patient",
+    "RelatedPerson",
+    "Practitioner",
+    "CareTeam",
+    "Appointment",
+    "MedicationRequest",
+    "Coverage",
+    "Condition",
+)
+
+
+def _identifiers(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(i["system"], i["value"]) for i in resource.get("identifier", []) if i.get("system")}
+
+
+def test_an_imported_hospital_reads_back_with_its_identifiers(
+    small_hospital, tmp_path, frozen, django_capture_on_commit_callbacks
+):
+    export = write_export(small_hospital, tmp_path / "export")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_import(export)
+    for resource_type in ROUND_TRIP_TYPES:
+        given = small_hospital.resources[resource_type]
+        out = _all(resource_type)
+        for resource in out:
+            get_fhir_model_class(resource_type).model_validate(resource)
+        produced = set().union(*(_identifiers(r) for r in out))
+        imported = [
+            r
+            for r in given
+            if SourceRecord.objects.filter(resource_type=resource_type, resource_id=r["id"], deleted=False)
+            .exclude(targets=[])
+            .exists()
+        ]
+        assert imported, resource_type
+        for resource in imported:
+            system, value = business_identifier(resource)[0].split("|", 2)[1:]
+            assert (system, value) in produced, resource_type
+    patients = {p["identifier"][0]["value"]: p for p in _all("Patient")}
+    for patient in small_hospital.resources["Patient"]:
+        mine = patients[patient["identifier"][0]["value"]]
+        assert (mine["birthDate"], mine["gender"]) == (patient["birthDate"], patient["gender"])
+        assert mine["name"][0]["family"] == patient["name"][0]["family"]
+    plans = {next(iter(_identifiers(r))): r for r in _all("MedicationRequest")}
+    for request in small_hospital.resources["MedicationRequest"]:
+        pair = tuple(business_identifier(request)[0].split("|", 2)[1:])
+        if pair in plans:
+            assert schedule(plans[pair]["dosageInstruction"]) == schedule(request["dosageInstruction"])
