@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('interop', '0001_initial'),
+        ('interop', '0002_fhir_paging_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
