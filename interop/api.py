@@ -12,6 +12,7 @@ public, as FHIR and SMART expect.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -23,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from interop import apply, outbox, smart
+from interop import apply, fhir_read, outbox, smart
 from interop.mapping import MAPPINGS
 from portal import audit, ratelimit, refusals
 from portal.errors import RateLimited
@@ -119,16 +120,23 @@ def refused(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 # --- metadata and SMART discovery -----------------------------------------------------------------
 
 
+PARAM_TYPES = {"_lastUpdated": "date", "patient": "reference", "_count": "number", "_cursor": "string"}
+
+
 def _resources() -> list[dict[str, Any]]:
-    writable = set(MAPPINGS)
+    """Read and search for every type the portal renders; create, update and delete (through
+    transaction and batch Bundles) for every type the import maps."""
     found: dict[str, dict[str, Any]] = {}
-    for kind in sorted(writable):
+    for kind, params in fhir_read.SEARCHABLE.items():
         found[kind] = {
             "type": kind,
-            "interaction": [{"code": "create"}, {"code": "update"}, {"code": "delete"}],
-            "conditionalDelete": "single",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": name, "type": PARAM_TYPES.get(name, "string")} for name in sorted(params)],
         }
-    found["Bundle"] = {"type": "Bundle", "interaction": [{"code": "create"}]}
+    for kind in MAPPINGS:
+        entry = found.setdefault(kind, {"type": kind, "interaction": []})
+        entry["interaction"] += [{"code": "create"}, {"code": "update"}, {"code": "delete"}]
+        entry["conditionalDelete"] = "single"
     return [found[kind] for kind in sorted(found)]
 
 
@@ -333,19 +341,8 @@ def _int(value: str | None, default: int, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
-CHANGE_TYPES: tuple[str, ...] = tuple(
-    sorted(
-        set(MAPPINGS)
-        | {
-            "Task",
-            "MedicationAdministration",
-            "Communication",
-            "Observation",
-            "DiagnosticReport",
-            "DocumentReference",
-        }
-    )
-)
+# The outbox lists changes of what the API can read (the audit trail's own rows aside).
+CHANGE_TYPES: tuple[str, ...] = tuple(sorted(kind for kind in fhir_read.SEARCHABLE if kind != "AuditEvent"))
 
 
 @require_GET
@@ -397,11 +394,115 @@ def changes(request: HttpRequest) -> HttpResponse:
     )
 
 
+# --- Read and search -------------------------------------------------------------------------------
+
+_PATIENT_REFERENCES = ("subject", "patient", "beneficiary", "for")
+
+
+def _child_of(resource: dict[str, Any]) -> str | None:
+    """The child a rendered resource is about (its id, when it names the Patient by a portal id)."""
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id") or "") or None
+    for name in _PATIENT_REFERENCES:
+        reference = resource.get(name)
+        if isinstance(reference, dict):
+            kind, _, ident = str(reference.get("reference") or "").partition("/")
+            if kind == "Patient" and _is_uuid(ident):
+                return ident
+    return None
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _audit_reads(caller: smart.Caller, resources: list[dict[str, Any]], reason: str) -> None:
+    audit.record_many(
+        [
+            audit.Entry(
+                action=audit.Action.READ,
+                entity_type=entity(str(item.get("resourceType"))),
+                entity_id=str(item.get("id") or "")[:64] or None,
+                child_id=_child_of(item),
+                reason=reason,
+            )
+            for item in resources
+        ],
+        actor=caller.actor,
+    )
+
+
+def _known_type(resource_type: str) -> None:
+    if resource_type not in fhir_read.SEARCHABLE:
+        raise Refused(outcome(404, "not-supported", "This resource type is not served here."))
+
+
+@require_GET
+@refused
+def read(request: HttpRequest, resource_type: str, resource_id: str) -> HttpResponse:
+    """``GET /fhir/R4/{type}/{id}``: scope ``system/{type}.r``."""
+    _known_type(resource_type)
+    caller = authenticate(request, resource_type)
+    require(caller, resource_type, "r", resource_id[:64])
+    found = fhir_read.read(resource_type, resource_id)
+    if found is None:
+        audit.record(
+            actor=caller.actor,
+            action=audit.Action.READ,
+            entity_type=entity(resource_type),
+            entity_id=resource_id[:64],
+            outcome=audit.Outcome.FAILURE,
+            reason="fhir_not_found",
+        )
+        return outcome(404, "not-found", f"No {resource_type} with this id.")
+    _audit_reads(caller, [found], "fhir_read")
+    response = fhir_response(found)
+    meta = found.get("meta") or {}
+    if meta.get("versionId"):
+        response["ETag"] = f'W/"{meta["versionId"]}"'
+    return response
+
+
+@require_GET
+@refused
+def search(request: HttpRequest, resource_type: str) -> HttpResponse:
+    """``GET /fhir/R4/{type}?...``: scope ``system/{type}.s`` (``interop.fhir_read`` for the parameters)."""
+    _known_type(resource_type)
+    caller = authenticate(request, resource_type)
+    require(caller, resource_type, "s")
+    params = {name: request.GET.getlist(name) for name in request.GET}
+    try:
+        page = fhir_read.search(resource_type, params, base_url=base_url(request))
+    except fhir_read.SearchError as error:
+        audit.record(
+            actor=caller.actor,
+            action=audit.Action.READ,
+            entity_type=entity(resource_type),
+            outcome=audit.Outcome.FAILURE,
+            reason=f"fhir_search:{error.code}"[:60],
+        )
+        return outcome(400, "invalid", f"{error.code}: {error.message}")
+    found = [item["resource"] for item in page.get("entry", [])]
+    if found:
+        _audit_reads(caller, found, "fhir_search")
+    else:
+        audit.record(
+            actor=caller.actor, action=audit.Action.READ, entity_type=entity(resource_type), reason="fhir_search"
+        )
+    return fhir_response(page)
+
+
 urlpatterns = [
-    path("", bundle),
-    path("/", bundle),
-    path("/metadata", metadata),
-    path("/.well-known/smart-configuration", smart_configuration),
-    path("/token", token),
-    path("/$changes", changes),
+    path("R4", bundle),
+    path("R4/", bundle),
+    path("R4/metadata", metadata),
+    path("R4/.well-known/smart-configuration", smart_configuration),
+    path("R4/token", token),
+    path("R4/$changes", changes),
+    path("R4/<str:resource_type>/<str:resource_id>", read),
+    path("R4/<str:resource_type>", search),
 ]

@@ -31,6 +31,8 @@ from portal.models import Action, LedgerLeaf, Outcome, User
 # the trail) still answers quickly, and its cursor moves past what it looked at.
 SCAN_WINDOW = 50_000
 OPERATIONS = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "delete"}
+# Types whose FHIR resource is one per child (``interop.outbound``), while the audit trail names the rows.
+BY_CHILD = frozenset({"CareTeam"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class Page:
 def _ehr_actors() -> list[Any]:
     system = list(User.objects.filter(email=IMPORT_ACTOR_EMAIL).values_list("pk", flat=True))
     return system + list(BackendClient.objects.values_list("account_id", flat=True))
+
+
+def _change(index: int, kind: str, ident: str, child: Any, action: str, at: datetime) -> Change:
+    if kind in BY_CHILD:
+        # A care-team membership is audited by its own id; the FHIR CareTeam is the child's whole team.
+        return Change(index, kind, str(child), "update", at)
+    return Change(index, kind, ident, OPERATIONS[Action(action)], at)
 
 
 def changes_since(*, cursor: int, count: int, types: Collection[str]) -> Page:
@@ -75,11 +84,14 @@ def changes_since(*, cursor: int, count: int, types: Collection[str]) -> Page:
             event__entity_type__in=list(types),
         )
         .exclude(event__entity_id="")
+        .exclude(event__entity_type__in=list(BY_CHILD), event__child_id__isnull=True)
         .exclude(event__actor_id__in=_ehr_actors())
         .order_by("index")
-        .values_list("index", "event__entity_type", "event__entity_id", "event__action", "event__recorded_at")[:count]
+        .values_list(
+            "index", "event__entity_type", "event__entity_id", "event__child_id", "event__action", "event__recorded_at"
+        )[:count]
     )
-    changes = [Change(index, kind, ident, OPERATIONS[Action(action)], at) for index, kind, ident, action, at in rows]
+    changes = [_change(*row) for row in rows]
     if len(changes) == count:
         return Page(changes, changes[-1].cursor)
     return Page(changes, bound)

@@ -22,7 +22,7 @@ urlpatterns = [
     path("admin/", admin_site.urls),
     path("metrics/", include("portal.metrics.urls")),
     # The FHIR R4 API for the hospital's integration engine (SMART Backend Services tokens only).
-    path("fhir/R4", include("interop.api")),
+    path("fhir/", include("interop.api")),
 ]
 
 # An uncaught exception outside the API's own handlers: 503 overloaded when no database connection
