@@ -116,3 +116,57 @@ class SourceRecord(models.Model):
     def target(self) -> str:
         """The first row it maps to; without one, the nil UUID, which matches no row."""
         return str(self.targets[0]) if self.targets else str(uuid.UUID(int=0))
+
+
+# --- SMART Backend Services (the FHIR API's system-to-system clients) ----------------------------
+
+
+class BackendClient(models.Model):
+    """A system registered to call the FHIR API (the hospital's integration engine): it signs a JWT
+    with a private key whose public half is registered here, and receives access tokens for at most
+    ``scopes``. Its audit rows name ``account``: an inactive user that can never sign in, as the
+    import's actor does (audit actors are accounts)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=150)
+    # A JSON Web Key Set of public keys (RS384 or ES384), each with its ``kid``.
+    jwks = models.JSONField(default=dict)
+    # SMART scopes, space separated: ``system/Patient.rs system/*.cud``.
+    scopes = models.TextField()
+    active = models.BooleanField(default=True)
+    account = models.OneToOneField("portal.User", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Backend client {self.client_id}"
+
+
+class ClientAssertion(models.Model):
+    """A client assertion's ``jti`` already used, kept until the assertion expires: a replay is refused."""
+
+    id = models.BigAutoField(primary_key=True)
+    client = models.ForeignKey(BackendClient, on_delete=models.CASCADE, related_name="+")
+    jti = models.CharField(max_length=255)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "jti"], name="one_use_per_assertion")]
+
+    def __str__(self) -> str:
+        return f"Assertion {self.pk}"
+
+
+class AccessToken(models.Model):
+    """An access token issued to a backend client. Only the SHA-256 of the token is stored."""
+
+    id = models.BigAutoField(primary_key=True)
+    client = models.ForeignKey(BackendClient, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.TextField()
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"Access token {self.pk}"

@@ -454,7 +454,7 @@ def _result_hold(items: list[str]) -> dict[str, float]:
 PORTAL_RESULT_HOLD = _result_hold(env_list("PORTAL_RESULT_HOLD", []))
 # --- Response caching, refusal coalescing, audit roles (access hardening) ------------------------
 # Responses under these path prefixes may carry PHI or credentials: never stored by any cache.
-PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/")
+PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/", "/fhir/")
 # Unauthenticated refusals: at most this many per address per window are answered normally (then
 # 429), and each (address, reason) writes one audit row per window, carrying the count.
 PORTAL_REFUSAL_WINDOW_SECONDS = env_int("PORTAL_REFUSAL_WINDOW_SECONDS", 300)
@@ -469,3 +469,16 @@ PORTAL_MAX_UPLOAD_BODY_BYTES = env_int(
 )
 PORTAL_MAX_URL_BYTES = env_int("PORTAL_MAX_URL_BYTES", 8 * 1024)  # path and query string
 PORTAL_MAX_HEADER_BYTES = env_int("PORTAL_MAX_HEADER_BYTES", 16 * 1024)  # all header names and values
+
+# -- The FHIR R4 API for the hospital's integration engine (interop/smart.py, interop/api.py) ------
+# Access tokens issued to backend clients live this long (seconds); token requests per client
+# address and per client id; the largest transaction/batch Bundle accepted (entries and bytes, the
+# latter below DATA_UPLOAD_MAX_MEMORY_SIZE); the most changes one $changes page lists.
+# The API's public base URL (``https://portal.example.org/fhir/R4``): the audience client assertions
+# must name is its ``/token``. Unset, it is taken from the request (host and scheme as Django sees them).
+PORTAL_FHIR_BASE_URL = env("PORTAL_FHIR_BASE_URL") or ""
+PORTAL_FHIR_TOKEN_SECONDS = env_int("PORTAL_FHIR_TOKEN_SECONDS", 300)
+PORTAL_FHIR_TOKEN_RATE = env("PORTAL_FHIR_TOKEN_RATE", "30/m") or "30/m"
+PORTAL_FHIR_BUNDLE_MAX_ENTRIES = env_int("PORTAL_FHIR_BUNDLE_MAX_ENTRIES", 500)
+PORTAL_FHIR_BUNDLE_MAX_BYTES = env_int("PORTAL_FHIR_BUNDLE_MAX_BYTES", 2 * 1024 * 1024)
+PORTAL_FHIR_CHANGES_MAX_COUNT = env_int("PORTAL_FHIR_CHANGES_MAX_COUNT", 1000)

@@ -21,6 +21,8 @@ urlpatterns = [
     path("_allauth/", include("allauth.headless.urls")),
     path("admin/", admin_site.urls),
     path("metrics/", include("portal.metrics.urls")),
+    # The FHIR R4 API for the hospital's integration engine (SMART Backend Services tokens only).
+    path("fhir/", include("interop.api")),
 ]
 
 # An uncaught exception outside the API's own handlers: 503 overloaded when no database connection

@@ -20,6 +20,7 @@ class Resource(StrEnum):
     # -- FHIR R4 resource types -------------------------------------------------------------------
     APPOINTMENT = "Appointment"
     AUDIT_EVENT = "AuditEvent"
+    BUNDLE = "Bundle"  # a transaction or batch pushed to the FHIR API, or a page of its changes
     BINARY = "Binary"  # a message attachment
     CARE_TEAM = "CareTeam"
     COMMUNICATION = "Communication"  # one message
@@ -39,6 +40,7 @@ class Resource(StrEnum):
     SCHEDULE = "Schedule"  # clinicians' hours and open slots
     TASK = "Task"  # a refill request
     # -- portal resources with no FHIR counterpart ------------------------------------------------
+    BACKEND_CLIENT = "BackendClient"  # a system calling the FHIR API (SMART Backend Services)
     CALENDAR_FEED = "CalendarFeed"
     CALL_IMPORT = "CallImport"
     CALL_WEBHOOK = "CallWebhook"
