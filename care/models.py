@@ -481,3 +481,21 @@ class VisitSummary(ReleaseState):
 
     def __str__(self) -> str:
         return f"Visit summary {self.pk}"
+
+
+class ResultsSeen(models.Model):
+    """How far a guardian has looked at a child's results and visit summaries: what was released to
+    the family after ``results_seen_at`` (``summaries_seen_at``) is new to them (``/me/today``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    guardian = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    child = models.ForeignKey(Child, on_delete=models.CASCADE, related_name="+")
+    results_seen_at = models.DateTimeField(null=True, blank=True)
+    summaries_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["guardian", "child"], name="one_results_seen_per_guardian")]
+        verbose_name_plural = "results seen"
+
+    def __str__(self) -> str:
+        return f"Results seen {self.pk}"

@@ -1,7 +1,9 @@
 """Reads of the child's test results and visit summaries, scoped by the access policy and audited.
 
 Guardians (full scope: results are clinical content) read what is released, in a status families
-read, and not adolescent-confidential; the care team reads everything, held items included.
+read, and not adolescent-confidential; the care team reads everything, held items included. A
+guardian's list or opening moves their results-seen marker (``care.services.results_seen``), which
+``/me/today`` reads to show what is new.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from django.utils import timezone
 
 from care.models import ResultComment, TestResult, VisitSummary
 from care.services.results import family_results_q, family_summaries_q, result_for, summary_for
+from care.services.results_seen import Kind, release_moment, results_seen_mark
 from portal import audit
 from portal.access import ChildAccess
 from portal.errors import NotFound
@@ -45,7 +48,16 @@ def results_list(
     rows = rows.order_by("-effective_at", "-recorded_at", "id")
     page = list(rows[offset : offset + min(limit, LIST_LIMIT)])
     audit.reads(user, Resource.OBSERVATION, [access.child.pk])
+    if not access.is_clinician:
+        results_seen_mark(guardian_id=user.pk, child_id=access.child.pk, kind="results", upto=moment)
     return page
+
+
+def _seen(user: User, access: ChildAccess, kind: Kind, row: TestResult | VisitSummary) -> None:
+    """A guardian opened one item: what came out until it did is seen."""
+    upto = release_moment(row)
+    if not access.is_clinician and upto is not None:
+        results_seen_mark(guardian_id=user.pk, child_id=access.child.pk, kind=kind, upto=upto)
 
 
 def _refused(user: User, resource: Resource, entity_id: uuid.UUID) -> NotFound:
@@ -64,6 +76,7 @@ def result_detail(*, user: User, access: ChildAccess, result_id: uuid.UUID) -> T
     comments = ResultComment.objects.filter(result=result).select_related("author").order_by("created_at")
     result.shown_comments = list(comments[:LIST_LIMIT])  # type: ignore[attr-defined]
     audit.record_for_child(user, audit.Action.READ, Resource.OBSERVATION, result.pk, access.child.pk)
+    _seen(user, access, "results", result)
     return result
 
 
@@ -77,6 +90,8 @@ def summaries_list(
         rows = rows.filter(family_summaries_q(moment))
     page = list(rows.order_by("-date", "-recorded_at", "id")[offset : offset + min(limit, LIST_LIMIT)])
     audit.reads(user, Resource.DOCUMENT_REFERENCE, [access.child.pk])
+    if not access.is_clinician:
+        results_seen_mark(guardian_id=user.pk, child_id=access.child.pk, kind="summaries", upto=moment)
     return page
 
 
@@ -86,6 +101,7 @@ def summary_detail(*, user: User, access: ChildAccess, summary_id: uuid.UUID) ->
     except NotFound:
         raise _refused(user, Resource.DOCUMENT_REFERENCE, summary_id) from None
     audit.record_for_child(user, audit.Action.READ, Resource.DOCUMENT_REFERENCE, summary.pk, access.child.pk)
+    _seen(user, access, "summaries", summary)
     return summary
 
 

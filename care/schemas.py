@@ -259,6 +259,21 @@ class TodayDoseOut(Schema):
     as_needed: bool
 
 
+class TodayNewItemOut(Schema):
+    kind: Literal["result", "visit_summary"]
+    id: uuid.UUID
+    name: str = Field(description="The result's plain-language name, or the visit summary's title.")
+    date: datetime = Field(description="When the sample or study was taken, or the visit's date.")
+    released_at: datetime = Field(description="When it was released to the family.")
+    interpretation: str | None = Field(description="A result's flag (normal, low, high, ...); null otherwise.")
+
+
+class TodayNewResultsOut(Schema):
+    results: int = Field(description="Results released in the last 30 days that this guardian has not seen.")
+    visit_summaries: int = Field(description="Visit summaries, likewise.")
+    items: list[TodayNewItemOut] = Field(description="The newest five of them, by release.")
+
+
 class TodayEntryOut(Schema):
     child: TodayChildOut
     appointments: list[AppointmentOut]
@@ -266,6 +281,10 @@ class TodayEntryOut(Schema):
         description="Doses due in the next 24 hours and overdue ones; null for limited scope."
     )
     open_refills: list[RefillOut] | None
+    new_results: TodayNewResultsOut | None = Field(
+        description="Results and visit summaries released since this guardian last listed or opened them; "
+        "null for limited scope."
+    )
     unread_messages: int
 
 

@@ -1,10 +1,10 @@
 """``/me/today``: everything a guardian needs at a glance, for every child they may see.
 
-A fixed six queries however many children and plans (links, appointments, plans, doses, refills,
-unread messages), each a ``portal.prepared`` query compiled once per process and shape, reading only
-the columns the answer shows. Every query starts from the guardian's links in force at this moment,
-so a revoked or expired link hides its child on the very next call; rows are built with
-``Model.from_db`` so that encrypted fields decrypt only when the answer reads them.
+A fixed seven queries however many children and plans (links, appointments, plans, doses, refills,
+new results and visit summaries, unread messages), each a ``portal.prepared`` query compiled once per
+process and shape, reading only the columns the answer shows. Every query starts from the guardian's
+links in force at this moment, so a revoked or expired link hides its child on the very next call;
+rows are built with ``Model.from_db`` so that encrypted fields decrypt only when the answer reads them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from care import dosing
-from care.models import OPEN_REFILL_STATUSES, Appointment, DoseLog, MedicationPlan, RefillRequest
+from care.models import (
+    OPEN_REFILL_STATUSES,
+    Appointment,
+    DoseLog,
+    MedicationPlan,
+    RefillRequest,
+    ResultsSeen,
+    TestResult,
+    VisitSummary,
+)
 from care.presenters import appointment_out, refill_out
+from care.services.results import family_results_q, family_summaries_q
 from portal import audit, zones
 from portal.access import effective_scope, live_link_q
 from portal.models import Child, Department, GuardianLink, User
@@ -29,6 +40,10 @@ from portal.prepared import Prepared
 from portal.vocabulary import Resource
 
 TODAY_APPOINTMENTS = 3
+# New results and visit summaries: those released in the last NEW_DAYS that the guardian has not
+# seen yet, the newest NEW_SHOWN of them per child (with the count of all).
+NEW_DAYS = 30
+NEW_SHOWN = 5
 UPCOMING = ("proposed", "booked", "arrived")
 
 LINK_FIELDS = ("id", "scope", "adolescent_exception")
@@ -125,6 +140,42 @@ REFILLS = Prepared(
 )
 
 
+def _unseen(model: type[TestResult] | type[VisitSummary], q: Q, user: uuid.UUID, now: datetime) -> QuerySet[Any]:
+    """The model's items a family reads (``q``) and the guardian has not seen: released (``out_at``)
+    after the guardian's marker for the child, or with no marker yet."""
+    marker = "results_seen_at" if model is TestResult else "summaries_seen_at"
+    seen = ResultsSeen.objects.filter(
+        guardian_id=user, child_id=OuterRef("child_id"), **{f"{marker}__gte": OuterRef("out_at")}
+    )
+    return (
+        model.objects.filter(q, child_id__in=_live_children(user, now))
+        .annotate(out_at=Coalesce("released_at", "hold_until"))
+        .exclude(Exists(seen))
+    )
+
+
+# One query for both: results (with their flag) and visit summaries (title and date), in the same
+# columns; ``kind`` tells them apart.
+NEW_ITEMS = Prepared(
+    lambda user, now, since: (
+        _unseen(TestResult, family_results_q(now), user, now)
+        .filter(out_at__gt=since)
+        .annotate(kind=Value("result", output_field=CharField()))
+        .values_list("kind", "id", "child_id", "name", "effective_at", "out_at", "interpretation")
+        .union(
+            _unseen(VisitSummary, family_summaries_q(now), user, now)
+            .filter(out_at__gt=since)
+            .annotate(
+                kind=Value("visit_summary", output_field=CharField()),
+                interpretation=Value("", output_field=CharField()),
+            )
+            .values_list("kind", "id", "child_id", "title", "date", "out_at", "interpretation"),
+            all=True,
+        )
+    )
+)
+
+
 def _load(model: Any, fields: tuple[str, ...], values: tuple[Any, ...]) -> Any:
     return model.from_db("default", fields, values)
 
@@ -188,6 +239,34 @@ def _doses(user: User, moment: datetime, children: dict[uuid.UUID, Child], full:
     return doses
 
 
+def _new_items(user: User, moment: datetime, full: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """Per full-scope child: the results and visit summaries released to the family since the
+    guardian last looked at them (``care.services.results_seen``), newest first."""
+    found: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for kind, pk, child_id, name, at, out_at, interpretation in NEW_ITEMS.rows(
+        user=user.pk, now=moment, since=moment - timedelta(days=NEW_DAYS)
+    ):
+        if child_id not in full:
+            continue
+        if kind == "result":
+            row = _load(TestResult, ("id", "child_id", "name"), (pk, child_id, name))
+            title = row.name
+        else:
+            row = _load(VisitSummary, ("id", "child_id", "title"), (pk, child_id, name))
+            title = row.title
+        item = {"kind": kind, "id": pk, "name": title, "date": at, "released_at": out_at}
+        found[child_id].append(item | {"interpretation": interpretation or None})
+    new: dict[uuid.UUID, dict[str, Any]] = {}
+    for child_id, items in found.items():
+        items.sort(key=lambda item: (item["released_at"], item["date"], str(item["id"])), reverse=True)
+        new[child_id] = {
+            "results": sum(1 for item in items if item["kind"] == "result"),
+            "visit_summaries": sum(1 for item in items if item["kind"] == "visit_summary"),
+            "items": items[:NEW_SHOWN],
+        }
+    return new
+
+
 def _unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Unread messages per child, from the messenger when one is installed (one query)."""
     path = getattr(settings, "PORTAL_UNREAD_COUNTER", "")
@@ -195,6 +274,9 @@ def _unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, in
         return {}
     counter = import_string(path)
     return dict(counter(user=user, child_ids=child_ids))
+
+
+NOTHING_NEW: dict[str, Any] = {"results": 0, "visit_summaries": 0, "items": []}
 
 
 def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
@@ -212,8 +294,16 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
             refill = _load(RefillRequest, REFILL_FIELDS, row)
             if refill.child_id in full:
                 refills[refill.child_id].append(refill)
+    new = _new_items(user, moment, full) if full else {}
     unread = _unread_counts(user, child_ids)
-    audit.reads(user, Resource.PATIENT, child_ids)
+    # One append: the children read, and the results and summaries shown by name.
+    entries = [(Resource.PATIENT, child_id) for child_id in child_ids]
+    entries += [(Resource.OBSERVATION, child_id) for child_id, found in new.items() if found["results"]]
+    entries += [(Resource.DOCUMENT_REFERENCE, child_id) for child_id, found in new.items() if found["visit_summaries"]]
+    audit.record_many(
+        [audit.Entry(action=audit.Action.READ, entity_type=kind, entity_id=cid, child_id=cid) for kind, cid in entries],
+        actor=user,
+    )
     result = []
     for child_id, child in sorted(children.items(), key=lambda item: (item[1].date_of_birth, str(item[0]))):
         clinical = child_id in full
@@ -223,6 +313,7 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
                 "appointments": [appointment_out(row, limited=not clinical) for row in upcoming.get(child_id, [])],
                 "doses": sorted(doses.get(child_id, []), key=lambda d: d["at"]) if clinical else None,
                 "open_refills": [refill_out(r) for r in refills[child_id]] if clinical else None,
+                "new_results": new.get(child_id, NOTHING_NEW) if clinical else None,
                 "unread_messages": unread.get(child_id, 0),
             }
         )

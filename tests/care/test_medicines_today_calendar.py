@@ -16,6 +16,7 @@ from care.models import DoseLog
 from portal import services as portal_services
 from portal.models import GuardianLink
 from tests import care_data
+from tests.care import results_data
 from tests.conftest import ADA_NAME, World, app_client, make_user
 
 
@@ -202,6 +203,8 @@ def _guardian_with_children(world: World, count: int) -> Client:
         care_data.plan(child, world.clinician)
         care_data.plan(child, world.clinician, schedule_kind="every_n_hours", times_of_day=[], interval_hours=6)
         care_data.refill(care_data.plan(child, world.clinician), parent)
+        results_data.result(child, name=f"Glucose {index}")
+        results_data.summary(child, title=f"Review {index}")
     return app_client(parent)
 
 
@@ -210,14 +213,16 @@ def test_today_uses_a_constant_number_of_queries(world: World, count: int, djang
     client = _guardian_with_children(world, count)
     client.get("/api/v1/me/today")  # the session's first touch: its timestamp and the MFA answer
     # auth: the token's session comes from the cache, the MFA answer from the session; the user = 1;
-    # links, appointments, plans, doses, refills, unread messages = 6; the audit append (one insert) = 1
-    with django_assert_num_queries(8):
+    # links, appointments, plans, doses, refills, new results and summaries, unread messages = 7;
+    # the audit append (one insert) = 1
+    with django_assert_num_queries(9):
         response = client.get("/api/v1/me/today")
     body = response.json()
     assert len(body["children"]) == count
     entry = body["children"][0]
     assert len(entry["appointments"]) == 1 and entry["open_refills"] and entry["unread_messages"] == 0
     assert any(dose["medication"] == care_data.INSULIN for dose in entry["doses"])
+    assert (entry["new_results"]["results"], entry["new_results"]["visit_summaries"]) == (1, 1)
 
 
 def test_today_for_limited_scope_shows_no_medicines(world: World) -> None:
