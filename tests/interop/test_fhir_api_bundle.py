@@ -195,7 +195,7 @@ def test_bad_bundles_are_refused_with_a_clear_code(
         ),
         (
             transaction(
-                {"resource": {"resourceType": "Schedule", "id": "s"}, "request": {"method": "POST", "url": "Schedule"}}
+                {"resource": {"resourceType": "Location", "id": "s"}, "request": {"method": "POST", "url": "Location"}}
             ),
             400,
             "unsupported_type",
