@@ -4,10 +4,11 @@
 page by page through its ``next`` links over 100,000 patients, each one imported (a ``SourceRecord``
 carries its EHR identifier, which every page looks up). Every page is timed; pages 1, 50, 100 and 200
 are reported side by side: the median over the rounds of the five pages up to each, after one walk
-that warms the caches. As the control, the same rows fetched with ``OFFSET`` (what keyset paging
-replaces) are timed at the same page numbers in the same run. Flat
-keyset times and growing OFFSET times mean the cursor works. The plans of page 200's queries are
-printed (index scans expected).
+that warms the caches. Beside each page: its rows alone, fetched by the cursor's condition (the page
+without rendering), and as the control the same rows fetched with ``OFFSET`` (what keyset paging
+replaces), like for like, at the same page numbers in the same run. Flat keyset times and growing
+OFFSET times mean the cursor works. The plans of the last page's queries are printed (index scans
+expected).
 
 Patients are bulk-inserted (their names and MRNs encrypted per row, as the portal stores them);
 ``created_at`` (the Patient's ``meta.lastUpdated``) is spread so that every three patients share one
@@ -105,23 +106,38 @@ def _fill(patients: int) -> None:
     print(f"filled {patients:,} patients and records in {time.perf_counter() - began:.1f} s")
 
 
-def _walk(count: int) -> list[float]:
-    """Seconds per page of one walk through every page."""
+def _walk(count: int) -> tuple[list[float], list[tuple[datetime, str]]]:
+    """Seconds per page of one walk through every page, and where each page ended."""
     from interop import fhir_read
 
-    params: dict[str, list[str]] | None = {
-        "_lastUpdated": [f"gt{(START - timedelta(days=1)).date()}"],
-        "_count": [str(count)],
-    }
-    times, seen = [], 0
+    since = (START - timedelta(days=1)).date()
+    params: dict[str, list[str]] | None = {"_lastUpdated": [f"gt{since}"], "_count": [str(count)]}
+    times, ends = [], []
     while params is not None:
         began = time.perf_counter()
         bundle = fhir_read.search("Patient", params, base_url=BASE)
         times.append(time.perf_counter() - began)
-        seen += len(bundle["entry"])
+        last = bundle["entry"][-1]["resource"]
+        ends.append((datetime.fromisoformat(last["meta"]["lastUpdated"]), last["id"]))
         following = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
         params = parse_qs(urlsplit(following).query) if following else None
-    return times
+    return times, ends
+
+
+def _keyset_rows(count: int, after: tuple[datetime, str] | None) -> float:
+    """The rows of a page by the cursor's condition alone (no rendering): the like-for-like of OFFSET."""
+    from django.db.models import Q
+
+    from portal.models import Child
+
+    rows = Child.objects.order_by("created_at", "id")
+    if after is not None:
+        moment, last = after
+        rows = rows.filter(Q(created_at__gte=moment) & (Q(created_at__gt=moment) | Q(id__gt=last)))
+    began = time.perf_counter()
+    found = list(rows[:count].values_list("id", flat=True))
+    assert len(found) == count
+    return time.perf_counter() - began
 
 
 def _offset_page(count: int, page: int) -> float:
@@ -173,23 +189,28 @@ def main() -> None:
     pages = options.patients // options.count
     reported = [p for p in REPORTED if p <= pages]
     keyset: dict[int, list[float]] = {p: [] for p in reported}
+    keyset_rows: dict[int, list[float]] = {p: [] for p in reported}
     offset: dict[int, list[float]] = {p: [] for p in reported}
     _walk(options.count)  # warm-up
     for round_ in range(options.rounds):
-        times = _walk(options.count)
+        times, ends = _walk(options.count)
         assert len(times) == pages, (len(times), pages)
         for page in reported:
             # The five pages up to and including it (the machine is shared: one page is noisy).
             window = range(max(page - 5, 0), page)
             keyset[page] += [times[p] for p in window]
+            keyset_rows[page] += [_keyset_rows(options.count, ends[p - 1] if p else None) for p in window]
             offset[page] += [_offset_page(options.count, p + 1) for p in window]
         print(f"round {round_ + 1}: {len(times)} pages, {sum(times):.1f} s in all")
-    first_k, first_o = statistics.median(keyset[1]), statistics.median(offset[1])
+    columns = {"keyset page": keyset, "keyset rows": keyset_rows, "OFFSET rows": offset}
     print(f"\n{options.patients:,} patients, _count={options.count}; median of {options.rounds} rounds x 5 pages (ms)")
-    print(f"{'page':>6} {'keyset page':>12} {'x page 1':>9} {'OFFSET rows':>12} {'x page 1':>9}")
+    print(f"{'page':>6}" + "".join(f" {name:>12} {'x page 1':>9}" for name in columns))
     for page in reported:
-        k, o = statistics.median(keyset[page]), statistics.median(offset[page])
-        print(f"{page:>6} {k * 1000:>12.1f} {k / first_k:>9.2f} {o * 1000:>12.1f} {o / first_o:>9.2f}")
+        line = f"{page:>6}"
+        for series in columns.values():
+            median = statistics.median(series[page])
+            line += f" {median * 1000:>12.1f} {median / statistics.median(series[1]):>9.2f}"
+        print(line)
     print("\nqueries of the last page and their plans:")
     _plans(options.count, pages)
 
