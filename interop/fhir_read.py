@@ -167,16 +167,15 @@ def _decode_cursor(values: Sequence[str], key: str) -> tuple[datetime, str]:
     return moment, str(ident)
 
 
-def _id_column(source: Source) -> str:
-    return "pk" if source.id_field == "pk" else source.id_field
-
-
 def _page(source: Source, condition: Q, after: tuple[datetime, str] | None, count: int) -> list[Any]:
-    column, ident = source.updated, _id_column(source)
+    column, ident = source.updated, source.id_field
     rows: QuerySet[Any] = source.rows().filter(condition)
     if after is not None:
         moment, last = after
-        rows = rows.filter(Q(**{f"{column}__gt": moment}) | Q(**{column: moment, f"{ident}__gt": last}))
+        # (column, id) > (moment, last), written so that the first condition is an index range.
+        rows = rows.filter(
+            Q(**{f"{column}__gte": moment}) & (Q(**{f"{column}__gt": moment}) | Q(**{f"{ident}__gt": last}))
+        )
     return list(rows.order_by(column, ident)[: count + 1])
 
 
@@ -198,7 +197,7 @@ def read(resource_type: str, resource_id: str) -> dict[str, Any] | None:
     except (ValueError, TypeError, AttributeError):
         return None
     for source in sources or ():
-        row = source.rows().filter(**{_id_column(source): ident}).first()
+        row = source.rows().filter(**{source.id_field: ident}).first()
         if row is not None:
             return source.render([row])[0]
     return None

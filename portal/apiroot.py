@@ -14,6 +14,7 @@ from ninja.parser import Parser
 from ninja.types import DictStrAny
 
 from care.api import router as care_router
+from interop.family_api import router as interop_router
 from messaging.api import router as messaging_router
 from portal.api import router as portal_router
 from portal.auth import PORTAL_AUTH
@@ -119,6 +120,7 @@ api = PortalAPI(
 )
 api.add_router("/", portal_router)
 api.add_router("/", care_router)
+api.add_router("/", interop_router)
 api.add_router("/", "portal.metrics.api.router")
 api.add_router("/", messaging_router)
 api.add_router("/", "messaging.groups.api.router")

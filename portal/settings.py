@@ -373,6 +373,8 @@ PORTAL_SMS_BACKEND = env("PORTAL_SMS_BACKEND", "messaging.sms.ConsoleSmsBackend"
 PORTAL_SMS_HTTP_URL = env("PORTAL_SMS_HTTP_URL", "") or ""
 PORTAL_SMS_HTTP_TOKEN = env("PORTAL_SMS_HTTP_TOKEN", "") or ""
 PORTAL_MESSAGE_RATE = env("PORTAL_MESSAGE_RATE", "30/m") or "30/m"
+# A family's FHIR export of a child's record (the whole record in one answer), per account.
+PORTAL_EXPORT_RATE = env("PORTAL_EXPORT_RATE", "20/h") or "20/h"
 
 # --- Messenger triage replies (messaging/triage): numbers each red-flag category's reply gives ------
 # Poison Control for swallowed medicines, chemicals, batteries; the crisis line for self-harm (US

@@ -437,3 +437,8 @@ register(Endpoint("GET", "/children/{child}/visit-summaries", READERS))
 register(Endpoint("GET", "/children/{child}/visit-summaries/{summary}", READERS, params=_summary))
 register(PdfEndpoint("GET", "/children/{child}/visit-summaries/{summary}/pdf", READERS, params=_summary))
 register(Endpoint("POST", "/children/{child}/visit-summaries/{summary}/release", CARE_TEAM, params=_summary))
+
+# -- the family's export --------------------------------------------------------------------------
+
+# The family's own copy: guardians only (the care team reads the record in the EHR).
+register(Endpoint("GET", "/children/{child}/export", GUARDIANS))

@@ -21,6 +21,7 @@ from interop.outbound.common import (
     instant,
     meta,
     ref,
+    split_identifier,
     user_ref,
 )
 from interop.outbound.timing import dosage
@@ -229,9 +230,9 @@ def conditions(rows: Sequence[SourceRecord]) -> list[dict[str, Any]]:
             bool(record.state.get("present")),
             record.updated_at,
         )
-        parts = record.identifier.split("|", 2)
-        if not record.identifier_is_logical_id and len(parts) == 3:
-            item["identifier"] = [{"system": parts[1], "value": parts[2]}]
+        pair = None if record.identifier_is_logical_id else split_identifier(record.identifier)
+        if pair is not None:
+            item["identifier"] = identifier_list(pair)
         out.append(item)
     return out
 

@@ -97,8 +97,8 @@ def build(world: World) -> Rows:
     audit.deny(actor=world.stranger, entity_type=Resource.PATIENT, entity_id=str(world.ada.pk), reason="no_view_access")
     SourceRecord.objects.create(
         resource_type="Condition",
-        resource_id="cond-1",
-        identifier="Condition|http://ehr.example.org/conditions|C-1",
+        resource_id=f"cond-{uuid.uuid4()}",
+        identifier=f"Condition|http://ehr.example.org/conditions|C-{uuid.uuid4()}",
         content_hash="0" * 64,
         target_type="portal.Child",
         targets=[str(world.ada.pk)],

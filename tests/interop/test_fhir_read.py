@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,16 +13,18 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from care.models import Appointment
+from care.models import Appointment, DoseLog
 from care.services.results import report_record
 from interop import fhir_read
 from interop.fhir_read import SearchError
+from interop.models import SourceRecord
+from interop.outbound import SOURCES
 from portal import audit, services
-from portal.models import Child
+from portal.models import CareTeamMembership, Child, DepartmentMembership, GuardianLink
 from portal.vocabulary import Resource
 from tests import care_data
 from tests.care import results_data
-from tests.conftest import World
+from tests.conftest import World, make_user
 
 pytestmark = pytest.mark.django_db
 BASE = "https://portal.example.org/fhir/R4"
@@ -181,38 +184,85 @@ def test_read_unknown_ids():
     assert fhir_read.read("Binary", str(uuid.uuid4())) is None
 
 
-def _make(resource_type: str, world: World, count: int) -> None:
-    for n in range(count):
-        if resource_type == "Appointment":
-            care_data.appointment(world.ada, world.clinician, hours_from_now=24 + n)
-        elif resource_type == "Observation":
-            results_data.result(world.ada, world.clinician)
-        elif resource_type == "DiagnosticReport":
-            report, _ = report_record(
-                actor=None, child=world.ada, source_id=f"urn:reports|{uuid.uuid4()}", name="Panel"
-            )
-            results_data.result(world.ada, world.clinician, report=report)
-            results_data.result(world.ada, world.clinician, report=report)
-        elif resource_type == "DocumentReference":
-            results_data.summary(world.ada, world.clinician)
-        elif resource_type == "Task":
-            plan = care_data.plan(world.ada, world.clinician)
-            care_data.refill(plan, world.guardian)
-            care_data.appointment(
-                world.ada, world.clinician, hours_from_now=24 + n, change_request="cancel", change_requested_at=START
-            )
-        elif resource_type == "AuditEvent":
-            audit.record(
-                actor=world.guardian,
-                action="read",
-                entity_type=Resource.PATIENT,
-                entity_id=world.ada.pk,
-                child_id=world.ada.pk,
-            )
-    if resource_type in ("Patient", "CareTeam"):
-        for child in _children(count):
-            if resource_type == "CareTeam":
-                world.ada.care_team.model.objects.create(child=child, clinician=world.clinician, role="nurse")
+def _report(world: World, n: int) -> None:
+    report, _ = report_record(actor=None, child=world.ada, source_id=f"urn:reports|{uuid.uuid4()}", name="Panel")
+    results_data.result(world.ada, world.clinician, report=report)
+    results_data.result(world.ada, world.clinician, report=report)
+
+
+def _tasks(world: World, n: int) -> None:
+    care_data.refill(care_data.plan(world.ada, world.clinician), world.guardian)
+    care_data.appointment(
+        world.ada, world.clinician, hours_from_now=24 + n, change_request="cancel", change_requested_at=START
+    )
+
+
+def _link(world: World, n: int) -> None:
+    guardian = make_user(f"g{uuid.uuid4().hex[:10]}@example.org", "Gus Guardian")
+    GuardianLink.objects.create(guardian=guardian, child=world.ada, relationship="father", status="active")
+
+
+def _practitioner(world: World, n: int) -> None:
+    clinician = make_user(f"c{uuid.uuid4().hex[:10]}@example.org", "Dr. Cole")
+    DepartmentMembership.objects.create(department=world.department, clinician=clinician, role="nurse")
+
+
+def _plan_and_dose(world: World, n: int) -> None:
+    plan = care_data.plan(world.ada, world.clinician)
+    DoseLog.objects.create(
+        plan=plan, client_id=uuid.uuid4(), occurred_at=START, status="given", recorded_by=world.guardian
+    )
+
+
+def _condition(world: World, n: int) -> None:
+    SourceRecord.objects.create(
+        resource_type="Condition",
+        resource_id=str(uuid.uuid4()),
+        identifier=f"Condition|urn:conditions|{uuid.uuid4()}",
+        content_hash="0" * 64,
+        target_type="portal.Child",
+        targets=[str(world.ada.pk)],
+        state={"code": "46635009", "present": True},
+        child_id=world.ada.pk,
+    )
+
+
+def _audit(world: World, n: int) -> None:
+    audit.record(
+        actor=world.guardian, action="read", entity_type=Resource.PATIENT, entity_id=world.ada.pk, child_id=world.ada.pk
+    )
+
+
+def _patient(world: World, n: int) -> None:
+    _children(1, START + timedelta(hours=n))
+
+
+def _care_team(world: World, n: int) -> None:
+    child = _children(1, START + timedelta(hours=n))[0]
+    CareTeamMembership.objects.create(child=child, clinician=world.clinician, role="nurse")
+
+
+MAKERS: dict[str, Callable[[World, int], Any]] = {
+    "Patient": _patient,
+    "CareTeam": _care_team,
+    "Appointment": lambda world, n: care_data.appointment(world.ada, world.clinician, hours_from_now=24 + n),
+    "Observation": lambda world, n: results_data.result(world.ada, world.clinician),
+    "DiagnosticReport": _report,
+    "DocumentReference": lambda world, n: results_data.summary(world.ada, world.clinician),
+    "Task": _tasks,
+    "RelatedPerson": _link,
+    "Practitioner": _practitioner,
+    "MedicationRequest": _plan_and_dose,
+    "MedicationAdministration": _plan_and_dose,
+    "Coverage": lambda world, n: care_data.coverage(world.ada, world.guardian, status="pending"),
+    "Condition": _condition,
+    "AuditEvent": _audit,
+}
+
+
+def _make(resource_type: str, world: World, count: int, first: int = 0) -> None:
+    for n in range(first, first + count):
+        MAKERS[resource_type](world, n)
 
 
 def _queries(resource_type: str) -> int:
@@ -222,21 +272,9 @@ def _queries(resource_type: str) -> int:
     return len(queries.captured_queries)
 
 
-@pytest.mark.parametrize(
-    "resource_type",
-    [
-        "Patient",
-        "CareTeam",
-        "Appointment",
-        "Observation",
-        "DiagnosticReport",
-        "DocumentReference",
-        "Task",
-        "AuditEvent",
-    ],
-)
+@pytest.mark.parametrize("resource_type", sorted(SOURCES))
 def test_queries_per_page_do_not_grow_with_the_page(resource_type, world: World):
     _make(resource_type, world, 10)
     few = _queries(resource_type)
-    _make(resource_type, world, 90)
+    _make(resource_type, world, 90, first=10)
     assert _queries(resource_type) == few

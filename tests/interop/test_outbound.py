@@ -147,6 +147,7 @@ def test_an_imported_hospital_reads_back_with_its_identifiers(
         assert mine["name"][0]["family"] == patient["name"][0]["family"]
     plans = {next(iter(_identifiers(r))): r for r in _all("MedicationRequest")}
     for request in small_hospital.resources["MedicationRequest"]:
-        pair = tuple(business_identifier(request)[0].split("|", 2)[1:])
+        _, system, value = business_identifier(request)[0].split("|", 2)
+        pair = (system, value)
         if pair in plans:
             assert schedule(plans[pair]["dosageInstruction"]) == schedule(request["dosageInstruction"])
