@@ -1,4 +1,6 @@
-"""The family's export of a child's record (FHIR R4), under ``/api/v1`` beside the child endpoints (the hospital's FHIR API is ``interop.api``)."""
+"""The family's export of a child's record (FHIR R4), under ``/api/v1`` beside the child endpoints.
+
+The hospital's FHIR API is ``interop.api``."""
 
 from __future__ import annotations
 
