@@ -10,6 +10,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from care.models import ResultReport, TestResult, VisitSummary
 from care.services import results as results_service
@@ -277,3 +279,19 @@ def test_a_report_imported_after_its_results_gathers_them_and_passes_on_its_conf
         result.refresh_from_db()
         assert result.report == report and result.confidential
     assert AuditEvent.objects.filter(entity_type="Observation", action="update").count() == len(members)
+
+
+def test_importing_results_costs_a_bounded_number_of_queries_per_line(small_hospital, tmp_path, frozen):
+    before = fhir_hospital.Hospital()
+    for kind, items in small_hospital.resources.items():
+        before.resources[kind] = [] if kind == "Observation" else items
+    run_import(write_export(before, tmp_path / "rest"))
+    observations = fhir_hospital.Hospital()
+    observations.resources["Observation"] = small_hospital.resources["Observation"]
+    path = write_export(observations, tmp_path / "results")
+    with CaptureQueriesContext(connection) as queries:
+        run_import(path)
+    lines = len(observations.resources["Observation"])
+    assert TestResult.objects.count() == lines
+    # Per line: its record, child, report, the result, its audit row, event audience and record.
+    assert len(queries) <= 18 * lines + 20
