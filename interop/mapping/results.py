@@ -265,7 +265,7 @@ def _listing_report(resource: Resource, child: Child) -> ResultReport | None:
     reports = SourceRecord.objects.filter(resource_type="DiagnosticReport", child_id=child.pk, deleted=False)
     for record in reports.only("state", "targets"):
         if resource.id and resource.id in record.state.get("results", []):
-            return ResultReport.objects.filter(pk=record.target).first()
+            return ResultReport.objects.select_related("ordering_clinician").filter(pk=record.target).first()
     return None
 
 

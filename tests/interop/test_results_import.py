@@ -10,6 +10,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from care.models import ResultReport, TestResult, VisitSummary
 from care.services import results as results_service
@@ -253,3 +255,43 @@ def test_removal_withdraws_results_and_summaries_and_keeps_their_history(
     assert TestResult.objects.exclude(status=TestResult.Status.ENTERED_IN_ERROR).count() == (
         len(small_hospital.resources["Observation"]) - len(members)
     )
+
+
+def test_a_report_imported_after_its_results_gathers_them_and_passes_on_its_confidentiality(
+    small_hospital, tmp_path, frozen
+):
+    resources = small_hospital.resources
+    report_resource = copy.deepcopy(next(r for r in resources["DiagnosticReport"] if len(r["result"]) > 1))
+    members = [ref["reference"].partition("/")[2] for ref in report_resource["result"]]
+    first = fhir_hospital.Hospital()
+    for kind, items in resources.items():
+        first.resources[kind] = [] if kind == "DiagnosticReport" else items
+    run_import(write_export(first, tmp_path / "first"))
+    results = [TestResult.objects.get(pk=record_of_id("Observation", m).target) for m in members]
+    assert all(r.report is None and not r.confidential for r in results)
+
+    report_resource["meta"]["security"] = [{"system": fhir_hospital.CONFIDENTIALITY, "code": "V"}]
+    run_import(write_lines(tmp_path / "later" / "DiagnosticReport.ndjson", [report_resource]))
+
+    report = ResultReport.objects.get(pk=record_of(report_resource).target)
+    assert report.confidential
+    for result in results:
+        result.refresh_from_db()
+        assert result.report == report and result.confidential
+    assert AuditEvent.objects.filter(entity_type="Observation", action="update").count() == len(members)
+
+
+def test_importing_results_costs_a_bounded_number_of_queries_per_line(small_hospital, tmp_path, frozen):
+    before = fhir_hospital.Hospital()
+    for kind, items in small_hospital.resources.items():
+        before.resources[kind] = [] if kind == "Observation" else items
+    run_import(write_export(before, tmp_path / "rest"))
+    observations = fhir_hospital.Hospital()
+    observations.resources["Observation"] = small_hospital.resources["Observation"]
+    path = write_export(observations, tmp_path / "results")
+    with CaptureQueriesContext(connection) as queries:
+        run_import(path)
+    lines = len(observations.resources["Observation"])
+    assert TestResult.objects.count() == lines
+    # Per line: its record, child, report, the result, its audit row, event audience and record.
+    assert len(queries) <= 18 * lines + 20

@@ -132,7 +132,12 @@ def test_removed_slots_end_their_rows_and_keep_their_history(small_hospital, imp
     assert WorkingHours.objects.count() == len(others)
 
 
-def test_schedules_and_slots_the_portal_cannot_hold_are_reported(small_hospital, tmp_path, frozen):
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_schedules_and_slots_the_portal_cannot_hold_are_reported(small_hospital, tmp_path, frozen, settings):
+    night = datetime(2026, 12, 2, 22, tzinfo=ZoneInfo(settings.PORTAL_HOSPITAL_TIME_ZONE))
     export = tmp_path / "export"
     write_export(small_hospital, export)
     schedule = small_hospital.resources["Schedule"][0]
@@ -154,7 +159,7 @@ def test_schedules_and_slots_the_portal_cannot_hold_are_reported(small_hospital,
     write_lines(
         export / "Slot.002.ndjson",
         [
-            variant("night", start="2026-12-03T04:00:00Z", end="2026-12-03T07:00:00Z"),  # 22:00-01:00 Chicago
+            variant("night", start=_utc(night), end=_utc(night + timedelta(hours=3))),  # 22:00-01:00 locally
             variant("blink", start="2026-12-03T15:00:00Z", end="2026-12-03T15:03:00Z"),
             variant("orphan", schedule={"reference": "Schedule/rooms"}),
             variant("backwards", start="2026-12-03T16:00:00Z", end="2026-12-03T15:00:00Z"),
