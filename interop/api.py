@@ -11,6 +11,7 @@ public, as FHIR and SMART expect.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,6 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from interop import apply, fhir_read, outbox, smart
 from interop.mapping import MAPPINGS
@@ -105,15 +105,33 @@ def require(caller: smart.Caller, resource_type: str, permission: str, entity_id
     raise Refused(outcome(403, "forbidden", f"The access token lacks the scope system/{resource_type}.{permission}."))
 
 
+def allow(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Other methods answer 405 as an OperationOutcome, with ``Allow`` (HEAD goes with GET). No view
+    here is authenticated by a cookie, so none needs Django's CSRF check."""
+    allowed = {*methods, "HEAD"} if "GET" in methods else set(methods)
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in allowed:
+                return outcome(
+                    405, "not-supported", "This method is not allowed here.", Allow=", ".join(sorted(allowed))
+                )
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(wrapped)
+
+    return decorate
+
+
 def refused(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except Refused as refusal:
             return refusal.response
 
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
     return wrapped
 
 
@@ -140,7 +158,7 @@ def _resources() -> list[dict[str, Any]]:
     return [found[kind] for kind in sorted(found)]
 
 
-@require_GET
+@allow("GET")
 def metadata(request: HttpRequest) -> HttpResponse:
     """The CapabilityStatement (public)."""
     base = base_url(request)
@@ -185,7 +203,7 @@ def metadata(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@allow("GET")
 def smart_configuration(request: HttpRequest) -> HttpResponse:
     """``.well-known/smart-configuration`` (public): where to get a token, and how."""
     response = fhir_response(
@@ -215,8 +233,7 @@ def _oauth_error(error: smart.OAuthError) -> HttpResponse:
     return response
 
 
-@csrf_exempt
-@require_POST
+@allow("POST")
 def token(request: HttpRequest) -> HttpResponse:
     """POST (form): client credentials with a signed JWT assertion → an access token."""
     address = audit.current_client().address
@@ -280,8 +297,7 @@ def _response_bundle(result: apply.Result) -> dict[str, Any]:
 ISSUE_CODES = {400: "invalid", 403: "forbidden", 404: "not-found", 409: "conflict", 413: "too-costly"}
 
 
-@csrf_exempt
-@require_POST
+@allow("POST")
 @refused
 def bundle(request: HttpRequest) -> HttpResponse:
     """POST a transaction or batch Bundle (``interop.apply``)."""
@@ -345,7 +361,7 @@ def _int(value: str | None, default: int, low: int, high: int) -> int | None:
 CHANGE_TYPES: tuple[str, ...] = tuple(sorted(kind for kind in fhir_read.SEARCHABLE if kind != "AuditEvent"))
 
 
-@require_GET
+@allow("GET")
 @refused
 def changes(request: HttpRequest) -> HttpResponse:
     """``$changes?_since=<cursor>&_count=``: the outbox (``interop.outbox``) as a history Bundle."""
@@ -441,7 +457,7 @@ def _known_type(resource_type: str) -> None:
         raise Refused(outcome(404, "not-supported", "This resource type is not served here."))
 
 
-@require_GET
+@allow("GET")
 @refused
 def read(request: HttpRequest, resource_type: str, resource_id: str) -> HttpResponse:
     """``GET /fhir/R4/{type}/{id}``: scope ``system/{type}.r``."""
@@ -467,7 +483,7 @@ def read(request: HttpRequest, resource_type: str, resource_id: str) -> HttpResp
     return response
 
 
-@require_GET
+@allow("GET")
 @refused
 def search(request: HttpRequest, resource_type: str) -> HttpResponse:
     """``GET /fhir/R4/{type}?...``: scope ``system/{type}.s`` (``interop.fhir_read`` for the parameters)."""
@@ -496,6 +512,11 @@ def search(request: HttpRequest, resource_type: str) -> HttpResponse:
     return fhir_response(page)
 
 
+def not_found(request: HttpRequest, rest: str) -> HttpResponse:
+    """Any other path under /fhir/R4: an OperationOutcome rather than Django's HTML page."""
+    return outcome(404, "not-found", "No such endpoint of this FHIR API (see /fhir/R4/metadata).")
+
+
 urlpatterns = [
     path("R4", bundle),
     path("R4/", bundle),
@@ -505,4 +526,5 @@ urlpatterns = [
     path("R4/$changes", changes),
     path("R4/<str:resource_type>/<str:resource_id>", read),
     path("R4/<str:resource_type>", search),
+    path("R4/<path:rest>", not_found),
 ]

@@ -172,3 +172,14 @@ def test_a_search_page_and_a_changes_page_take_a_fixed_number_of_queries(
     one = _queries(http, "/fhir/R4/$changes", {"_count": "1"})
     many = _queries(http, "/fhir/R4/$changes", {"_count": "10"})
     assert one == many
+
+
+def test_unknown_paths_and_methods_answer_operation_outcomes(frozen: None, engine: tuple[BackendClient, str]) -> None:
+    _, token = engine
+    deep = bearer(token).get("/fhir/R4/Patient/a/_history/1")
+    assert deep.status_code == 404 and deep.json()["issue"][0]["code"] == "not-found"
+    strict = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {token}"})
+    wrong = strict.delete("/fhir/R4/Patient/00000000-0000-0000-0000-000000000001")
+    assert wrong.status_code == 405 and wrong.json()["issue"][0]["code"] == "not-supported"
+    assert wrong["Allow"] == "GET, HEAD"
+    assert Client().put("/fhir/R4/metadata").status_code == 405
