@@ -37,6 +37,18 @@ from interop.models import ImportRun, SourceRecord
 from portal.models import User
 
 METHODS = {"POST", "PUT", "DELETE"}
+# The elements FHIR R4 defines on a Bundle, an entry and an entry's request: anything else is refused.
+BUNDLE_FIELDS = frozenset(
+    {"resourceType", "id", "meta", "implicitRules", "language", "identifier", "type", "timestamp", "total"}
+    | {"link", "entry", "signature"}
+)
+ENTRY_FIELDS = frozenset(
+    {"id", "extension", "modifierExtension", "link", "fullUrl", "resource", "search", "request", "response"}
+)
+REQUEST_FIELDS = frozenset(
+    {"id", "extension", "modifierExtension", "method", "url", "ifNoneMatch", "ifModifiedSince", "ifMatch"}
+    | {"ifNoneExist"}
+)
 
 
 class BundleError(Exception):
@@ -173,6 +185,10 @@ def _entry(index: int, entry: Any, permits: Permits) -> Entry:
     request = entry.get("request")
     if not isinstance(request, dict) or not isinstance(request.get("method"), str):
         raise BundleError(index, "no_request_method")
+    if set(entry) - ENTRY_FIELDS:
+        raise BundleError(index, "unknown_field:entry")
+    if set(request) - REQUEST_FIELDS:
+        raise BundleError(index, "unknown_field:entry.request")
     method = request["method"].upper()
     if method not in METHODS:
         raise BundleError(index, "method_not_supported:POST, PUT or DELETE")
@@ -231,6 +247,8 @@ def check(bundle: Any, *, max_entries: int, permits: Permits) -> tuple[str, list
     batch keeps each entry's error beside it."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BundleError(None, "not_a_bundle")
+    if set(bundle) - BUNDLE_FIELDS:
+        raise BundleError(None, "unknown_field:Bundle")
     kind = bundle.get("type")
     if kind not in {"transaction", "batch"}:
         raise BundleError(None, "bundle_type:transaction or batch")

@@ -202,6 +202,9 @@ def test_bad_bundles_are_refused_with_a_clear_code(
         ),
         (transaction(entry(patient) | {"request": {"method": "PUT", "url": "Patient/other-id"}}), 400, "url_mismatch"),
         (transaction(entry({**patient, "unknownField": 1})), 400, "invalid:"),
+        ({**transaction(entry(patient)), "extra": 1}, 400, "unknown_field:Bundle"),
+        (transaction(entry(patient) | {"note": "x"}), 400, "unknown_field:entry"),
+        (transaction(entry(patient) | {"request": {"method": "PUT", "url": "Patient", "x": 1}}), 400, "unknown_field"),
     ]
     for bundle, status, reason in cases:
         response = post(token, bundle)
