@@ -37,6 +37,18 @@ from interop.models import ImportRun, SourceRecord
 from portal.models import User
 
 METHODS = {"POST", "PUT", "DELETE"}
+# The elements FHIR R4 defines on a Bundle, an entry and an entry's request: anything else is refused.
+BUNDLE_FIELDS = frozenset(
+    {"resourceType", "id", "meta", "implicitRules", "language", "identifier", "type", "timestamp", "total"}
+    | {"link", "entry", "signature"}
+)
+ENTRY_FIELDS = frozenset(
+    {"id", "extension", "modifierExtension", "link", "fullUrl", "resource", "search", "request", "response"}
+)
+REQUEST_FIELDS = frozenset(
+    {"id", "extension", "modifierExtension", "method", "url", "ifNoneMatch", "ifModifiedSince", "ifMatch"}
+    | {"ifNoneExist"}
+)
 
 
 class BundleError(Exception):
@@ -159,7 +171,7 @@ def _write_entry(index: int, method: str, entry: dict[str, Any], permits: Permit
     except Unmappable as error:
         raise BundleError(index, error.reason) from None
     if not resource.id:
-        raise BundleError(index, "no_id:give each resource the logical id other entries refer to it by")
+        raise BundleError(index, "no_id:give the resource an id, or a urn:uuid fullUrl")
     existing = record_for(resource.identifier)
     live = existing if existing is not None and not existing.deleted else None
     if not permits(kind, "u" if live is not None else "c"):
@@ -173,6 +185,10 @@ def _entry(index: int, entry: Any, permits: Permits) -> Entry:
     request = entry.get("request")
     if not isinstance(request, dict) or not isinstance(request.get("method"), str):
         raise BundleError(index, "no_request_method")
+    if set(entry) - ENTRY_FIELDS:
+        raise BundleError(index, "unknown_field:entry")
+    if set(request) - REQUEST_FIELDS:
+        raise BundleError(index, "unknown_field:entry.request")
     method = request["method"].upper()
     if method not in METHODS:
         raise BundleError(index, "method_not_supported:POST, PUT or DELETE")
@@ -186,11 +202,53 @@ def _entry(index: int, entry: Any, permits: Permits) -> Entry:
     return _write_entry(index, method, entry, permits)
 
 
+def _local_references(entries: list[Any]) -> list[Any]:
+    """Entries whose resources refer to each other by ``fullUrl`` (``urn:uuid:...``, as engines write
+    transactions) refer by ``Type/id`` instead, which is what the mappings resolve. A resource sent
+    without an id under a ``urn:uuid`` fullUrl takes that uuid as its id. The request's own dicts are
+    left as they were."""
+    aliases: dict[str, str] = {}
+    rewritten: list[Any] = []
+    for item in entries:
+        resource = item.get("resource") if isinstance(item, dict) else None
+        full_url = item.get("fullUrl") if isinstance(item, dict) else None
+        if not isinstance(resource, dict) or not isinstance(full_url, str) or not full_url:
+            rewritten.append(item)
+            continue
+        resource = dict(resource)
+        if not resource.get("id") and full_url.startswith("urn:uuid:"):
+            resource["id"] = full_url.removeprefix("urn:uuid:")
+        if isinstance(resource.get("resourceType"), str) and resource.get("id"):
+            aliases[full_url] = f"{resource['resourceType']}/{resource['id']}"
+        rewritten.append({**item, "resource": resource})
+    if not aliases:
+        return entries
+    return [
+        {**item, "resource": _rewrite(item["resource"], aliases)}
+        if isinstance(item, dict) and isinstance(item.get("resource"), dict)
+        else item
+        for item in rewritten
+    ]
+
+
+def _rewrite(value: Any, aliases: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: aliases.get(item, item) if key == "reference" and isinstance(item, str) else _rewrite(item, aliases)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_rewrite(item, aliases) for item in value]
+    return value
+
+
 def check(bundle: Any, *, max_entries: int, permits: Permits) -> tuple[str, list[Entry]]:
     """Read a Bundle's entries: a transaction raises ``BundleError`` at its first bad entry; a
     batch keeps each entry's error beside it."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BundleError(None, "not_a_bundle")
+    if set(bundle) - BUNDLE_FIELDS:
+        raise BundleError(None, "unknown_field:Bundle")
     kind = bundle.get("type")
     if kind not in {"transaction", "batch"}:
         raise BundleError(None, "bundle_type:transaction or batch")
@@ -199,6 +257,7 @@ def check(bundle: Any, *, max_entries: int, permits: Permits) -> tuple[str, list
         raise BundleError(None, "entry_not_list")
     if len(entries) > max_entries:
         raise BundleError(None, f"too_many_entries:at most {max_entries}", status=413)
+    entries = _local_references(entries)
     checked: list[Entry] = []
     for index, item in enumerate(entries):
         try:

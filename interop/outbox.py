@@ -25,11 +25,12 @@ from django.db.models import Max
 
 from interop.context import IMPORT_ACTOR_EMAIL
 from interop.models import BackendClient
-from portal.models import Action, LedgerLeaf, Outcome, User
+from portal.models import Action, AuditEvent, LedgerLeaf, Outcome, User
 
 # At most this many ledger leaves are looked at per page: a page of a quiet outbox (mostly reads in
 # the trail) still answers quickly, and its cursor moves past what it looked at.
 SCAN_WINDOW = 50_000
+CHUNK = 2_000
 OPERATIONS = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "delete"}
 # Types whose FHIR resource is one per child (``interop.outbound``), while the audit trail names the rows.
 BY_CHILD = frozenset({"CareTeam"})
@@ -64,34 +65,41 @@ def _change(index: int, kind: str, ident: str, child: Any, action: str, at: date
 
 def changes_since(*, cursor: int, count: int, types: Collection[str]) -> Page:
     """Changes after ``cursor`` (a ledger leaf index; -1 for the beginning), at most ``count``, of
-    the given resource types, in ledger order."""
+    the given resource types, in ledger order.
+
+    Leaves are read in chunks by index range, then their audit rows by primary key: each chunk is
+    two primary-key lookups, whatever the ledger's size."""
     if not types:
         return Page([], cursor)
     window_end = cursor + SCAN_WINDOW
     # The last sealed leaf is read first: leaves are sealed as a prefix (one sequencer at a time,
-    # each batch in index order) and never removed, so every leaf up to it is visible to the query
+    # each batch in index order) and never removed, so every leaf up to it is visible to the queries
     # below, whichever seal commits in between; what sealed after it waits for the next page.
     last = LedgerLeaf.objects.filter(index__lte=window_end).aggregate(last=Max("index"))["last"]
     bound = min(window_end, last if last is not None else -1)
-    if bound <= cursor:
-        return Page([], cursor)
-    rows = list(
-        LedgerLeaf.objects.filter(
-            index__gt=cursor,
-            index__lte=bound,
-            event__action__in=list(OPERATIONS),
-            event__outcome=Outcome.SUCCESS,
-            event__entity_type__in=list(types),
+    actors = _ehr_actors()
+    changes: list[Change] = []
+    position = cursor
+    while position < bound:
+        leaves = dict(
+            LedgerLeaf.objects.filter(index__gt=position, index__lte=bound)
+            .order_by("index")
+            .values_list("event_id", "index")[:CHUNK]
         )
-        .exclude(event__entity_id="")
-        .exclude(event__entity_type__in=list(BY_CHILD), event__child_id__isnull=True)
-        .exclude(event__actor_id__in=_ehr_actors())
-        .order_by("index")
-        .values_list(
-            "index", "event__entity_type", "event__entity_id", "event__child_id", "event__action", "event__recorded_at"
-        )[:count]
-    )
-    changes = [_change(*row) for row in rows]
-    if len(changes) == count:
-        return Page(changes, changes[-1].cursor)
-    return Page(changes, bound)
+        if not leaves:
+            break
+        rows = (
+            AuditEvent.objects.filter(
+                seq__in=list(leaves), action__in=list(OPERATIONS), outcome=Outcome.SUCCESS, entity_type__in=list(types)
+            )
+            .exclude(entity_id="")
+            .exclude(entity_type__in=list(BY_CHILD), child_id__isnull=True)
+            .exclude(actor_id__in=actors)
+            .values_list("seq", "entity_type", "entity_id", "child_id", "action", "recorded_at")
+        )
+        for index, row in sorted((leaves[row[0]], row) for row in rows):
+            changes.append(_change(index, *row[1:]))
+            if len(changes) == count:
+                return Page(changes, index)
+        position = max(leaves.values())
+    return Page(changes, max(position, cursor))

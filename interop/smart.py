@@ -184,6 +184,8 @@ def client_register(*, client_id: str, name: str, jwks: dict[str, Any], scopes: 
     a bad client id, key set or scope)."""
     if not CLIENT_ID.match(client_id):
         raise ValueError("client id: letters, digits, '.', '_' and '-', at most 64")
+    if BackendClient.objects.filter(client_id__iexact=client_id).exists():
+        raise ValueError("a client with this id (in any letter case) is registered already")
     parsed = parse_scopes(scopes)
     if not parsed:
         raise ValueError("at least one scope is needed")

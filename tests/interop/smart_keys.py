@@ -80,10 +80,10 @@ def token_request(http: Client, signed: str, scope: str = "system/*.rs") -> Any:
 
 
 def access_token(client_id: str, key: KeyPair, scope: str = "system/*.rs") -> str:
-    response = token_request(Client(), assertion(client_id, key), scope)
+    response = token_request(Client(enforce_csrf_checks=True), assertion(client_id, key), scope)
     assert response.status_code == 200, response.content
     return str(response.json()["access_token"])
 
 
 def bearer(token: str) -> Client:
-    return Client(headers={"Authorization": f"Bearer {token}"})
+    return Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {token}"})

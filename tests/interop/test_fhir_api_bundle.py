@@ -202,6 +202,9 @@ def test_bad_bundles_are_refused_with_a_clear_code(
         ),
         (transaction(entry(patient) | {"request": {"method": "PUT", "url": "Patient/other-id"}}), 400, "url_mismatch"),
         (transaction(entry({**patient, "unknownField": 1})), 400, "invalid:"),
+        ({**transaction(entry(patient)), "extra": 1}, 400, "unknown_field:Bundle"),
+        (transaction(entry(patient) | {"note": "x"}), 400, "unknown_field:entry"),
+        (transaction(entry(patient) | {"request": {"method": "PUT", "url": "Patient", "x": 1}}), 400, "unknown_field"),
     ]
     for bundle, status, reason in cases:
         response = post(token, bundle)
@@ -233,3 +236,20 @@ def test_a_bundle_needs_a_token(hospital: fhir_hospital.Hospital) -> None:
     )
     assert response.status_code == 401
     assert not Child.objects.exists()
+
+
+def test_entries_may_refer_to_each_other_by_urn_uuid(
+    engine: tuple[BackendClient, str], hospital: fhir_hospital.Hospital
+) -> None:
+    _, token = engine
+    patient, *related = reversed(family(hospital))
+    sent = {key: value for key, value in patient.items() if key != "id"}
+    urn = "urn:uuid:6f1c1d1e-2b7a-4c55-9a41-0d7f3c9e8b21"
+    entries = [{"fullUrl": urn, "resource": sent, "request": {"method": "POST", "url": "Patient"}}]
+    for person in related:
+        entries.append(entry({**person, "patient": {"reference": urn}}))
+    response = post(token, transaction(*entries))
+    assert response.status_code == 200, response.content
+    record = SourceRecord.objects.get(resource_type="Patient")
+    assert record.resource_id == urn.removeprefix("urn:uuid:")
+    assert GuardianLink.objects.filter(child_id=record.target).count() == len(related)

@@ -5,15 +5,19 @@ client as actor; no user session opens any of it."""
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from fixtures import fhir_hospital
 from interop.models import BackendClient
+from portal import ledger, services
 from portal.models import AuditEvent
 from tests.conftest import ADA_MRN, ADA_NAME, BEN_NAME, PERSONAS, World
 from tests.interop.conftest import ANCHOR, NOW
@@ -144,3 +148,38 @@ def test_a_pushed_patient_reads_back_with_its_identifier(frozen: None, engine: t
         i.get("system") == mrn["system"] and i["value"] == mrn["value"] for i in found[0]["resource"]["identifier"]
     )
     assert found[0]["resource"]["birthDate"] == patient["birthDate"]
+
+
+def _queries(http: Client, path: str, params: dict[str, str]) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = http.get(path, params)
+    assert response.status_code == 200, response.content
+    return len(captured)
+
+
+def test_a_search_page_and_a_changes_page_take_a_fixed_number_of_queries(
+    frozen: None, world: World, engine: tuple[BackendClient, str]
+) -> None:
+    _, token = engine
+    http = bearer(token)
+    for n in range(4):
+        services.child_create(actor=world.admin, name=f"Kid {n}", mrn=f"Q-{n}", date_of_birth=date(2019, 1, 1))
+    ledger.seal()
+    small = _queries(http, "/fhir/R4/Patient", {"_count": "1"})
+    large = _queries(http, "/fhir/R4/Patient", {"_count": "6"})
+    assert small == large
+    ledger.seal()
+    one = _queries(http, "/fhir/R4/$changes", {"_count": "1"})
+    many = _queries(http, "/fhir/R4/$changes", {"_count": "10"})
+    assert one == many
+
+
+def test_unknown_paths_and_methods_answer_operation_outcomes(frozen: None, engine: tuple[BackendClient, str]) -> None:
+    _, token = engine
+    deep = bearer(token).get("/fhir/R4/Patient/a/_history/1")
+    assert deep.status_code == 404 and deep.json()["issue"][0]["code"] == "not-found"
+    strict = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {token}"})
+    wrong = strict.delete("/fhir/R4/Patient/00000000-0000-0000-0000-000000000001")
+    assert wrong.status_code == 405 and wrong.json()["issue"][0]["code"] == "not-supported"
+    assert wrong["Allow"] == "GET, HEAD"
+    assert Client().put("/fhir/R4/metadata").status_code == 405

@@ -263,6 +263,8 @@ def test_register_from_pem_and_jwks_files_rotate_and_list(tmp_path: Path) -> Non
     call_command("fhir_client", "keys", "engine", "--keys", str(jwks), stdout=out)
     assert access_token("engine", ec)
     assert token_request(Client(), assertion("engine", rsa_pair)).json()["error"] == "invalid_client"
+    with pytest.raises(CommandError, match="registered already"):
+        call_command("fhir_client", "register", "ENGINE", "--name", "E", "--keys", str(jwks), "--scope", "system/*.rs")
     call_command("fhir_client", "list", stdout=out)
     assert "engine\tactive\tsystem/*.rs\tkids=ec-1" in out.getvalue()
 

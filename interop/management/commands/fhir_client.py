@@ -58,8 +58,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"{client.client_id}\t{state}\t{client.scopes}\tkids={kids}\t{client.name}")
             return
         if action == "register":
-            if BackendClient.objects.filter(client_id=options["client_id"]).exists():
-                raise CommandError("A client with this id is registered already (use `keys` to rotate its keys).")
             jwks = read_keys(options["keys"], options.get("kid"))
             try:
                 client = smart.client_register(
