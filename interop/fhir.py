@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -115,6 +116,19 @@ def read(line: str) -> Resource:
     )
 
 
+def parse_date_time(value: str | None, time_zone: str) -> datetime | None:
+    """A FHIR ``dateTime``: an instant with its offset, or a whole day (midnight in ``time_zone``, the
+    hospital's). A year or a month alone is too vague to date a result: ``partial_date``."""
+    if not value:
+        return None
+    if len(value) == 10:
+        day = date.fromisoformat(value)
+        return datetime.combine(day, time(0), tzinfo=ZoneInfo(time_zone))
+    if len(value) < 10:
+        raise Unmappable("partial_date")
+    return parse_instant(value)
+
+
 def is_older(incoming_version: str, incoming_updated: datetime | None, version: str, updated: datetime | None) -> bool:
     """Whether the incoming version precedes the stored one: by ``meta.lastUpdated`` when both carry
     it and they differ, else by ``meta.versionId`` when both are numbers (the usual EHR practice)."""
@@ -138,6 +152,14 @@ def codes(concept: dict[str, Any] | None, system: str | None = None) -> list[str
         for c in (concept or {}).get("coding") or []
         if c.get("code") and (system is None or c.get("system") == system)
     ]
+
+
+def contained(data: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The contained resource a local reference ``#id`` points to, else None."""
+    text = str((reference or {}).get("reference") or "")
+    if not text.startswith("#"):
+        return None
+    return next((c for c in data.get("contained") or [] if c.get("id") == text[1:]), None)
 
 
 def concept_text(concept: dict[str, Any] | None) -> str:

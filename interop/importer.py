@@ -45,6 +45,10 @@ OUTCOMES = ("created", "updated", "unchanged", "older", "deleted", "rejected", "
 # connection, an interruption) stops the run, to be continued by the next one.
 LINE_ERRORS = (Unmappable, DjangoValidationError, ValueError, KeyError, TypeError, ArithmeticError)
 DEFAULT_BATCH = 200
+# A line longer than this is rejected unread (``line_too_large``): the largest resource the portal
+# takes is a visit summary with a 10 MB PDF, 13.4 million characters of base64.
+MAX_LINE_CHARS = 16 * 1024 * 1024
+BATCH_MAX_CHARS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,14 @@ def _start_run(files: list[tuple[Path, str]], full_export: bool) -> tuple[Import
     return run, False
 
 
-def _line(ctx: Context, batch: _Batch, file: ImportFile, number: int, text: str) -> None:
-    """Import one line; a bad one is counted and reported, and leaves nothing behind."""
+def _line(ctx: Context, batch: _Batch, file: ImportFile, number: int, text: str | None) -> None:
+    """Import one line (None: one too long to read); a bad one is counted and reported, and leaves
+    nothing behind."""
     kind, existing = file.resource_type, None
     try:
+        if text is None:
+            batch.unidentified.add(kind)
+            raise Unmappable("line_too_large")
         data = fhir.parse_line(text)
         kind = data["resourceType"]
         if kind not in MAPPINGS:
@@ -212,27 +220,44 @@ def _commit(file: ImportFile, batch: _Batch, last_line: int, completed: bool) ->
     ImportIssue.objects.bulk_create(batch.issues, ignore_conflicts=True)
 
 
-def _lines(path: Path, after: int) -> Iterator[tuple[int, str]]:
+def _lines(path: Path, after: int) -> Iterator[tuple[int, str | None]]:
+    """The file's non-blank lines after line ``after``; a line longer than ``MAX_LINE_CHARS`` comes as
+    None, its rest read and dropped in pieces (never held whole)."""
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            if number > after and text.strip():
+        number = 0
+        while text := handle.readline(MAX_LINE_CHARS + 1):
+            number += 1
+            if len(text) > MAX_LINE_CHARS:
+                while not text.endswith("\n") and (text := handle.readline(1 << 20)):
+                    pass
+                if number > after:
+                    yield number, None
+            elif number > after and text.strip():
                 yield number, text
 
 
 def _import_file(ctx: Context, file: ImportFile, path: Path, batch_size: int) -> None:
-    pending: list[tuple[int, str]] = []
+    """Batches of at most ``batch_size`` lines and about ``BATCH_MAX_CHARS`` characters (a batch of
+    PDF-carrying lines stays small), one transaction each."""
     lines = _lines(path, file.lines_committed)
-    while True:
-        pending = [line for _, line in zip(range(batch_size), lines, strict=False)]
+    exhausted = False
+    while not exhausted:
+        pending: list[tuple[int, str | None]] = []
+        size = 0
+        for item in lines:
+            pending.append(item)
+            size += len(item[1] or "")
+            if len(pending) >= batch_size or size >= BATCH_MAX_CHARS:
+                break
+        else:
+            exhausted = True
         last = pending[-1][0] if pending else None
         ctx.forget()
         with transaction.atomic():
             batch = _Batch()
             for number, text in pending:
                 _line(ctx, batch, file, number, text)
-            _commit(file, batch, last or file.lines_committed, completed=len(pending) < batch_size)
-        if len(pending) < batch_size:
-            return
+            _commit(file, batch, last or file.lines_committed, completed=exhausted)
 
 
 def _delete_missing(ctx: Context, run: ImportRun, batch_size: int) -> list[str]:

@@ -12,6 +12,7 @@ from uuid import UUID
 from interop.context import Context
 from interop.fhir import Resource
 from interop.models import SourceRecord
+from portal.fields import BlindIndexField
 
 
 @dataclass
@@ -29,3 +30,11 @@ class Mapping:
     target_type: str
     apply: Callable[[Context, Resource, SourceRecord | None], Mapped]
     remove: Callable[[Context, SourceRecord], None]
+
+
+def source_key(resource: Resource) -> str:
+    """The key a portal row made from ``resource`` is recorded under in care's ``source_id``: the
+    blind index of its business identifier (stable, and no identifier in the clear)."""
+    index_field = SourceRecord._meta.get_field("identifier_index")
+    assert isinstance(index_field, BlindIndexField)
+    return f"ehr:{index_field.index_of(resource.identifier)}"

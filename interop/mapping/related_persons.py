@@ -1,17 +1,17 @@
 """RelatedPerson → a guardian invitation bound to the email address on the resource.
 
 The invitation is the portal's own (an ``invited`` link and a single-use code; only its hash is kept),
-made with the same code scheme as staff invitations and sent to the address after commit, with no
-PHI in the message. Staff-made invitations are rate-limited per person; the import is one trusted
-batch from the EHR, so it is not. Invitations bind to an email address alone (phone numbers are
-verified nowhere in the portal): a RelatedPerson with only a phone number is rejected as
+issued by ``portal.services.invitation_create_for_system`` (recipient-bound and audited as staff
+invitations are, not counted against a person's create rate, since the import is one trusted batch
+from the EHR) and sent to the address after commit, with no PHI in the message. Invitations bind to
+an email address alone (the invitation model has no phone recipient, and phone numbers are verified
+nowhere in the portal): a RelatedPerson with only a phone number is rejected as
 ``no_email_for_invitation`` so staff can invite that family by hand.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,8 +25,9 @@ from interop.fhir import Resource, codes
 from interop.mapping.base import Mapped, Mapping
 from interop.models import SourceRecord
 from portal import audit, events
-from portal.models import Child, GuardianLink, Invitation
-from portal.services.invitations import _code_hash, _new_code
+from portal.errors import ApiError
+from portal.models import Child, GuardianLink
+from portal.services import invitation_create_for_system
 from portal.vocabulary import Resource as Entity
 
 logger = logging.getLogger(__name__)
@@ -83,26 +84,19 @@ def _send(email: str, code: str, hours: int, invitation_id: Any) -> None:
 
 def _invite(ctx: Context, child: Child, relationship: str, email: str) -> GuardianLink:
     hours = int(settings.PORTAL_INVITATION_TTL_HOURS)
-    code = _new_code()
-    now = timezone.now()
-    link = GuardianLink.objects.create(
-        child=child,
-        relationship=relationship,
-        status=GuardianLink.Status.INVITED,
-        granted_by=ctx.actor,
-        granted_at=now,
-    )
-    invitation = Invitation.objects.create(
-        link=link,
-        code_hash=_code_hash(code),
-        recipient_email=email,
-        created_by=ctx.actor,
-        created_at=now,
-        expires_at=now + timedelta(hours=hours),
-    )
-    ctx.audit(audit.Action.CREATE, Entity.INVITATION, invitation.pk, child.pk)
+    try:
+        invitation, code = invitation_create_for_system(
+            actor=ctx.actor,
+            child=child,
+            relationship=relationship,
+            recipient_email=email,
+            reason="ehr_import",
+            expires_in_hours=hours,
+        )
+    except ApiError as error:
+        raise Unmappable(f"invitation:{error.code}") from None
     transaction.on_commit(lambda: _send(email, code, hours, invitation.pk))
-    return link
+    return invitation.link
 
 
 def _end(ctx: Context, link: GuardianLink, reason: str) -> None:

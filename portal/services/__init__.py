@@ -4,7 +4,13 @@ user, checks what it needs through the access policy and writes its own audit ro
 
 from portal.services.care_teams import care_team_add, care_team_end
 from portal.services.children import child_create, user_language_set
-from portal.services.invitations import CODE_ALPHABET, CODE_LENGTH, invitation_create, invitation_redeem
+from portal.services.invitations import (
+    CODE_ALPHABET,
+    CODE_LENGTH,
+    invitation_create,
+    invitation_create_for_system,
+    invitation_redeem,
+)
 from portal.services.links import (
     LinkBreach,
     link_approve,
@@ -23,6 +29,7 @@ __all__ = [
     "care_team_end",
     "child_create",
     "invitation_create",
+    "invitation_create_for_system",
     "invitation_redeem",
     "link_approve",
     "link_breaches",

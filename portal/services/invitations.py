@@ -15,7 +15,7 @@ from portal import audit, events, ratelimit
 from portal.access import Capability, ChildAccess, holds_staff_role, live_link_q
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
-from portal.models import GuardianLink, Invitation, User
+from portal.models import Child, GuardianLink, Invitation, User
 from portal.vocabulary import Resource
 
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on phones.
@@ -63,12 +63,34 @@ def invitation_create(
             code="invitation_to_self",
         )
     ratelimit.enforce("invitation_create", [str(actor.pk)], settings.PORTAL_INVITATION_CREATE_RATE)
-    hours = expires_in_hours or settings.PORTAL_INVITATION_TTL_HOURS
+    return _issue(
+        actor=actor,
+        child=access.child,
+        relationship=relationship,
+        recipient_email=recipient_email,
+        scope=scope,
+        court_appointed=court_appointed,
+        hours=expires_in_hours or settings.PORTAL_INVITATION_TTL_HOURS,
+    )
+
+
+def _issue(
+    *,
+    actor: User,
+    child: Child,
+    relationship: str,
+    recipient_email: str,
+    scope: str,
+    court_appointed: bool,
+    hours: int,
+    reason: str = "",
+) -> tuple[Invitation, str]:
+    """The ``invited`` link, its invitation (the code's hash only) and the audit row, in one transaction."""
     code = _new_code()
     now = timezone.now()
     with transaction.atomic():
         link = GuardianLink.objects.create(
-            child=access.child,
+            child=child,
             relationship=relationship,
             scope=scope,
             court_appointed=court_appointed,
@@ -89,9 +111,45 @@ def invitation_create(
             action=audit.Action.CREATE,
             entity_type=Resource.INVITATION,
             entity_id=invitation.pk,
-            child_id=access.child.pk,
+            child_id=child.pk,
+            reason=reason,
         )
     return invitation, code
+
+
+def invitation_create_for_system(
+    *,
+    actor: User,
+    child: Child,
+    relationship: str,
+    recipient_email: str,
+    reason: str,
+    scope: str = GuardianLink.Scope.FULL,
+    expires_in_hours: int | None = None,
+) -> tuple[Invitation, str]:
+    """An invitation a trusted system issues (the EHR import inviting the family the EHR lists).
+
+    As ``invitation_create``, it is bound to ``recipient_email`` (only an account that verified that
+    address redeems it), single-use, expiring and audited (with ``reason``); it is not counted against
+    a per-person create rate, since a system issues one batch of them. ``actor`` must be a system
+    account, one that can never sign in (inactive, no usable password): a person's invitations go
+    through ``invitation_create`` and its access check and rate. Returns the code once.
+    """
+    if actor.is_active or actor.has_usable_password():
+        raise Invalid("Only a system account issues system invitations.", code="not_a_system_account")
+    recipient_email = recipient_email.strip().lower()
+    if "@" not in recipient_email:
+        raise Invalid("The invitation needs the recipient's email address.", code="invalid_email")
+    return _issue(
+        actor=actor,
+        child=child,
+        relationship=relationship,
+        recipient_email=recipient_email,
+        scope=scope,
+        court_appointed=False,
+        hours=expires_in_hours or settings.PORTAL_INVITATION_TTL_HOURS,
+        reason=reason,
+    )
 
 
 def _redeem_refusal(actor: User, invitation: Invitation | None, now: datetime) -> tuple[str, ApiError] | None:

@@ -11,7 +11,16 @@ import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 
-from care.models import Appointment, Coverage, MedicationPlan
+from care.models import (
+    Appointment,
+    Coverage,
+    MedicationPlan,
+    ResultReport,
+    ScheduleException,
+    TestResult,
+    VisitSummary,
+    WorkingHours,
+)
 from fixtures import fhir_hospital
 from interop.fhir import business_identifier
 from interop.models import SourceRecord
@@ -74,6 +83,7 @@ def row_counts() -> dict[str, int]:
     """Rows of every model an import may write, the audit trail and the event streams included."""
     models = [Child, User, Department, DepartmentMembership, GuardianLink, Invitation, CareTeamMembership]
     models += [Appointment, MedicationPlan, Coverage, AuditEvent, UserEvent, SourceRecord]
+    models += [ResultReport, TestResult, VisitSummary, WorkingHours, ScheduleException]
     return {model.__name__: model._default_manager.count() for model in models}
 
 

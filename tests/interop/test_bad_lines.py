@@ -60,21 +60,12 @@ def test_bad_lines_are_reported_and_the_rest_imported(small_hospital, tmp_path, 
         assert hits(str(record.__dict__)) == []
 
 
-def test_unknown_and_not_yet_imported_types_are_counted_not_rejected(tmp_path, frozen):
+def test_types_without_a_mapping_are_counted_unsupported_not_rejected(tmp_path, frozen):
     export = tmp_path / "export"
-    observation = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "HbA1c"}}
-    slot = {
-        "resourceType": "Slot",
-        "id": "s1",
-        "schedule": {"reference": "Schedule/1"},
-        "status": "free",
-        "start": "2026-12-02T15:00:00Z",
-        "end": "2026-12-02T15:20:00Z",
-    }
-    write_lines(export / "Observation.ndjson", [observation, observation])
-    write_lines(export / "Slot.ndjson", [slot])
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    write_lines(export / "Encounter.ndjson", [encounter, encounter])
     output, failed = run_import(export)
     assert not failed
     rows = {line.split()[0]: line.split()[1:] for line in output.splitlines()[2:]}
-    assert rows["Observation"][6] == "2"  # not_imported
-    assert rows["Slot"][7] == "1"  # unsupported
+    assert rows["Encounter"][7] == "2"  # unsupported
+    assert rows["Encounter"][5] == "0"  # not rejected

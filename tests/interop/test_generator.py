@@ -31,3 +31,19 @@ def test_the_command_writes_one_file_per_type(tmp_path):
     assert written == sorted(f"{kind}.ndjson" for kind in fhir_hospital.RESOURCE_TYPES)
     assert len((tmp_path / "Patient.ndjson").read_text().splitlines()) == 3
     assert out.getvalue().count(".ndjson") == len(written)
+
+
+def test_the_streaming_export_writes_the_same_bytes_with_results_summaries_and_slots(tmp_path):
+    held = fhir_hospital.write(fhir_hospital.generate(patients=9, seed=5), tmp_path / "memory")
+    streamed = fhir_hospital.export(tmp_path / "stream", patients=9, seed=5)
+    assert [p.name for p in streamed] == [p.name for p in held]
+    assert [p.read_bytes() for p in streamed] == [p.read_bytes() for p in held]
+    lines = {p.name.split(".")[0]: [json.loads(line) for line in p.read_text().splitlines()] for p in streamed}
+    codes = {o["code"]["coding"][0]["code"] for o in lines["Observation"]}
+    assert {"718-7", "2345-7"} <= codes  # a blood count and a metabolic panel
+    flags = {o["interpretation"][0]["coding"][0]["code"] for o in lines["Observation"] if "interpretation" in o}
+    assert flags == {"N", "L", "H"}
+    assert any(r["category"][0]["coding"][0]["code"] == "GE" for r in lines["DiagnosticReport"])
+    kinds = {c["attachment"]["contentType"] for d in lines["DocumentReference"] for c in d["content"]}
+    assert kinds == {"text/plain; charset=utf-8", "application/pdf"}
+    assert {s["status"] for s in lines["Slot"]} == {"free", "busy", "busy-unavailable"}

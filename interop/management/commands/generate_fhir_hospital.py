@@ -12,7 +12,10 @@ from fixtures import fhir_hospital
 
 
 class Command(BaseCommand):
-    help = "Write NDJSON files (one per FHIR resource type) for a synthetic hospital; deterministic for a seed."
+    help = (
+        "Write NDJSON files (one per FHIR resource type) for a synthetic hospital, streaming (memory flat in "
+        "--patients); deterministic for a seed."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--patients", type=int, default=20)
@@ -24,6 +27,8 @@ class Command(BaseCommand):
         if options["patients"] < 1:
             raise CommandError("--patients must be at least 1.")
         anchor = datetime.fromisoformat(options["anchor"]).replace(tzinfo=UTC)
-        hospital = fhir_hospital.generate(patients=options["patients"], seed=options["seed"], anchor=anchor)
-        for path in fhir_hospital.write(hospital, Path(options["out"])):
+        paths = fhir_hospital.export(
+            Path(options["out"]), patients=options["patients"], seed=options["seed"], anchor=anchor
+        )
+        for path in paths:
             self.stdout.write(str(path))
