@@ -276,9 +276,6 @@ def _unread_counts(user: User, child_ids: list[uuid.UUID]) -> dict[uuid.UUID, in
     return dict(counter(user=user, child_ids=child_ids))
 
 
-NOTHING_NEW: dict[str, Any] = {"results": 0, "visit_summaries": 0, "items": []}
-
-
 def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
     """Everything a guardian needs at a glance, for every child they may see, in a fixed number of
     queries whatever the number of children and plans."""
@@ -313,7 +310,9 @@ def today(*, user: User, now: datetime | None = None) -> dict[str, Any]:
                 "appointments": [appointment_out(row, limited=not clinical) for row in upcoming.get(child_id, [])],
                 "doses": sorted(doses.get(child_id, []), key=lambda d: d["at"]) if clinical else None,
                 "open_refills": [refill_out(r) for r in refills[child_id]] if clinical else None,
-                "new_results": new.get(child_id, NOTHING_NEW) if clinical else None,
+                "new_results": (new.get(child_id) or {"results": 0, "visit_summaries": 0, "items": []})
+                if clinical
+                else None,
                 "unread_messages": unread.get(child_id, 0),
             }
         )

@@ -70,12 +70,10 @@ def test_demo_hospital(db: Any, capsys: Any) -> None:
     from messaging.groups.models import Group, Post
 
     assert Group.objects.count() == 2 and Post.objects.filter(status="pending").count() == 1
-    # Sofia's peak flow and visit summary are new to Maria; Lucas's review results are older than a month.
-    sofia = next(entry for entry in glance["children"] if entry["child"]["name"] == "Sofia Garcia")
-    assert [item["name"] for item in sofia["new_results"]["items"]] == [
-        "Peak flow",
-        "Asthma check: after-visit summary",
-    ]
+    # The imported results and visit summary are new to Maria (released when they were imported).
+    new = {entry["child"]["name"]: entry["new_results"] for entry in glance["children"]}
+    assert {item["name"] for item in new["Sofia Garcia"]["items"]} == {"Peak flow", "Asthma check: after-visit summary"}
+    assert (new["Lucas Garcia"]["results"], new["Lucas Garcia"]["visit_summaries"]) == (2, 0)
     # Running it again changes nothing.
     counts = _counts()
     call_command("load_demo")
@@ -95,7 +93,7 @@ def _counts() -> dict[str, int]:
 
 def test_the_demo_hospital_comes_in_through_the_fhir_importer(db: Any) -> None:
     """Its record is the EHR's export (``fixtures.demo_fhir``) imported whole, with nothing rejected."""
-    from care.models import Appointment, Coverage, MedicationPlan
+    from care.models import Appointment, Coverage, MedicationPlan, TestResult, VisitSummary
     from fixtures import demo_fhir
     from interop.models import ImportIssue, ImportRun, SourceRecord
     from portal.models import CareTeamMembership
@@ -107,6 +105,14 @@ def test_the_demo_hospital_comes_in_through_the_fhir_importer(db: Any) -> None:
     by_type = dict(SourceRecord.objects.values_list("resource_type").annotate(n=Count("id")))
     assert by_type == {kind: len(rows) for kind, rows in exported.items() if rows}
     assert by_type["Patient"] == Child.objects.count() == 9
+    assert TestResult.objects.count() == by_type["Observation"] == 3 and VisitSummary.objects.count() == 1
+    hba1c = next(row for row in TestResult.objects.select_related("report") if row.name.startswith("HbA1c"))
+    assert (hba1c.value, hba1c.unit, hba1c.interpretation, hba1c.report.name) == (  # type: ignore[union-attr]
+        "7.4",
+        "%",
+        "high",
+        "Diabetes review bloods",
+    )
     # Every row the record became names the import as its source: the import actor made them.
     actor = User.objects.get(email="ehr-import@system.invalid")
     assert Appointment.objects.filter(created_by=actor).count() == by_type["Appointment"]
