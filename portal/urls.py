@@ -3,7 +3,6 @@ from django.urls import include, path
 from portal.admin import site as admin_site
 from portal.apiroot import api
 
-
 urlpatterns = [
     path("api/v1/", api.urls),
     path("_allauth/", include("allauth.headless.urls")),
