@@ -36,7 +36,7 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHONE = {"width": 390, "height": 844}
+PHONE: Any = {"width": 390, "height": 844}  # playwright's ViewportSize
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 # Tuesday 10 March 2026, 14:00 UTC = 10:00 in New York (Ada's zone); the clock runs on from there.
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
