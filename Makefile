@@ -8,7 +8,7 @@ PORT ?= 8000
 # An IPv6 HOST needs its colons escaped for the endpoint string: HOST='\:\:1'.
 BACKLOG ?= 1024
 
-.PHONY: run test install install-dev lint typecheck pytest fuzz migrate demo clean
+.PHONY: run test install install-dev lint typecheck pytest fuzz migrate demo clean axe messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -47,8 +47,22 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# axe-core (accessibility rules) for the web app's browser test, from the npm registry into the
+# git-ignored node_modules/. Without npm the browser test skips (unless PORTAL_BROWSER_TESTS is set).
+AXE_VERSION := 4.14.1
+node_modules/axe-core/axe.min.js:
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix . --no-save --no-package-lock --no-audit --no-fund axe-core@$(AXE_VERSION); \
+	else echo "npm not found: the web app's browser test will skip"; fi
+axe: node_modules/axe-core/axe.min.js
+
+# The web app's Spanish catalogue: web/locale/es/LC_MESSAGES/django.mo is committed; after editing the
+# .po, this recompiles it (GNU gettext's msgfmt, through Django).
+messages: install
+	cd web && ../$(BIN)/django-admin compilemessages -l es --settings=portal.settings --pythonpath=..
+
 # The suite's whole log goes to var/test.log, which must hold none of the planted PHI canaries.
-pytest: install-dev
+pytest: install-dev axe
 	mkdir -p var
 	$(BIN)/pytest --log-file=var/test.log --log-file-level=DEBUG
 	$(BIN)/python -m tests.canaries var/test.log

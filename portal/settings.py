@@ -97,6 +97,8 @@ INSTALLED_APPS = [
     "messaging",
     "messaging.groups",
     "interop",
+    "web",  # the family web app at /
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -105,6 +107,8 @@ MIDDLEWARE = [
     "portal.middleware.InputLimitsMiddleware",  # input limits and the API's error shape (see below)
     "portal.middleware.HealthMiddleware",  # /api/v1/health without sessions or authentication
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page language from the browser; the web app's signed-in pages use the account's preference.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -113,6 +117,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -461,6 +466,26 @@ PORTAL_NO_STORE_PREFIXES = ("/api/", "/_allauth/", "/fhir/")
 # 429), and each (address, reason) writes one audit row per window, carrying the count.
 PORTAL_REFUSAL_WINDOW_SECONDS = env_int("PORTAL_REFUSAL_WINDOW_SECONDS", 300)
 PORTAL_REFUSAL_RATE = env("PORTAL_REFUSAL_RATE", "30/m") or "30/m"
+
+# -- Content-Security-Policy (django-csp): scripts, styles, images, forms and connections from this
+# origin only; no inline script or style, no plugins, no framing. Pages that inline their own script or
+# style by design (the API's Swagger page, allauth's OpenAPI page, the metrics dashboard's charts) are
+# left out of it; the family web app and the API are under it.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/v1/docs", "/_allauth/openapi.html", "/metrics/", "/admin/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "form-action": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # -- Input limits (oversized requests are refused before they are read; see portal/limits.py) ------
 # JSON and form bodies: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB by default). A multipart upload

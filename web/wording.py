@@ -1,0 +1,50 @@
+"""Refusals of the care services in the reader's language.
+
+The services explain a refusal in English (``ApiError.message``, the API's ``message``) with a stable
+``code``. English readers get the service's own sentence, which may carry figures (the next allowed
+time of an as-needed dose); other languages get the translated sentence for the code."""
+
+from __future__ import annotations
+
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from portal.errors import ApiError
+
+MESSAGES: dict[str, Promise] = {
+    "dose_already_recorded": _("This scheduled dose is already recorded."),
+    "dose_in_future": _("A dose cannot be recorded in the future."),
+    "not_a_scheduled_dose": _("No dose of this medicine is scheduled at that time."),
+    "plan_not_active": _("This medicine is no longer active."),
+    "dose_too_soon": _("The last dose was too recent; check the next allowed time on the medicine."),
+    "daily_maximum_reached": _("The daily maximum of doses has been given today."),
+    "no_refills_remaining": _("No refills remain on this prescription; message the care team."),
+    "refill_already_open": _("A refill request for this medicine is already open."),
+    "rate_limited": _("Too many attempts. Please wait a minute and try again."),
+}
+FALLBACK = _("This could not be done. Please try again or message the care team.")
+
+
+def error_text(error: ApiError) -> str:
+    """A refusal in words for the page."""
+    if (translation.get_language() or "en").startswith("en"):
+        return error.message
+    return str(MESSAGES.get(error.code, FALLBACK))
+
+
+REFILL_STATUS: dict[str, Promise] = {
+    "requested": _("Requested"),
+    "approved": _("Approved"),
+    "sent_to_pharmacy": _("Sent to the pharmacy"),
+    "ready": _("Ready to pick up"),
+}
+APPOINTMENT_STATUS: dict[str, Promise] = {
+    "proposed": _("Proposed"),
+    "booked": _("Booked"),
+    "arrived": _("Checked in"),
+}
+
+
+def label(labels: dict[str, Promise], value: str) -> str:
+    return str(labels.get(value, value))
