@@ -105,6 +105,32 @@ def appointments_list(
 # -- medication plans ---------------------------------------------------------------------------
 
 
+# The plan's columns the medication list shows or computes the schedule from.
+PLAN_COLUMNS = (
+    "id",
+    "medication",
+    "strength",
+    "form",
+    "dose_quantity",
+    "dose_unit",
+    "route",
+    "schedule_kind",
+    "times_of_day",
+    "weekdays",
+    "interval_hours",
+    "min_interval_minutes",
+    "max_per_day",
+    "start",
+    "end",
+    "instructions",
+    "prescriber",
+    "refills_allowed",
+    "refills_remaining",
+    "pharmacy",
+    "status",
+)
+
+
 def _plan_status(plan: MedicationPlan, tz: ZoneInfo, logs: list[DoseLog], now: datetime) -> PlanStatus:
     recorded = {log.scheduled_for for log in logs if log.scheduled_for is not None}
     pairs = [(log.scheduled_for, log.status) for log in logs]
@@ -122,15 +148,17 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
     """Active and recent plans with the next dose, overdue doses and adherence over 7 and 30 days."""
     moment = now or timezone.now()
     tz = zones.zone(access.child.time_zone)
+    # Only what the answer shows: of the prescriber the name (``User.__str__``), of each dose what
+    # the schedule and adherence are computed from (no note, no recorder).
     plans = list(
         hide_confidential(MedicationPlan.objects.filter(child=access.child), access)
         .select_related("prescriber")
+        .only(*PLAN_COLUMNS, "prescriber__id", "prescriber__display_name", "prescriber__email")
         .order_by("status", "start")
     )
     logs: dict[uuid.UUID, list[DoseLog]] = defaultdict(list)
-    for log in DoseLog.objects.filter(plan__in=plans, occurred_at__gte=moment - timedelta(days=31)).order_by(
-        "occurred_at"
-    ):
+    recent = DoseLog.objects.filter(plan__in=plans, occurred_at__gte=moment - timedelta(days=31))
+    for log in recent.only("plan_id", "scheduled_for", "occurred_at", "status").order_by("occurred_at"):
         logs[log.plan_id].append(log)
     _reads(user, Resource.MEDICATION_REQUEST, access)
     return [_plan_status(plan, tz, logs[plan.pk], moment) for plan in plans]

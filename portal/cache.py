@@ -24,6 +24,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
+from django.utils.functional import cached_property
 
 from portal.resilience import Outage, outage
 
@@ -72,6 +73,8 @@ class _StaleKeys:
 
 _stale: dict[str, _StaleKeys] = {}
 _stale_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
 
 
 class ResilientRedisCache(RedisCache):
@@ -102,6 +105,21 @@ class ResilientRedisCache(RedisCache):
             )
         else:
             raise ValueError(f"Unknown cache FALLBACK {mode!r}: use 'local' or 'none'.")
+
+    @cached_property
+    def _cache(self) -> Any:
+        """One Redis client (and connection pool) per server, options and process. Django makes a
+        cache instance per thread and, under ASGI, per context: each websocket's task and each call
+        from it into a thread got its own instance and with it its own pool and connections, about
+        two Redis connections per open socket (5,000 sockets reached Redis' 10,000-client limit)."""
+        # RedisCache's own attributes (not in django-stubs): the client class, servers and options.
+        servers, options, make = getattr(self, "_servers"), getattr(self, "_options"), getattr(self, "_class")  # noqa: B009
+        where = hashlib.sha256(repr((servers, sorted(options.items(), key=str))).encode()).hexdigest()
+        with _clients_lock:
+            client = _clients.get(where)
+            if client is None:
+                client = _clients[where] = make(servers, **options)
+        return client
 
     # -- the guard ----------------------------------------------------------------------------
 
@@ -139,7 +157,7 @@ class ResilientRedisCache(RedisCache):
                 raise
 
     def _client(self) -> Any:
-        return self._cache.get_client(None, write=True)  # type: ignore[attr-defined]
+        return self._cache.get_client(None, write=True)
 
     def probe(self) -> bool:
         """A real round trip to Redis (for ``/health``), whatever the outage record says."""

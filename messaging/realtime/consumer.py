@@ -29,26 +29,28 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 from allauth.core.internal.sessionkit import get_session_user
 from allauth.headless.internal.sessionkit import session_store
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Max
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.sqlite3.creation import DatabaseCreation as SqliteCreation
 
 from messaging.models import UserEvent
 from messaging.realtime import presence, stream
 from messaging.realtime.control import user_group
 from messaging.realtime.heartbeat import Pulse, heartbeat
-from portal.access import has_mfa, requires_mfa
+from portal.admission import mfa_state
+from portal.prepared import Prepared
 from portal.sessions import LAST_SEEN_KEY, check_idle, idle_timeout_for
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -60,6 +62,47 @@ SENT_MEMORY = 2000
 # While the session cache does not answer (Redis down), every third beat asks the database instead.
 RECHECK_EVERY = 3
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def on_any_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Run ``function``'s database work on a thread of the event loop's pool, not on the one thread
+    per process that ``database_sync_to_async`` shares with every other socket: thousands of sockets
+    opening at once (a reconnect storm) would otherwise wait in a single line behind each other's
+    queries. An in-memory SQLite database (the test database) is the exception: its connections
+    share table locks that do not wait, so its work stays on the one thread."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            # Give back every connection the call opened (to the pool, when there is one). It must
+            # happen here, inside the call's context: Django's connections are context-local under
+            # ASGI, and one opened here is seen neither by a later call on this thread nor by
+            # ``close_old_connections`` run around it (``database_sync_to_async``), so it would be
+            # held until the process ends.
+            for connection in connections.all(initialized_only=True):
+                connection.close()
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = await sync_to_async(call, thread_sensitive=_in_memory_sqlite())(*args, **kwargs)
+        return result
+
+    return run
+
+
+def _in_memory_sqlite() -> bool:
+    # From the settings, never ``connections[...]``: that would make a connection in the event loop's
+    # context, which every call from it would then share across threads (Django's connections are
+    # context-local under ASGI).
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    return "sqlite3" in database["ENGINE"] and SqliteCreation.is_in_memory_db(database["NAME"])
+
+
+# The newest event id of the user: compiled once per process (a socket opening asks it every time).
+NEWEST_EVENT = Prepared(lambda user: UserEvent.objects.filter(user_id=user).order_by("-id").values_list("id")[:1])
+
 
 @dataclass(frozen=True)
 class SignedIn:
@@ -69,19 +112,27 @@ class SignedIn:
     user: Any
     staff: bool
     idle_deadline: float
+    enrolled: bool = False  # an MFA authenticator (asked only when ``staff``)
 
 
 def _load_session(session_key: str) -> SignedIn | None:
-    """The session's user, admitted when the socket opens (this counts as activity)."""
+    """The session's user, admitted when the socket opens (this counts as activity). Whether the user
+    must use two factors, and has them, comes from the session when an API call settled it there
+    (``portal.admission``), otherwise from the database."""
     session = session_store(session_key)
     user = get_session_user(session)
     if user is None or not user.is_active:
         return None
-    staff = requires_mfa(user)
-    if check_idle(session, user, persist=True, staff=staff):
+    mfa = mfa_state(session, user)
+    if check_idle(session, user, persist=True, staff=mfa.required):
         return None
     last_seen = float(session.get(LAST_SEEN_KEY) or time.time())
-    return SignedIn(user=user, staff=staff, idle_deadline=last_seen + idle_timeout_for(user, staff))
+    return SignedIn(
+        user=user,
+        staff=mfa.required,
+        idle_deadline=last_seen + idle_timeout_for(user, mfa.required),
+        enrolled=mfa.enrolled,
+    )
 
 
 def _idle_deadline(session_key: str, staff: bool) -> float | None:
@@ -95,16 +146,17 @@ def _idle_deadline(session_key: str, staff: bool) -> float | None:
     return deadline if deadline >= time.time() else None
 
 
-def _admit(user: Any, staff: bool, latest: bool) -> tuple[int | None, int]:
+def _admit(signed_in: SignedIn | None, latest: bool) -> tuple[int | None, int]:
     """The close code that refuses the socket (None: admitted), and the user's newest event id when
     ``latest`` (where the stream continues from when the client does not resume)."""
-    if user is None or not user.is_authenticated:
+    if signed_in is None or not signed_in.user.is_authenticated:
         return CLOSE_UNAUTHENTICATED, 0
-    if staff and not has_mfa(user):
+    if signed_in.staff and not signed_in.enrolled:
         return CLOSE_MFA_REQUIRED, 0
     if not latest:
         return None, 0
-    return None, int(UserEvent.objects.filter(user=user).aggregate(m=Max("id"))["m"] or 0)
+    newest = NEWEST_EVENT.rows(user=signed_in.user.pk)
+    return None, int(newest[0][0]) if newest else 0
 
 
 class WebsocketAuthMiddleware:
@@ -126,7 +178,7 @@ class WebsocketAuthMiddleware:
         if not session_key and origin:
             cookies = scope.get("cookies") or _parse_cookies(headers.get("cookie", ""))
             session_key = cookies.get(settings.SESSION_COOKIE_NAME)
-        signed_in = await database_sync_to_async(_load_session)(session_key) if session_key else None
+        signed_in = await on_any_thread(_load_session)(session_key) if session_key else None
         scope = dict(
             scope,
             user=signed_in.user if signed_in else AnonymousUser(),
@@ -155,6 +207,17 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     # -- the socket's life ------------------------------------------------------------------------
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Hand the message to its handler. channels' own ``dispatch`` first hops to the process's one
+        shared sync thread to close stale database connections, before every handshake and every
+        live event: that line is what thousands of sockets would wait in. This consumer holds no
+        connection between messages (its database work runs in ``on_any_thread``, which gives its
+        connections back), so there is nothing to close."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.pending: list[dict[str, Any]] = []
         self.replayed: set[int] = set()
@@ -172,7 +235,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.idle_deadline = signed_in.idle_deadline if signed_in else 0.0
         query = parse_qs((self.scope.get("query_string") or b"").decode("latin1"))
         after = query.get("after", [""])[0]
-        refusal, latest = await database_sync_to_async(_admit)(self.user, self.staff, not after.isdigit())
+        refusal, latest = await on_any_thread(_admit)(signed_in, not after.isdigit())
         if refusal is not None or signed_in is None:
             await self.close(code=refusal or CLOSE_UNAUTHENTICATED)
             return
@@ -256,7 +319,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def _recheck(self) -> None:
         assert self.session_key is not None
-        deadline = await database_sync_to_async(_idle_deadline)(self.session_key, self.staff)
+        deadline = await on_any_thread(_idle_deadline)(self.session_key, self.staff)
         if deadline is None:
             await self._close(CLOSE_UNAUTHENTICATED)
             return
@@ -288,7 +351,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         lookback = True
         try:
             while True:
-                batch, last_id = await database_sync_to_async(stream.events_after)(
+                batch, last_id = await on_any_thread(stream.events_after)(
                     user=self.user, after=cursor, limit=REPLAY_PAGE, lookback=lookback
                 )
                 lookback = False
@@ -324,9 +387,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def _catch_up(self) -> None:
         """Forward events the channel layer dropped (a full channel, a Redis outage): the database is
         the source of truth, so a socket never stays behind for longer than a heartbeat."""
-        batch, last_id = await database_sync_to_async(stream.events_after)(
-            user=self.user, after=self.cursor, limit=REPLAY_PAGE
-        )
+        batch, last_id = await on_any_thread(stream.events_after)(user=self.user, after=self.cursor, limit=REPLAY_PAGE)
         for event in batch:
             await self._send_event(event)
         self.cursor = max(self.cursor, last_id)

@@ -36,6 +36,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,18 +183,23 @@ class Listener:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.arrived: dict[str, float] = {}
+        # Wall-clock seconds from the event's row being written (inside the POST's transaction, its
+        # ``created_at``) to its arrival: the rest of the POST's work, the commit and the push.
+        self.since_written: dict[str, float] = {}
         self.waiters: dict[str, asyncio.Future[float]] = {}
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         async for raw in self.ws:
-            now = time.perf_counter()
+            now, wall = time.perf_counter(), time.time()
             message = json.loads(raw)
             if message.get("type") != "event":
                 continue
             event = message["event"]
             key = str((event.get("data") or {}).get("probe") or event.get("entity_id"))
             self.arrived[key] = now
+            if event.get("created_at"):
+                self.since_written[key] = wall - datetime.fromisoformat(event["created_at"]).timestamp()
             waiter = self.waiters.pop(key, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(now)
@@ -221,7 +227,7 @@ async def measure_delivery(port: int, world: dict[str, Any], count: int, thread_
         await asyncio.sleep(0.5)
         layer = get_channel_layer()
         assert layer is not None
-        raw, pushes, deliveries, posts = [], [], [], []
+        raw, pushes, deliveries, posts, written = [], [], [], [], []
         channel = await layer.new_channel("bench.")
         for index in range(count):
             # 1. the raw channel-layer round trip
@@ -241,11 +247,13 @@ async def measure_delivery(port: int, world: dict[str, Any], count: int, thread_
             answer = await asyncio.to_thread(post, port, thread_path, world["clinician_token"], body)
             posts.append(time.perf_counter() - started)
             deliveries.append(await listener.arrival(str(answer["id"])) - started)
+            written.append(listener.since_written.pop(str(answer["id"])))
         listener.task.cancel()
     results["raw_layer_round_trip_ms"] = ms(raw)
     results["group_send_to_socket_ms"] = ms(pushes)
     results["post_to_socket_ms"] = ms(deliveries)
     results["post_ms"] = ms(posts)
+    results["written_to_socket_ms"] = ms(written)
     return results
 
 
@@ -307,7 +315,9 @@ def idle_phase(port: int, pid: int, world: dict[str, Any], count: int, args: arg
     assert client.stdin is not None and client.stdout is not None
     results: dict[str, Any] = {"idle": count}
     try:
+        opening = time.monotonic()
         line = client.stdout.readline().split()
+        results["open_seconds"] = time.monotonic() - opening
         results["sockets_open"] = int(line[1]) if len(line) == 2 and line[0] == "ready" else 0
         time.sleep(float(os.environ.get("PORTAL_WS_HEARTBEAT_SECONDS", "5")) * 2)  # settled
         cpu, transactions, started = cpu_seconds(pid), database_transactions(), time.monotonic()
@@ -331,11 +341,18 @@ def report(phase: dict[str, Any]) -> None:
     push_p50, push_p99 = phase["group_send_to_socket_ms"]
     post_p50, post_p99 = phase["post_to_socket_ms"]
     alone_p50, alone_p99 = phase["post_ms"]
-    print(f"-- with {phase['sockets_open']} idle sockets open (asked for {phase['idle']})")
+    print(f"-- with {phase['sockets_open']} idle sockets open (asked for {phase['idle']})", end=" ")
+    print(
+        f"opened in {phase['open_seconds']:.1f} s, 50 at a time ({phase['sockets_open'] / phase['open_seconds']:.0f}/s)"
+    )
     print(f"raw channel-layer round trip: p50 {raw_p50:.2f} ms, p99 {raw_p99:.2f} ms")
     print(f"group_send → socket via daphne: p50 {push_p50:.2f} ms, p99 {push_p99:.2f} ms")
     print(f"clinician POST → guardian socket (by message id): p50 {post_p50:.2f} ms, p99 {post_p99:.2f} ms")
     print(f"  the POST alone (until its answer): p50 {alone_p50:.2f} ms, p99 {alone_p99:.2f} ms")
+    written_p50, written_p99 = phase["written_to_socket_ms"]
+    print(
+        f"  from the event's row written in the POST to the socket: p50 {written_p50:.2f} ms, p99 {written_p99:.2f} ms"
+    )
     print(f"  ratio to the raw round trip: p50 {post_p50 / raw_p50:.1f}x, p99 {post_p99 / raw_p99:.1f}x")
     print(f"  ratio to group_send → socket: p50 {post_p50 / push_p50:.1f}x, p99 {post_p99 / push_p99:.1f}x")
     before, after = phase["rss_before_kib"], phase["rss_after_kib"]
@@ -378,7 +395,8 @@ def main(argv: list[str]) -> int:
         cwd=ROOT,
         env=server_env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        # BENCH_SERVER_LOG=<file> keeps daphne's own log (errors, tracebacks) for a failed run.
+        stderr=open(os.environ["BENCH_SERVER_LOG"], "ab") if os.environ.get("BENCH_SERVER_LOG") else subprocess.DEVNULL,  # noqa: SIM115
     )
     phases = []
     try:
