@@ -1,7 +1,7 @@
 """Benchmark: the FHIR Bulk Data import (``manage.py fhir_import``) of a generated hospital on PostgreSQL.
 
-For each hospital size (``--patients``, e.g. ``2000,8000``; about 9.5 resources per patient, so
-105,000 patients make a 1,000,000-resource export) the script empties the database, writes the
+For each hospital size (``--patients``, e.g. ``2000,8000``; about 27 resources per patient, so
+37,500 patients make a 1,000,000-resource export) the script empties the database, writes the
 export with ``fixtures/fhir_hospital.py``, and runs ``manage.py fhir_import`` in a subprocess. It
 reports the import's wall time and resources per second, the subprocess's peak RSS (``wait4``: a
 streaming import keeps it flat as the input grows), and the rows the import added to each table.
@@ -180,7 +180,7 @@ def resume_check(patients: int, scratch: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", default="10000,105000", help="hospital sizes, comma-separated")
+    parser.add_argument("--patients", default="9400,37500", help="hospital sizes, comma-separated")
     parser.add_argument("--resume-patients", type=int, default=300, help="0 skips the kill -9 check")
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
