@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from care import selectors, services
-from portal.access import Capability, ChildAccess, child_for, has_mfa, requires_mfa
+from portal.access import Capability, child_for, has_mfa, requires_mfa
 from portal.errors import ApiError, NotFound
 from portal.models import User
 from web import forms
@@ -68,10 +68,6 @@ def family_page(view: View) -> View:
             return _no_store(render(request, "web/not_found.html", status=404))
 
     return wrapper
-
-
-def _child(user: User, child_id: uuid.UUID, capability: Capability) -> ChildAccess:
-    return child_for(user, child_id, capability)
 
 
 # -- signing in and out ---------------------------------------------------------------------------
@@ -142,7 +138,7 @@ def home(request: HttpRequest, user: User) -> HttpResponse:
 @family_page
 def child_today(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
     """One child's day: next visits, doses due, open refills, unread messages, medicines."""
-    access = _child(user, child_id, Capability.FAMILY_SCHEDULE)
+    access = child_for(user, child_id, Capability.FAMILY_SCHEDULE)
     glance = selectors.today(user=user)
     entry = next((item for item in glance["children"] if item["child"]["id"] == access.child.pk), None)
     if entry is None:  # the link ended between the two reads
@@ -177,7 +173,7 @@ def child_today(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRe
 @require_POST
 def dose_record(request: HttpRequest, user: User, child_id: uuid.UUID, plan_id: uuid.UUID) -> HttpResponse:
     """One tap: a dose given or skipped, through the service the API uses (idempotent by client_id)."""
-    access = _child(user, child_id, Capability.CLINICAL)
+    access = child_for(user, child_id, Capability.CLINICAL)
     form = forms.DoseForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("The dose could not be recorded: the form was incomplete. Please try again."))
@@ -201,7 +197,7 @@ def dose_record(request: HttpRequest, user: User, child_id: uuid.UUID, plan_id: 
 def refill_request(request: HttpRequest, user: User, child_id: uuid.UUID, plan_id: uuid.UUID) -> HttpResponse:
     """Ask for a refill of one medicine, through the refill service (an idempotency key per form, so a
     double submission asks once)."""
-    access = _child(user, child_id, Capability.FAMILY_CLINICAL)
+    access = child_for(user, child_id, Capability.FAMILY_CLINICAL)
     plan = next((s.plan for s in selectors.plans_list(user=user, access=access) if s.plan.pk == plan_id), None)
     if plan is None:
         raise NotFound()
