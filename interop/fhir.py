@@ -170,3 +170,19 @@ def concept_text(concept: dict[str, Any] | None) -> str:
         if coding.get("display"):
             return str(coding["display"])
     return ""
+
+
+# DiagnosticReport.status (R4): the codes a report may carry, read on import and written on output.
+REPORT_STATUSES = frozenset(
+    {
+        "registered",
+        "partial",
+        "preliminary",
+        "final",
+        "amended",
+        "corrected",
+        "appended",
+        "cancelled",
+        "entered-in-error",
+    }
+)

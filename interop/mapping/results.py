@@ -24,7 +24,16 @@ from care.models import ResultReport, TestResult
 from care.services import results
 from interop.context import Context, hospital_time_zone
 from interop.errors import Unmappable, named
-from interop.fhir import Resource, codes, concept_text, contained, parse_date_time, parse_instant, reference_id
+from interop.fhir import (
+    REPORT_STATUSES,
+    Resource,
+    codes,
+    concept_text,
+    contained,
+    parse_date_time,
+    parse_instant,
+    reference_id,
+)
 from interop.mapping.appointments import confidential
 from interop.mapping.base import Mapped, Mapping, source_key
 from interop.models import SourceRecord
@@ -61,19 +70,6 @@ INTERPRETATIONS = {
     "POS": TestResult.Interpretation.ABNORMAL,
     "DET": TestResult.Interpretation.ABNORMAL,
 }
-REPORT_STATUSES = frozenset(
-    {
-        "registered",
-        "partial",
-        "preliminary",
-        "final",
-        "amended",
-        "corrected",
-        "appended",
-        "cancelled",
-        "entered-in-error",
-    }
-)
 # Statuses in which a result may have no value yet (or never will).
 VALUELESS = frozenset({TestResult.Status.REGISTERED, TestResult.Status.CANCELLED, TestResult.Status.ENTERED_IN_ERROR})
 UNIT_MAX = 40

@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from care.models import ResultComment, ResultReport, TestResult, VisitSummary
+from interop.fhir import REPORT_STATUSES
 from interop.outbound.common import drop_empty, instant, meta, ref
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -23,19 +24,6 @@ INTERPRETATIONS = {
     TestResult.Interpretation.ABNORMAL: ("A", "Abnormal"),
 }
 REPORT_CATEGORIES = {"laboratory": "LAB", "imaging": "RAD", "pathology": "PAT", "microbiology": "MB"}
-REPORT_STATUSES = frozenset(
-    {
-        "registered",
-        "partial",
-        "preliminary",
-        "final",
-        "amended",
-        "corrected",
-        "appended",
-        "cancelled",
-        "entered-in-error",
-    }
-)
 
 
 def source_identifier(source_id: str) -> list[dict[str, str]]:
