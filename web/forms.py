@@ -10,7 +10,8 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 from pydantic import ValidationError
 
-from care.schemas import DoseIn, RefillIn
+from care.schemas import ChangeRequestIn, CoverageIn, DoseIn, RefillIn
+from messaging.schemas import PreferencesIn
 
 
 class DoseForm(forms.Form):
@@ -53,3 +54,94 @@ class RefillForm(forms.Form):
                 except ValidationError:
                     self.add_error(name, _("Remove the control characters from this text."))
         return data
+
+
+# -- the family's other pages (web/family.py) -------------------------------------------------------
+
+
+class ChangeRequestForm(forms.Form):
+    """Ask the care team to cancel or move a visit: why, and which times would suit (``ChangeRequestIn``)."""
+
+    action = forms.ChoiceField(
+        label=_("What would you like?"),
+        choices=[("reschedule", _("Move it to another time")), ("cancel", _("Cancel it"))],
+        widget=forms.RadioSelect,
+    )
+    reason = forms.CharField(label=_("Reason (optional)"), required=False, max_length=500, widget=forms.Textarea)
+    preferred_times = forms.CharField(
+        label=_("Times that would suit you (optional)"), required=False, max_length=400, widget=forms.Textarea
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        parts = [data["reason"].strip()]
+        if data["preferred_times"].strip():
+            # Staff read this note as written; the label tells them what the second part is.
+            parts.append("Preferred times: " + data["preferred_times"].strip())
+        note = "\n".join(part for part in parts if part)
+        try:
+            ChangeRequestIn(action=data["action"], note=note)
+        except ValidationError:
+            raise forms.ValidationError(_("Remove the control characters from this text."), code="invalid") from None
+        return {"action": data["action"], "note": note}
+
+
+class CoverageForm(forms.Form):
+    """New insurance card details (``CoverageIn``'s rules) and, optionally, a photo of the card."""
+
+    payer = forms.CharField(label=_("Insurance company"), max_length=120)
+    member_id = forms.CharField(label=_("Member ID"), max_length=60)
+    plan_name = forms.CharField(label=_("Plan name (optional)"), required=False, max_length=120)
+    group_number = forms.CharField(label=_("Group number (optional)"), required=False, max_length=60)
+    subscriber_name = forms.CharField(label=_("Name of the policy holder (optional)"), required=False, max_length=150)
+    subscriber_relationship = forms.ChoiceField(
+        label=_("The policy holder is the child's"),
+        choices=[("parent", _("Parent")), ("self", _("The child")), ("spouse", _("Spouse")), ("other", _("Other"))],
+        initial="parent",
+    )
+    period_start = forms.DateField(label=_("Coverage starts (optional)"), required=False)
+    period_end = forms.DateField(label=_("Coverage ends (optional)"), required=False)
+    photo = forms.FileField(label=_("Photo of the card (optional)"), required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        details = {key: value for key, value in data.items() if key != "photo"}
+        try:
+            data.update(CoverageIn(**details).dict(exclude={"copays"}))
+        except ValidationError as error:
+            for problem in error.errors():
+                name = str(problem["loc"][0]) if problem["loc"] else ""
+                if name in ("period_start", "period_end"):
+                    message = _("This date is not possible for a card.")
+                else:
+                    message = _("Remove the control characters from this text.")
+                self.add_error(name if name in self.fields else None, message)
+            return data
+        if data["period_start"] and data["period_end"] and data["period_end"] < data["period_start"]:
+            self.add_error("period_end", _("The end date must come after the start date."))
+        return data
+
+
+class PreferencesForm(forms.Form):
+    """Email, SMS and quiet hours (``PreferencesIn``): both quiet times, or neither."""
+
+    email = forms.BooleanField(label=_("Email me about new messages and changes"), required=False)
+    sms = forms.BooleanField(label=_("Text me (SMS) about new messages and changes"), required=False)
+    quiet_start = forms.TimeField(label=_("Quiet from"), required=False, widget=forms.TimeInput(attrs={"type": "time"}))
+    quiet_end = forms.TimeField(label=_("Quiet until"), required=False, widget=forms.TimeInput(attrs={"type": "time"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors and (data.get("quiet_start") is None) != (data.get("quiet_end") is None):
+            raise forms.ValidationError(_("Give both quiet-hour times, or leave both empty."), code="quiet_hours")
+        if not self.errors:
+            PreferencesIn(**data)
+        return data
+
+
+class LanguageForm(forms.Form):
+    language = forms.ChoiceField(label=_("Language"), choices=[("en", "English"), ("es", "Español")])

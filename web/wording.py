@@ -22,6 +22,13 @@ MESSAGES: dict[str, Promise] = {
     "no_refills_remaining": _("No refills remain on this prescription; message the care team."),
     "refill_already_open": _("A refill request for this medicine is already open."),
     "rate_limited": _("Too many attempts. Please wait a minute and try again."),
+    "invalid_transition": _("This visit can no longer be confirmed or changed here; message the care team."),
+    "appointment_past": _("This appointment has already started."),
+    "attachment_too_large": _("The photo is too large: at most 10 MB."),
+    "attachment_empty": _("The photo is empty. Take it again."),
+    "attachment_type_not_allowed": _("Only a JPEG or PNG photo (or a PDF) can be sent."),
+    "attachment_type_mismatch": _("The file's name does not match its contents."),
+    "attachment_polyglot": _("This file cannot be accepted. Take the photo again with the camera."),
 }
 FALLBACK = _("This could not be done. Please try again or message the care team.")
 
