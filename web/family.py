@@ -17,8 +17,8 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.functional import Promise
 from django.utils import translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
@@ -145,7 +145,7 @@ def appointments(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpR
 def appointment_confirm(
     request: HttpRequest, user: User, child_id: uuid.UUID, appointment_id: uuid.UUID
 ) -> HttpResponse:
-    """"We will come": ``care.services.appointment_confirm``, as ``POST .../confirm`` in the API."""
+    """The family will come: ``care.services.appointment_confirm``, as ``POST .../confirm`` in the API."""
     access = child_for(user, child_id, Capability.FAMILY_SCHEDULE)
     try:
         services.appointment_confirm(actor=user, access=access, appointment_id=appointment_id)

@@ -8,7 +8,6 @@ from collections import defaultdict
 from django.utils import timezone
 
 from care.models import RefillRequest, RefillTransition
-
 from portal.access import effective_status
 from portal.models import GuardianLink, User
 

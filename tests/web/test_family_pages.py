@@ -351,7 +351,8 @@ def test_notification_preferences_are_shown_and_saved(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [{"quiet_start": "21:30"}, {"quiet_start": "25:00", "quiet_end": "07:00"}, {"email": "on", "quiet_end": "x"}]
+    "data",
+    [{"quiet_start": "21:30"}, {"quiet_start": "25:00", "quiet_end": "07:00"}, {"email": "on", "quiet_end": "x"}],
 )
 def test_bad_preferences_are_refused_and_nothing_is_saved(world: World, data: dict[str, str]) -> None:
     response = browser(world, "guardian").post("/account/notifications/", data)
