@@ -464,3 +464,19 @@ def test_the_today_page_links_to_the_other_pages(care: dict[str, Any], world: Wo
     for page in ("appointments", "schedule", "medicines", "coverage", "access-log"):
         assert url(world, page) in body, page
     assert 'href="/account/"' in body
+
+
+def test_the_appointments_page_reads_in_a_fixed_number_of_queries(care: dict[str, Any], world: World) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = browser(world, "guardian")
+    client.get(url(world, "appointments"))  # warm the session
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url(world, "appointments")).status_code == 200
+    for hours in range(60, 60 + 24 * 8, 24):
+        care_data.appointment(world.ada, world.clinician, hours_from_now=hours)
+        care_data.appointment(world.ada, world.clinician, hours_from_now=-hours, status="fulfilled")
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(url(world, "appointments")).status_code == 200
+    assert len(many) == len(few)
