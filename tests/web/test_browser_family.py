@@ -13,28 +13,21 @@ Runs when ``/usr/bin/chromium`` and the axe-core bundle (``make axe``) are prese
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
 import time_machine
-from PIL import Image
 
 from care.models import Appointment, Coverage, RefillTransition, WorkingHours
 from messaging.models import Attachment
 from tests import care_data
 from tests.conftest import PASSWORD, World
+from tests.messaging.data import JPEG
 from tests.web.browser import CHROMIUM, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
 
 # Tuesday 10 March 2026, 14:00 UTC = 10:00 in New York (Ada's zone); the clock runs on from there.
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
-
-
-def _card_photo() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 200), (30, 90, 160)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def _sign_in(browser: Any, base: str, email: str, reports: list[str]) -> Any:
@@ -117,9 +110,7 @@ def test_a_guardian_on_a_phone_visits_every_family_page(
             _visit(page, f"{child}/coverage/", "Insurance", "coverage")
             page.get_by_label("Insurance company").fill("Blue River Health")
             page.get_by_label("Member ID").fill("BR-2002")
-            page.set_input_files(
-                "#id_photo", files=[{"name": "card.jpg", "mimeType": "image/jpeg", "buffer": _card_photo()}]
-            )
+            page.set_input_files("#id_photo", files=[{"name": "card.jpg", "mimeType": "image/jpeg", "buffer": JPEG}])
             page.get_by_role("button", name="Send the new card").click()
             page.get_by_text("The hospital will check the new card.").wait_for()
             axe_check(page, "coverage after sending a card")

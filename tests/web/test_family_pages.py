@@ -4,7 +4,6 @@ preferences and language, each behind the JSON API's access policy."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 import time_machine
 from django.test import Client
-from PIL import Image
 
 from care.models import Appointment, Coverage, DoseLog, RefillTransition, WorkingHours
 from messaging.models import Attachment, Message, NotificationPreference, Thread
@@ -21,6 +19,7 @@ from portal.models import GuardianLink
 from tests import care_data
 from tests.canaries import ADA_MRN, ADA_NAME
 from tests.conftest import World
+from tests.messaging.data import EXE, JPEG
 
 # Tuesday 10 March 2026, 14:00 UTC = 10:00 in New York (Ada's zone).
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -61,10 +60,8 @@ def url(world: World, page: str) -> str:
     return f"/children/{world.ada.pk}/{page}/"
 
 
-def photo_bytes(kind: str = "JPEG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 24), (200, 30, 30)).save(buffer, kind)
-    return buffer.getvalue()
+def photo_bytes() -> bytes:
+    return JPEG
 
 
 def upload(data: bytes, name: str = "card.jpg") -> Any:
@@ -259,7 +256,7 @@ def test_a_new_card_without_a_photo_is_accepted_too(care: dict[str, Any], world:
     ("data", "message"),
     [
         ({"photo": "not-a-file"}, "Only JPEG, PNG and PDF files can be attached."),
-        ({"photo": b"MZ\x90\x00This program cannot be run in DOS mode"}, "Only JPEG, PNG and PDF files"),
+        ({"photo": EXE}, "Only JPEG, PNG and PDF files"),
         ({"photo": b"polyglot"}, "The file contains another file or a script."),
         ({"member_id": ""}, "This field is required."),
         ({"payer": "Acme\x07"}, "Remove the control characters"),
