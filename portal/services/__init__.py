@@ -11,6 +11,7 @@ from portal.services.invitations import (
     invitation_create_for_system,
     invitation_redeem,
 )
+from portal.services.phones import phone_set, phone_verification_confirm, phone_verification_start
 from portal.services.links import (
     LinkBreach,
     link_approve,
@@ -37,5 +38,8 @@ __all__ = [
     "link_suspend_for_approval",
     "link_update",
     "links_expire",
+    "phone_set",
+    "phone_verification_confirm",
+    "phone_verification_start",
     "user_language_set",
 ]
