@@ -75,7 +75,11 @@ def phone_verification_start(*, actor: User, client_address: str = "") -> tuple[
         raise Conflict("This phone number is already verified.", code="phone_already_verified")
     ratelimit.enforce(
         "phone_code_send",
-        [f"user:{actor.pk}", f"phone:{keyring().blind_index(actor.phone, purpose='portal.phone.rate')}", f"ip:{client_address}"],
+        [
+            f"user:{actor.pk}",
+            f"phone:{keyring().blind_index(actor.phone, purpose='portal.phone.rate')}",
+            f"ip:{client_address}",
+        ],
         settings.PORTAL_PHONE_CODE_SEND_RATE,
     )
     code = "".join(secrets.choice("0123456789") for _ in range(PHONE_CODE_DIGITS))
@@ -116,7 +120,9 @@ def _confirm_refusal(actor: User, verification: PhoneVerification | None, code: 
             "Too many wrong codes. Ask for a new code.", code="phone_code_attempts_exhausted"
         )
     if not secrets.compare_digest(verification.code_hash, _code_hash(verification.pk, code)):
-        return "wrong_code", Invalid("This code is not right. Check the text message and try again.", code="phone_code_invalid")
+        return "wrong_code", Invalid(
+            "This code is not right. Check the text message and try again.", code="phone_code_invalid"
+        )
     return None
 
 

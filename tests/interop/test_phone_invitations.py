@@ -58,7 +58,9 @@ def test_a_phone_only_guardian_is_texted_a_phone_bound_invitation(imported):
     assert not ImportIssue.objects.filter(resource_type="RelatedPerson").exists()
 
 
-def test_reimport_sends_nothing_again_and_duplicates_nothing(imported, small_hospital, tmp_path, django_capture_on_commit_callbacks):
+def test_reimport_sends_nothing_again_and_duplicates_nothing(
+    imported, small_hospital, tmp_path, django_capture_on_commit_callbacks
+):
     texts, emails, before = len(LocmemSmsBackend.outbox), len(mail.outbox), row_counts()
     with django_capture_on_commit_callbacks(execute=True):
         run_import(write_export(small_hospital, tmp_path / "again"))
