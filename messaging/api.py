@@ -44,8 +44,8 @@ from messaging.schemas import (
     thread_out,
 )
 from messaging.selectors import PoolStats, ThreadView
-from portal.access import Capability, child_for
 from portal import services
+from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
 from portal.idempotency import status_for

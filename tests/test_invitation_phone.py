@@ -45,7 +45,7 @@ def with_phone(user: User, phone: str = NUMBER, *, verified: bool = True) -> Use
 
 
 def test_the_number_is_normalised_and_only_one_recipient_is_kept(world: World) -> None:
-    invitation, code = issue(world)
+    invitation, _ = issue(world)
     assert (invitation.recipient_phone, invitation.recipient_email) == (NUMBER, "")
     both, _ = issue(world, recipient_email="Mum@Families.example")
     assert (both.recipient_email, both.recipient_phone) == ("mum@families.example", "")
