@@ -151,3 +151,14 @@ def test_attempts_are_rate_limited(world: World, settings) -> None:
     with time_machine.travel(timezone.now(), tick=False):
         statuses = [redeem(client, code).status_code for _ in range(4)]
     assert statuses == [403, 403, 403, 429]
+
+
+def test_the_breach_report_checks_the_verified_number(world: World) -> None:
+    invitation, code = issue(world)
+    mum = with_phone(make_user("mum@families.example", "Mona Mum"))
+    services.invitation_redeem(actor=mum, code=code)
+    assert [b.link_id for b in services.link_breaches()] == []
+    # The number changes after redemption (never through the services, which unverify it): reported.
+    User.objects.filter(pk=mum.pk).update(phone="+16175550100")
+    [breach] = services.link_breaches()
+    assert (breach.link_id, breach.reasons) == (invitation.link_id, ("recipient_not_verified",))

@@ -220,3 +220,22 @@ def test_each_account_sees_and_changes_only_its_own_number(world: World, django_
     world.guardian.refresh_from_db()
     assert world.guardian.phone_verified_at is None
     assert verify(world.client("guardian"), code).status_code == 200
+
+
+def test_a_number_changed_in_the_admin_must_be_verified_again(world: World) -> None:
+    from types import SimpleNamespace
+
+    from django.test import RequestFactory
+
+    from portal.admin import UserAdmin, site
+
+    user = User.objects.get(pk=world.admin.pk)
+    user.phone, user.phone_verified_at = NUMBER, timezone.now()
+    user.save(update_fields=["phone", "phone_verified_at"])
+    model_admin = UserAdmin(User, site)
+    user.display_name = "Ann A."
+    model_admin.save_model(RequestFactory().post("/"), user, SimpleNamespace(changed_data=["display_name"]), True)
+    assert User.objects.get(pk=user.pk).phone_verified_at is not None
+    user.phone = "+16175550100"
+    model_admin.save_model(RequestFactory().post("/"), user, SimpleNamespace(changed_data=["phone"]), True)
+    assert User.objects.get(pk=user.pk).phone_verified_at is None
