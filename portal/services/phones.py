@@ -104,7 +104,7 @@ def phone_verification_start(*, actor: User, client_address: str = "") -> tuple[
     return verification, code
 
 
-def _confirm_refusal(actor: User, verification: PhoneVerification | None, code: str) -> tuple[str, ApiError] | None:
+def _confirm_refusal(verification: PhoneVerification | None, code: str) -> tuple[str, ApiError] | None:
     """Why ``code`` does not verify the account's number now, or None when it does."""
     now = timezone.now()
     if verification is None:
@@ -146,7 +146,7 @@ def phone_verification_confirm(*, actor: User, code: str, client_address: str = 
             if user.phone
             else None
         )
-        refusal = _confirm_refusal(user, verification, code)
+        refusal = _confirm_refusal(verification, code)
         if refusal is None:
             assert verification is not None
             verification.confirmed_at = now
