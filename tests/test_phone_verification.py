@@ -74,6 +74,7 @@ def test_a_guardian_sets_and_verifies_a_phone(world: World, django_capture_on_co
     )
     assert reasons == ["phone_changed", "phone_code_sent", "phone_verified"]
     assert call(client, "get", "/api/v1/me/phone").json()["verified"] is True
+    assert client.get("/api/v1/me").json()["phone_verified"] is True
     for row in AuditEvent.objects.all():
         assert NUMBER not in str(row.__dict__) and code not in str(row.__dict__)
     assert NUMBER not in caplog.text and "5550142" not in caplog.text and code not in caplog.text
