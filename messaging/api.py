@@ -243,7 +243,7 @@ def phone_set(request: HttpRequest, payload: PhoneIn) -> dict[str, Any]:
 
 @router.post("/me/phone/code", response={202: PhoneCodeOut}, summary="Text a verification code to my phone number")
 def phone_code(request: HttpRequest) -> Status[dict[str, Any]]:
-    expires_at = phones.phone_code_send(actor=actor(request), client_address=str(request.META.get("REMOTE_ADDR", "")))
+    expires_at = phones.phone_code_send(actor=actor(request))
     return Status(202, {"expires_at": expires_at})
 
 

@@ -54,10 +54,10 @@ def _send(to: str, body: str, kind: str, reference: uuid.UUID) -> None:
         logger.warning("%s text not sent", kind, extra={"reference": str(reference)})
 
 
-def phone_code_send(*, actor: User, client_address: str = "") -> datetime:
+def phone_code_send(*, actor: User) -> datetime:
     """Send a new verification code to the account's number (after commit); returns when it expires."""
     with transaction.atomic():
-        verification, code = services.phone_verification_start(actor=actor, client_address=client_address)
+        verification, code = services.phone_verification_start(actor=actor)
         body = text("phone_code", actor.preferred_language, code=code, minutes=settings.PORTAL_PHONE_CODE_TTL_MINUTES)
         phone, reference = verification.phone, verification.pk
         transaction.on_commit(lambda: _send(phone, body, "phone_code", reference))

@@ -240,3 +240,16 @@ def test_a_number_changed_in_the_admin_must_be_verified_again(world: World) -> N
     user.phone = "+16175550100"
     model_admin.save_model(RequestFactory().post("/"), user, SimpleNamespace(changed_data=["phone"]), True)
     assert User.objects.get(pk=user.pk).phone_verified_at is None
+
+
+def test_one_number_is_texted_a_limited_number_of_codes_whatever_the_account(
+    world: World, django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.PORTAL_PHONE_CODE_SEND_RATE = "2/h"
+    with time_machine.travel(timezone.now(), tick=False):
+        statuses = []
+        for persona in ("guardian", "stranger", "other_guardian"):
+            set_phone(world.client(persona), NUMBER)
+            statuses.append(send_code(world.client(persona), django_capture_on_commit_callbacks).status_code)
+    assert statuses == [202, 202, 429]
+    assert [t.to for t in LocmemSmsBackend.outbox] == [NUMBER, NUMBER]

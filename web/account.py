@@ -133,7 +133,7 @@ def phone(request: HttpRequest, user: User) -> HttpResponse:
             try:
                 services.phone_set(actor=user, phone=form.cleaned_data["phone"])
                 if user.phone and user.phone_verified_at is None:
-                    phones.phone_code_send(actor=user, client_address=_client_address(request))
+                    phones.phone_code_send(actor=user)
             except ApiError as error:
                 form.add_error("phone", refusal_text(error))
             else:
@@ -179,7 +179,7 @@ def phone_verify(request: HttpRequest, user: User) -> HttpResponse:
 def phone_code(request: HttpRequest, user: User) -> HttpResponse:
     """Send a new code to the account's number."""
     try:
-        phones.phone_code_send(actor=user, client_address=_client_address(request))
+        phones.phone_code_send(actor=user)
     except ApiError as error:
         messages.error(request, refusal_text(error))
     else:

@@ -62,12 +62,13 @@ def phone_set(*, actor: User, phone: str) -> User:
     return user
 
 
-def phone_verification_start(*, actor: User, client_address: str = "") -> tuple[PhoneVerification, str]:
+def phone_verification_start(*, actor: User) -> tuple[PhoneVerification, str]:
     """A new code for the account's current number; returns it once, for the caller to text it.
 
     Refused when there is no number (``phone_missing``) or it is already verified
     (``phone_already_verified``); rate-limited per account and per number, so that the portal
-    cannot be used to send texts to someone else's phone over and over.
+    cannot be used to send texts to someone else's phone over and over (not per client address:
+    families behind one hospital or carrier address would block each other).
     """
     if not actor.phone:
         raise Invalid("Add a phone number first.", code="phone_missing")
@@ -78,7 +79,6 @@ def phone_verification_start(*, actor: User, client_address: str = "") -> tuple[
         [
             f"user:{actor.pk}",
             f"phone:{keyring().blind_index(actor.phone, purpose='portal.phone.rate')}",
-            f"ip:{client_address}",
         ],
         settings.PORTAL_PHONE_CODE_SEND_RATE,
     )
