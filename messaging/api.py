@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Status
 from ninja.files import UploadedFile
 
-from messaging import alerts, attachments, handling, notify, selectors, sending
+from messaging import alerts, attachments, handling, notify, phones, selectors, sending
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
 from messaging.models import NotificationPreference
@@ -23,6 +23,10 @@ from messaging.schemas import (
     InboxThreadOut,
     MessageIn,
     MessageOut,
+    PhoneCodeIn,
+    PhoneCodeOut,
+    PhoneIn,
+    PhoneOut,
     PoolStatsOut,
     PreferencesIn,
     PreferencesOut,
@@ -35,10 +39,12 @@ from messaging.schemas import (
     attachment_meta,
     inbox_out,
     message_out,
+    phone_out,
     thread_detail_out,
     thread_out,
 )
 from messaging.selectors import PoolStats, ThreadView
+from portal import services
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
@@ -220,3 +226,30 @@ def preferences(request: HttpRequest) -> NotificationPreference:
 def preferences_update(request: HttpRequest, payload: PreferencesIn) -> NotificationPreference:
     notify.preferences_update(actor=actor(request), **payload.dict(exclude_unset=True))
     return selectors.preferences(user=actor(request))
+
+
+# -- the account's phone number (where texts go; what phone-bound invitations check) ---------------
+
+
+@router.get("/me/phone", response=PhoneOut, summary="My phone number and whether it is verified")
+def phone(request: HttpRequest) -> dict[str, Any]:
+    return phone_out(actor(request))
+
+
+@router.put("/me/phone", response=PhoneOut, summary="Set or remove my phone number (a new number is unverified)")
+def phone_set(request: HttpRequest, payload: PhoneIn) -> dict[str, Any]:
+    return phone_out(services.phone_set(actor=actor(request), phone=payload.phone))
+
+
+@router.post("/me/phone/code", response={202: PhoneCodeOut}, summary="Text a verification code to my phone number")
+def phone_code(request: HttpRequest) -> Status[dict[str, Any]]:
+    expires_at = phones.phone_code_send(actor=actor(request))
+    return Status(202, {"expires_at": expires_at})
+
+
+@router.post("/me/phone/verify", response=PhoneOut, summary="Verify my phone number with the code texted to it")
+def phone_verify(request: HttpRequest, payload: PhoneCodeIn) -> dict[str, Any]:
+    user = services.phone_verification_confirm(
+        actor=actor(request), code=payload.code, client_address=str(request.META.get("REMOTE_ADDR", ""))
+    )
+    return phone_out(user)

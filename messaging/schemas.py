@@ -273,3 +273,25 @@ def inbox_out(item: InboxItem) -> dict[str, Any]:
         **thread_out(item.view, include_child_name=True),
         "alert": alert_out(item.alert) if item.alert is not None else None,
     }
+
+
+class PhoneIn(In):
+    phone: str = Field(max_length=32, description="With its country code (+1 555 010 0201); empty removes it.")
+
+
+class PhoneCodeIn(In):
+    code: str = Field(min_length=1, max_length=12, description="The code from the text message.")
+
+
+class PhoneOut(Schema):
+    phone: str = Field(description="E.164, or empty when there is none.")
+    verified: bool
+    verified_at: datetime | None
+
+
+class PhoneCodeOut(Schema):
+    expires_at: datetime
+
+
+def phone_out(user: Any) -> dict[str, Any]:
+    return {"phone": user.phone, "verified": user.phone_verified_at is not None, "verified_at": user.phone_verified_at}

@@ -2,6 +2,7 @@
 
 * ``messaging.sms.ConsoleSmsBackend`` (default): writes the message to standard output.
 * ``messaging.sms.LocmemSmsBackend``: keeps messages in ``outbox`` (tests).
+* ``messaging.sms.DummySmsBackend``: sends nothing (benchmarks that import thousands of families).
 * ``messaging.sms.HttpSmsBackend``: POSTs ``{"to": ..., "body": ...}`` as JSON to
   ``PORTAL_SMS_HTTP_URL`` with ``Authorization: Bearer PORTAL_SMS_HTTP_TOKEN`` (the shape most SMS
   gateways accept behind a small adapter); any non-2xx answer raises, and the task retries.
@@ -47,6 +48,11 @@ class LocmemSmsBackend(BaseSmsBackend):
 
     def send(self, to: str, body: str) -> None:
         self.outbox.append(SentSms(to=to, body=body))
+
+
+class DummySmsBackend(BaseSmsBackend):
+    def send(self, to: str, body: str) -> None:
+        return None
 
 
 class HttpSmsBackend(BaseSmsBackend):

@@ -77,8 +77,17 @@ class UserAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "is_staff",
         "groups",
         "user_permissions",
+        "phone_verified_at",
     )
+    readonly_fields = ("phone_verified_at",)
     filter_horizontal = ("groups", "user_permissions")
+
+    def save_model(self, request: HttpRequest, obj: models.User, form: Any, change: bool) -> None:
+        # A number typed here was never proved to reach the account: it must be verified again before
+        # a phone-bound invitation accepts it (otherwise staff could put an invited number on an account).
+        if "phone" in form.changed_data:
+            obj.phone_verified_at = None
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(models.Department, site=site)

@@ -53,6 +53,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(unique=True)
     display_name = models.CharField(max_length=150, blank=True)
     phone = models.CharField(max_length=32, blank=True)
+    # When the account proved it receives texts at ``phone`` (a code sent there and typed back); None
+    # until then, and set back to None whenever ``phone`` changes. Phone-bound invitations need it.
+    phone_verified_at = models.DateTimeField(null=True, blank=True)
     preferred_language = models.CharField(max_length=16, default="en", choices=settings.LANGUAGES)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     is_active = models.BooleanField(default=True)
@@ -232,6 +235,9 @@ class Invitation(models.Model):
     # The address the invitation was sent to: only an account that has verified it may redeem the code.
     # Empty only on invitations made before invitations were bound to their recipient.
     recipient_email = models.EmailField(blank=True)
+    # Or the phone number (E.164) it was texted to, when the EHR lists no email address: only an
+    # account that has verified that number may redeem it. At most one of the two is set.
+    recipient_phone = models.CharField(max_length=16, blank=True)
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
@@ -244,6 +250,31 @@ class Invitation(models.Model):
     @property
     def child_id(self) -> uuid.UUID:
         return self.link.child_id
+
+
+class PhoneVerification(models.Model):
+    """A one-time code texted to an account's phone number; typing it back verifies the number.
+
+    Only a keyed hash of the code is stored. A code is good for one number (the account's number when
+    it was sent), until ``expires_at``, for a limited number of wrong tries; a newer code replaces it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="phone_verifications")
+    phone = models.CharField(max_length=16)
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # Set when a newer code is sent, the number changes, or the tries are used up.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Phone verification {self.pk}"
 
 
 class CareTeamMembership(models.Model):

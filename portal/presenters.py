@@ -78,6 +78,7 @@ def me_out(me: Me) -> dict[str, Any]:
         "email": user.email,
         "display_name": user.display_name,
         "phone": user.phone,
+        "phone_verified": user.phone_verified_at is not None,
         "preferred_language": user.preferred_language,
         "language": user.preferred_language,
         "time_zone": user.time_zone,

@@ -54,6 +54,8 @@ class MeOut(Schema):
     email: str
     display_name: str
     phone: str
+    # Whether ``phone`` was verified by a texted code (``/me/phone``): phone-bound invitations need it.
+    phone_verified: bool
     preferred_language: str
     # The language of notifications and automatic replies (same value as preferred_language).
     language: str

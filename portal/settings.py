@@ -330,6 +330,14 @@ PORTAL_INVITATION_TTL_HOURS = env_int("PORTAL_INVITATION_TTL_HOURS", 72)
 PORTAL_INVITATION_REDEEM_RATE = env("PORTAL_INVITATION_REDEEM_RATE", "10/m") or "10/m"
 PORTAL_INVITATION_CREATE_RATE = env("PORTAL_INVITATION_CREATE_RATE", "30/h") or "30/h"
 PORTAL_ADMIN_LOGIN_RATE = env("PORTAL_ADMIN_LOGIN_RATE", "10/m") or "10/m"
+# Phone numbers typed without a country code are read as numbers of this region (ISO 3166 alpha-2).
+PORTAL_PHONE_DEFAULT_REGION = env("PORTAL_PHONE_DEFAULT_REGION", "US") or "US"
+# Verifying an account's phone: a 6-digit code texted to it, good for this long and this many wrong
+# tries; codes sent per account and per number, confirmations per account and client address.
+PORTAL_PHONE_CODE_TTL_MINUTES = env_int("PORTAL_PHONE_CODE_TTL_MINUTES", 10)
+PORTAL_PHONE_CODE_MAX_ATTEMPTS = env_int("PORTAL_PHONE_CODE_MAX_ATTEMPTS", 5)
+PORTAL_PHONE_CODE_SEND_RATE = env("PORTAL_PHONE_CODE_SEND_RATE", "5/h") or "5/h"
+PORTAL_PHONE_CODE_CONFIRM_RATE = env("PORTAL_PHONE_CODE_CONFIRM_RATE", "10/m") or "10/m"
 
 # Keys for PHI at rest: "kid:base64key,kid2:base64key" (first encrypts, all decrypt), or a file.
 PORTAL_ENCRYPTION_KEYS = env("PORTAL_ENCRYPTION_KEYS") or ""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import family, views
+from web import account, family, views
 
 app_name = "web"
 
@@ -34,4 +34,14 @@ urlpatterns += [
     path("account/", family.account, name="account"),
     path("account/notifications/", family.notifications_update, name="notifications_update"),
     path("account/language/", family.language_update, name="language_update"),
+]
+
+# The account's own pages (web/account.py).
+urlpatterns += [
+    path("account/invitation/", account.redeem, name="account_redeem"),
+    path("account/phone/", account.phone, name="account_phone"),
+    path("account/phone/verify/", account.phone_verify, name="account_phone_verify"),
+    path("account/phone/code/", account.phone_code, name="account_phone_code"),
+    path("account/sessions/", account.sessions, name="account_sessions"),
+    path("account/sessions/end/", account.sessions_end, name="account_sessions_end"),
 ]

@@ -1,12 +1,14 @@
-"""RelatedPerson → a guardian invitation bound to the email address on the resource.
+"""RelatedPerson → a guardian invitation bound to the email address or phone number on the resource.
 
 The invitation is the portal's own (an ``invited`` link and a single-use code; only its hash is kept),
 issued by ``portal.services.invitation_create_for_system`` (recipient-bound and audited as staff
 invitations are, not counted against a person's create rate, since the import is one trusted batch
-from the EHR) and sent to the address after commit, with no PHI in the message. Invitations bind to
-an email address alone (the invitation model has no phone recipient, and phone numbers are verified
-nowhere in the portal): a RelatedPerson with only a phone number is rejected as
-``no_email_for_invitation`` so staff can invite that family by hand.
+from the EHR) and sent after commit, with no PHI in the message: by email when the resource has an
+address, otherwise by text message to its phone number (normalised to E.164; only an account that
+has verified that number redeems it), in the language of ``RelatedPerson.communication`` (preferred
+first) when the portal speaks it, else the hospital's default. A RelatedPerson with neither an address
+nor a usable phone number is reported as ``no_contact_for_invitation`` so staff can invite that
+family by hand. A re-import of the same resource sends nothing again.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from interop.errors import Unmappable
 from interop.fhir import Resource, codes
 from interop.mapping.base import Mapped, Mapping
 from interop.models import SourceRecord
+from messaging.phones import TEXT_LANGUAGES, invitation_text_send
 from portal import audit, events
 from portal.errors import ApiError
 from portal.models import Child, GuardianLink
+from portal.phones import normalize_or_none
 from portal.services import invitation_create_for_system
 from portal.vocabulary import Resource as Entity
 
@@ -54,11 +58,35 @@ INVITATION_BODY = (
 )
 
 
-def _email(data: dict[str, Any]) -> str:
-    for telecom in data.get("telecom") or []:
-        if telecom.get("system") == "email" and telecom.get("value") and "@" in telecom["value"]:
-            return str(telecom["value"]).strip().lower()
-    raise Unmappable("no_email_for_invitation")
+def _contact(data: dict[str, Any]) -> tuple[str, str]:
+    """(email, "") when the resource has an email address, else ("", phone in E.164).
+
+    Of the phone numbers, one marked for texts (``sms``) or mobile comes first; a number that does not
+    parse as a valid one is passed over.
+    """
+    telecoms = [t for t in data.get("telecom") or [] if isinstance(t, dict) and t.get("value")]
+    for telecom in telecoms:
+        if telecom.get("system") == "email" and "@" in str(telecom["value"]):
+            return str(telecom["value"]).strip().lower(), ""
+    phones = [t for t in telecoms if t.get("system") in ("sms", "phone")]
+    phones.sort(key=lambda t: (t.get("system") != "sms", t.get("use") != "mobile"))
+    for telecom in phones:
+        number = normalize_or_none(str(telecom["value"]))
+        if number:
+            return "", number
+    raise Unmappable("no_contact_for_invitation")
+
+
+def _language(data: dict[str, Any]) -> str:
+    """The recipient's language from ``communication`` (preferred first) if the texts are written in it."""
+    entries = [c for c in data.get("communication") or [] if isinstance(c, dict)]
+    entries.sort(key=lambda c: not c.get("preferred"))
+    for entry in entries:
+        for code in codes(entry.get("language") or {}):
+            primary = code.split("-")[0].lower()
+            if primary in TEXT_LANGUAGES:
+                return primary
+    return str(settings.LANGUAGE_CODE)
 
 
 def _relationship(data: dict[str, Any]) -> str:
@@ -82,7 +110,8 @@ def _send(email: str, code: str, hours: int, invitation_id: Any) -> None:
         logger.warning("invitation email not sent", extra={"invitation": str(invitation_id)})
 
 
-def _invite(ctx: Context, child: Child, relationship: str, email: str) -> GuardianLink:
+def _invite(ctx: Context, child: Child, relationship: str, contact: tuple[str, str], language: str) -> GuardianLink:
+    email, phone = contact
     hours = int(settings.PORTAL_INVITATION_TTL_HOURS)
     try:
         invitation, code = invitation_create_for_system(
@@ -90,12 +119,18 @@ def _invite(ctx: Context, child: Child, relationship: str, email: str) -> Guardi
             child=child,
             relationship=relationship,
             recipient_email=email,
+            recipient_phone=phone,
             reason="ehr_import",
             expires_in_hours=hours,
         )
     except ApiError as error:
         raise Unmappable(f"invitation:{error.code}") from None
-    transaction.on_commit(lambda: _send(email, code, hours, invitation.pk))
+    if invitation.recipient_email:
+        transaction.on_commit(lambda: _send(email, code, hours, invitation.pk))
+    else:
+        invitation_text_send(
+            phone=invitation.recipient_phone, code=code, hours=hours, language=language, invitation_id=invitation.pk
+        )
     return invitation.link
 
 
@@ -127,16 +162,21 @@ def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapp
         if link is not None:
             _end(ctx, link, "ehr_related_person_inactive")
         return Mapped(targets=[str(link.pk)] if link else [], state={"inactive": True})
-    email = _email(data)
+    contact = _contact(data)
+    language = _language(data)
     if link is None or link.status not in LIVE or link.child_id != child.pk:
         if link is not None:
             _end(ctx, link, "ehr_related_person_moved")
-        return Mapped(targets=[str(_invite(ctx, child, relationship, email).pk)])
+        return Mapped(targets=[str(_invite(ctx, child, relationship, contact, language).pk)])
     invitation = getattr(link, "invitation", None)
-    if link.status == GuardianLink.Status.INVITED and invitation is not None and invitation.recipient_email != email:
-        # Not yet redeemed and the EHR now has another address: withdraw it and invite the new one.
+    if (
+        link.status == GuardianLink.Status.INVITED
+        and invitation is not None
+        and (invitation.recipient_email, invitation.recipient_phone) != contact
+    ):
+        # Not yet redeemed and the EHR now has another address or number: withdraw it, invite the new one.
         _end(ctx, link, "ehr_related_person_readdressed")
-        return Mapped(targets=[str(_invite(ctx, child, relationship, email).pk)])
+        return Mapped(targets=[str(_invite(ctx, child, relationship, contact, language).pk)])
     if link.relationship != relationship:
         link.relationship = relationship
         link.save(update_fields=["relationship"])

@@ -20,11 +20,14 @@ from portal.services.links import (
     link_update,
     links_expire,
 )
+from portal.services.phones import phone_set, phone_verification_confirm, phone_verification_start
+from portal.services.user_sessions import SessionView, user_sessions_end, user_sessions_list
 
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
     "LinkBreach",
+    "SessionView",
     "care_team_add",
     "care_team_end",
     "child_create",
@@ -37,5 +40,10 @@ __all__ = [
     "link_suspend_for_approval",
     "link_update",
     "links_expire",
+    "phone_set",
+    "phone_verification_confirm",
+    "phone_verification_start",
     "user_language_set",
+    "user_sessions_end",
+    "user_sessions_list",
 ]

@@ -16,6 +16,7 @@ from portal.access import Capability, ChildAccess, holds_staff_role, live_link_q
 from portal.crypto import keyring
 from portal.errors import ApiError, Conflict, Invalid, NotFound
 from portal.models import Child, GuardianLink, Invitation, User
+from portal.phones import normalize as normalize_phone
 from portal.vocabulary import Resource
 
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on phones.
@@ -84,6 +85,7 @@ def _issue(
     court_appointed: bool,
     hours: int,
     reason: str = "",
+    recipient_phone: str = "",
 ) -> tuple[Invitation, str]:
     """The ``invited`` link, its invitation (the code's hash only) and the audit row, in one transaction."""
     code = _new_code()
@@ -102,6 +104,7 @@ def _issue(
             link=link,
             code_hash=_code_hash(code),
             recipient_email=recipient_email,
+            recipient_phone=recipient_phone,
             created_by=actor,
             created_at=now,
             expires_at=now + timedelta(hours=hours),
@@ -122,33 +125,80 @@ def invitation_create_for_system(
     actor: User,
     child: Child,
     relationship: str,
-    recipient_email: str,
     reason: str,
+    recipient_email: str = "",
+    recipient_phone: str = "",
     scope: str = GuardianLink.Scope.FULL,
     expires_in_hours: int | None = None,
 ) -> tuple[Invitation, str]:
     """An invitation a trusted system issues (the EHR import inviting the family the EHR lists).
 
-    As ``invitation_create``, it is bound to ``recipient_email`` (only an account that verified that
-    address redeems it), single-use, expiring and audited (with ``reason``); it is not counted against
-    a per-person create rate, since a system issues one batch of them. ``actor`` must be a system
-    account, one that can never sign in (inactive, no usable password): a person's invitations go
-    through ``invitation_create`` and its access check and rate. Returns the code once.
+    As ``invitation_create``, it is bound to its recipient: to ``recipient_email`` when there is one
+    (only an account that verified that address redeems it), otherwise to ``recipient_phone``
+    (normalised to E.164; only an account that verified that number redeems it). Single-use,
+    expiring and audited (with ``reason``); it is not counted against a per-person create rate, since
+    a system issues one batch of them. ``actor`` must be a system account, one that can never sign in
+    (inactive, no usable password): a person's invitations go through ``invitation_create`` and its
+    access check and rate. Returns the code once; the caller sends it.
     """
     if actor.is_active or actor.has_usable_password():
         raise Invalid("Only a system account issues system invitations.", code="not_a_system_account")
     recipient_email = recipient_email.strip().lower()
-    if "@" not in recipient_email:
-        raise Invalid("The invitation needs the recipient's email address.", code="invalid_email")
+    if recipient_email:
+        if "@" not in recipient_email:
+            raise Invalid("The invitation needs the recipient's email address.", code="invalid_email")
+        recipient_phone = ""
+    elif recipient_phone.strip():
+        recipient_phone = normalize_phone(recipient_phone)
+    else:
+        raise Invalid("The invitation needs the recipient's email address or phone number.", code="no_recipient")
     return _issue(
         actor=actor,
         child=child,
         relationship=relationship,
         recipient_email=recipient_email,
+        recipient_phone=recipient_phone,
         scope=scope,
         court_appointed=False,
         hours=expires_in_hours or settings.PORTAL_INVITATION_TTL_HOURS,
         reason=reason,
+    )
+
+
+def _recipient_refusal(actor: User, invitation: Invitation) -> tuple[str, ApiError] | None:
+    """Whether ``actor`` is the invitation's recipient: owns its verified email address or phone."""
+    if invitation.recipient_email:
+        if _owns_address(actor, invitation.recipient_email, verified_only=True):
+            return None
+        return "wrong_recipient", ApiError(
+            "This invitation was sent to another email address. Sign in with the account that has verified "
+            "that address, or ask the care team for a new invitation.",
+            code="invitation_wrong_recipient",
+            status=403,
+        )
+    if invitation.recipient_phone:
+        # Read again under the transaction: the number may have changed since the request loaded it.
+        actor = User.objects.only("phone", "phone_verified_at").get(pk=actor.pk)
+        if actor.phone_verified_at is None or not actor.phone:
+            return "phone_not_verified", ApiError(
+                "This invitation was sent by text message. Add and verify the phone number it was sent to "
+                "in your account, then enter the code again.",
+                code="invitation_phone_not_verified",
+                status=403,
+            )
+        if actor.phone == invitation.recipient_phone:
+            return None
+        return "wrong_recipient", ApiError(
+            "This invitation was sent to another phone number. Verify the number it was sent to in your "
+            "account, or ask the care team for a new invitation.",
+            code="invitation_wrong_recipient",
+            status=403,
+        )
+    return "wrong_recipient", ApiError(
+        "This invitation was sent to another email address. Sign in with the account that has verified "
+        "that address, or ask the care team for a new invitation.",
+        code="invitation_wrong_recipient",
+        status=403,
     )
 
 
@@ -180,13 +230,9 @@ def _redeem_refusal(actor: User, invitation: Invitation | None, now: datetime) -
             code="invitation_own",
             status=403,
         )
-    if not invitation.recipient_email or not _owns_address(actor, invitation.recipient_email, verified_only=True):
-        return "wrong_recipient", ApiError(
-            "This invitation was sent to another email address. Sign in with the account that has verified "
-            "that address, or ask the care team for a new invitation.",
-            code="invitation_wrong_recipient",
-            status=403,
-        )
+    wrong = _recipient_refusal(actor, invitation)
+    if wrong is not None:
+        return wrong
     waiting = Q(status=GuardianLink.Status.PENDING_APPROVAL)
     if GuardianLink.objects.filter(live_link_q(now) | waiting, guardian=actor, child=link.child).exists():
         return "already_linked", Conflict("You are already linked to this child.", code="already_linked")
@@ -194,7 +240,7 @@ def _redeem_refusal(actor: User, invitation: Invitation | None, now: datetime) -
 
 
 def invitation_redeem(*, actor: User, code: str, client_address: str = "") -> GuardianLink:
-    """The invitation's recipient (signed in, with the address verified) takes up the link.
+    """The invitation's recipient (signed in, with the address or phone number verified) takes up the link.
 
     An account with a staff role gets a ``pending_approval`` link, no access until a second staff
     member approves it (``link_approve``). A refusal is audited after the transaction, so the audit

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.db import transaction
@@ -179,18 +180,29 @@ class LinkBreach:
     reasons: tuple[str, ...]
 
 
+def _holds_recipient(link: GuardianLink, invitation: Invitation, verified: set[tuple[Any, str]]) -> bool:
+    """Whether the link's holder has verified the address or phone number the invitation was sent to."""
+    if invitation.recipient_phone and not invitation.recipient_email:
+        holder = link.guardian
+        return (
+            holder is not None and holder.phone_verified_at is not None and holder.phone == invitation.recipient_phone
+        )
+    return (link.guardian_id, invitation.recipient_email.lower()) in verified
+
+
 def link_breaches() -> list[LinkBreach]:
     """Live or waiting links that break the invitation and staff-as-parent rules:
 
     - ``staff_unapproved``: the holder has a staff role and no second staff member approved the link;
     - ``redeemed_by_creator``: the holder made the invitation (or granted the link) themselves;
-    - ``recipient_not_verified``: the invitation names no address, or one the holder has not verified.
+    - ``recipient_not_verified``: the invitation names no address, or one the holder has not verified
+      (for an invitation bound to a phone number: the holder's phone is not that number, verified).
 
     A fixed number of queries whatever the number of links.
     """
     links = list(
         GuardianLink.objects.filter(status=GuardianLink.Status.ACTIVE, guardian__isnull=False)
-        .select_related("invitation")
+        .select_related("invitation", "guardian")
         .order_by("granted_at", "pk")
     )
     guardian_ids = {link.guardian_id for link in links}
@@ -212,7 +224,7 @@ def link_breaches() -> list[LinkBreach]:
             invitation is not None and invitation.created_by_id == link.guardian_id
         ):
             reasons.append("redeemed_by_creator")
-        if invitation is not None and (link.guardian_id, invitation.recipient_email.lower()) not in verified:
+        if invitation is not None and not _holds_recipient(link, invitation, verified):
             reasons.append("recipient_not_verified")
         if reasons:
             found.append(LinkBreach(link.pk, link.child_id, link.guardian_id, link.status, tuple(reasons)))

@@ -19,7 +19,8 @@ Usage (a scratch database: this script empties it)::
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_import REDIS_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python tests/benchmarks/bench_import.py --patients 2000,8000 --resume-patients 300
 
-Invitation emails go to Django's dummy backend (``EMAIL_BACKEND``), so nothing is sent.
+Invitation emails go to Django's dummy backend (``EMAIL_BACKEND``) and invitation texts to the dummy
+SMS backend (``PORTAL_SMS_BACKEND``), so nothing is sent.
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ.setdefault("LOG_LEVEL", "ERROR")
     os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.dummy.EmailBackend"
+    os.environ["PORTAL_SMS_BACKEND"] = "messaging.sms.DummySmsBackend"
     import django
 
     django.setup()
