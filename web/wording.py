@@ -22,6 +22,17 @@ MESSAGES: dict[str, Promise] = {
     "no_refills_remaining": _("No refills remain on this prescription; message the care team."),
     "refill_already_open": _("A refill request for this medicine is already open."),
     "rate_limited": _("Too many attempts. Please wait a minute and try again."),
+    "reason_required": _("Give the family a reason for the denial."),
+    "invalid_transition": _("This has already changed; the page now shows where it stands."),
+    "identifying_details": _("Remove names, contact details and other identifying details before posting."),
+    "identifying_pseudonym": _("Choose a pseudonym that contains no real names or contact details."),
+    "invalid_pseudonym": _("A pseudonym has 3 to 40 letters, digits, spaces, dots, dashes or apostrophes."),
+    "pseudonym_taken": _("That pseudonym is taken in this group; choose another."),
+    "already_member": _("You are already a member of this group."),
+    "not_eligible": _("Groups are for the families of our patients and their clinicians."),
+    "muted": _("A moderator has muted you in this group for now."),
+    "already_reported": _("You have already reported this post."),
+    "empty_post": _("A post needs some text."),
 }
 FALLBACK = _("This could not be done. Please try again or message the care team.")
 
@@ -38,6 +49,9 @@ REFILL_STATUS: dict[str, Promise] = {
     "approved": _("Approved"),
     "sent_to_pharmacy": _("Sent to the pharmacy"),
     "ready": _("Ready to pick up"),
+    "picked_up": _("Picked up"),
+    "denied": _("Denied"),
+    "cancelled": _("Cancelled"),
 }
 APPOINTMENT_STATUS: dict[str, Promise] = {
     "proposed": _("Proposed"),

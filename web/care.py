@@ -1,0 +1,160 @@
+"""The care team's pages: the signed-in landing of clinicians and administrators, and the refill queue.
+
+Each view checks who may open it here (a clinician, a portal manager, a metrics reader), acts on a
+child only through ``portal.access.child_for`` (a denial is a 404 page and a ``deny`` audit row, as in
+the JSON API) and calls the same ``care`` selectors and services as the API's clinician endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from care import selectors, services
+from portal import audit
+from portal.access import Capability, can_view_metrics, child_for, is_clinician, is_portal_manager
+from portal.errors import ApiError, NotFound
+from portal.models import User
+from portal.vocabulary import Resource
+from django import forms
+from pydantic import ValidationError
+
+from care.schemas import RefillTransitionIn
+from web import views
+from web.groups import moderated_groups
+from web.wording import REFILL_STATUS, error_text, label
+
+View = Callable[..., HttpResponse]
+
+# What the care team may do next with a refill request in each status (the service decides; these
+# are the buttons offered). Denial needs a reason, so it has a form of its own.
+REFILL_STEPS: dict[str, list[tuple[str, Any]]] = {
+    "requested": [("approved", REFILL_STATUS["approved"])],
+    "approved": [("sent_to_pharmacy", REFILL_STATUS["sent_to_pharmacy"])],
+    "sent_to_pharmacy": [("ready", REFILL_STATUS["ready"])],
+    "ready": [("picked_up", REFILL_STATUS["picked_up"])],
+}
+
+
+class RefillDecisionForm(forms.Form):
+    """One decision on a refill request: the step (the button pressed) and, for a denial, the reason
+    shown to the family. Checked against the API's own ``RefillTransitionIn``."""
+
+    to = forms.ChoiceField(choices=[(step, step) for step in ("approved", "denied", "sent_to_pharmacy", "ready", "picked_up")])
+    reason = forms.CharField(required=False, max_length=500)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors:
+            try:
+                return RefillTransitionIn(**data).dict()
+            except ValidationError:
+                raise forms.ValidationError(_("Remove the control characters from the reason."), code="invalid") from None
+        return data
+
+    def error_text(self) -> str:
+        if "to" in self.errors:
+            return _("That step is not one the refill queue offers.")
+        if "reason" in self.errors:
+            return _("Reason: %(problem)s") % {"problem": self.errors["reason"][0]}
+        return " ".join(str(error) for error in self.non_field_errors())
+
+
+def is_staff_member(user: User) -> bool:
+    """Who gets the care team's landing instead of the family's: a clinician, a portal manager or a
+    metrics reader."""
+    return is_clinician(user) or is_portal_manager(user) or can_view_metrics(user)
+
+
+def care_page(allowed: Callable[[User], bool], reason: str) -> Callable[[View], View]:
+    """A page for part of the care team: signed in (with MFA where required, no-store, in the account's
+    language, as every page of the app) and ``allowed``; anyone else gets the 404 page and a ``deny``
+    audit row, like a child they may not see."""
+
+    def decorate(view: View) -> View:
+        @views.family_page
+        @wraps(view)
+        def wrapper(request: HttpRequest, user: User, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not allowed(user):
+                audit.deny(actor=user, entity_type=Resource.TASK, entity_id=None, reason=reason)
+                raise NotFound()
+            return view(request, user, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+# -- the landing ----------------------------------------------------------------------------------
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """``/``: the care team's landing for clinicians and administrators, the family's otherwise."""
+    if request.user.is_authenticated and is_staff_member(request.user):
+        return landing(request)
+    return views.home(request)
+
+
+@care_page(is_staff_member, "not_staff")
+def landing(request: HttpRequest, user: User) -> HttpResponse:
+    """What this account may open: the queues of its role, the groups it moderates, the dashboard."""
+    clinician = is_clinician(user)
+    return render(
+        request,
+        "web/care/landing.html",
+        {
+            "clinician": clinician,
+            "refills_waiting": len(selectors.refill_queue(user=user, status="requested")) if clinician else 0,
+            "moderated": moderated_groups(user=user),
+            "manager": is_portal_manager(user),
+            "metrics": can_view_metrics(user),
+        },
+    )
+
+
+# -- the refill queue -----------------------------------------------------------------------------
+
+
+def _queue(request: HttpRequest, user: User, *, status: int = 200, error: str = "") -> HttpResponse:
+    rows = [
+        {
+            "refill": refill,
+            "label": label(REFILL_STATUS, refill.status),
+            "steps": REFILL_STEPS.get(refill.status, []),
+        }
+        for refill in selectors.refill_queue(user=user)
+    ]
+    return render(request, "web/care/refills.html", {"rows": rows, "error": error}, status=status)
+
+
+@care_page(is_clinician, "not_a_clinician")
+def refill_queue(request: HttpRequest, user: User) -> HttpResponse:
+    """Open refill requests of the clinician's patients, oldest first (``care.selectors.refill_queue``)."""
+    return _queue(request, user)
+
+
+@care_page(is_clinician, "not_a_clinician")
+@require_POST
+def refill_decide(request: HttpRequest, user: User, child_id: uuid.UUID, refill_id: uuid.UUID) -> HttpResponse:
+    """Approve, deny with a reason, or take the pharmacy steps, through ``care.services.refill_transition``
+    (the care team of this child only: anyone else gets a 404 and a ``deny`` audit row)."""
+    access = child_for(user, child_id, Capability.TREAT)
+    form = RefillDecisionForm(request.POST)
+    if not form.is_valid():
+        return _queue(request, user, status=400, error=form.error_text())
+    try:
+        refill = services.refill_transition(actor=user, access=access, refill_id=refill_id, **form.cleaned_data)
+    except NotFound:
+        raise
+    except ApiError as error:
+        return _queue(request, user, status=error.status, error=error_text(error))
+    # Flash messages may travel in a cookie: the status only, never the child or the medicine.
+    messages.success(request, _("Refill request updated: %(status)s.") % {"status": label(REFILL_STATUS, refill.status)})
+    return redirect("web:care_refills")
