@@ -120,7 +120,7 @@ def _moderator(user: User, group_id: uuid.UUID) -> tuple[Group, Membership | Non
 
 def _live_member(user: User, group_id: uuid.UUID) -> Membership:
     """The account's live membership (staff read every group but act only where they are members)."""
-    _, membership = selectors.member_for(user, group_id)
+    membership = selectors.member_for(user, group_id)[1]
     if membership is None:
         audit.deny(actor=user, entity_type=Resource.GROUP, entity_id=str(group_id), reason="not_a_member")
         raise NotFound()
@@ -267,7 +267,7 @@ def moderation(request: HttpRequest, user: User, group_id: uuid.UUID) -> HttpRes
 def moderate(request: HttpRequest, user: User, group_id: uuid.UUID, post_id: uuid.UUID) -> HttpResponse:
     """Approve, hide or restore a post (``services.post_moderate``, which audits the decision and
     resolves the post's open reports)."""
-    _, membership = _moderator(user, group_id)
+    membership = _moderator(user, group_id)[1]
     post = selectors.post_in_group(group_id, post_id, published_only=False)
     form = ModerateForm(request.POST)
     if not form.is_valid():
