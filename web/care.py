@@ -11,22 +11,21 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from pydantic import ValidationError
 
 from care import selectors, services
+from care.schemas import RefillTransitionIn
 from portal import audit
 from portal.access import Capability, can_view_metrics, child_for, is_clinician, is_portal_manager
 from portal.errors import ApiError, NotFound
 from portal.models import User
 from portal.vocabulary import Resource
-from django import forms
-from pydantic import ValidationError
-
-from care.schemas import RefillTransitionIn
 from web import views
 from web.groups import moderated_groups
 from web.wording import REFILL_STATUS, error_text, label
@@ -47,7 +46,9 @@ class RefillDecisionForm(forms.Form):
     """One decision on a refill request: the step (the button pressed) and, for a denial, the reason
     shown to the family. Checked against the API's own ``RefillTransitionIn``."""
 
-    to = forms.ChoiceField(choices=[(step, step) for step in ("approved", "denied", "sent_to_pharmacy", "ready", "picked_up")])
+    to = forms.ChoiceField(
+        choices=[(step, step) for step in ("approved", "denied", "sent_to_pharmacy", "ready", "picked_up")]
+    )
     reason = forms.CharField(required=False, max_length=500)
 
     def clean(self) -> dict[str, Any]:
@@ -56,7 +57,9 @@ class RefillDecisionForm(forms.Form):
             try:
                 return RefillTransitionIn(**data).dict()
             except ValidationError:
-                raise forms.ValidationError(_("Remove the control characters from the reason."), code="invalid") from None
+                raise forms.ValidationError(
+                    _("Remove the control characters from the reason."), code="invalid"
+                ) from None
         return data
 
     def error_text(self) -> str:
@@ -156,5 +159,7 @@ def refill_decide(request: HttpRequest, user: User, child_id: uuid.UUID, refill_
     except ApiError as error:
         return _queue(request, user, status=error.status, error=error_text(error))
     # Flash messages may travel in a cookie: the status only, never the child or the medicine.
-    messages.success(request, _("Refill request updated: %(status)s.") % {"status": label(REFILL_STATUS, refill.status)})
+    messages.success(
+        request, _("Refill request updated: %(status)s.") % {"status": label(REFILL_STATUS, refill.status)}
+    )
     return redirect("web:care_refills")

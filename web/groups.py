@@ -37,7 +37,7 @@ REPORT_REASONS = [
     ("spam", gettext_lazy("It is spam or advertising")),
     ("other", gettext_lazy("Something else")),
 ]
-POST_STATUS = {
+POST_STATUS: dict[str, Any] = {
     Post.Status.PUBLISHED: gettext_lazy("Published"),
     Post.Status.PENDING: gettext_lazy("Waiting for a moderator"),
     Post.Status.HIDDEN: gettext_lazy("Hidden by a moderator"),
@@ -187,7 +187,9 @@ def group_join(request: HttpRequest, user: User, group_id: uuid.UUID) -> HttpRes
     if not form.is_valid():
         return _group(request, user, group_id, status=400, error=form_problem(form), join_form=form)
     try:
-        joined = services.group_join(actor=user, group=group, membership=membership, pseudonym=form.cleaned_data["pseudonym"])
+        joined = services.group_join(
+            actor=user, group=group, membership=membership, pseudonym=form.cleaned_data["pseudonym"]
+        )
     except NotFound:
         raise
     except ApiError as error:

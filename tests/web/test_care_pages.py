@@ -236,7 +236,9 @@ def test_families_and_strangers_cannot_open_the_care_queues(refill: RefillReques
 
 
 @pytest.mark.parametrize("persona", ("other_clinician", "admin"))
-def test_a_clinician_of_another_team_cannot_act_on_the_refill(refill: RefillRequest, world: World, persona: str) -> None:
+def test_a_clinician_of_another_team_cannot_act_on_the_refill(
+    refill: RefillRequest, world: World, persona: str
+) -> None:
     client = browser(world, persona)
     for step in ("approved", "denied"):
         before = denials()
@@ -260,7 +262,9 @@ def test_a_refill_of_another_child_under_my_patients_id_is_a_404(clock: Any, wor
 
 
 def test_an_unknown_refill_is_a_404(refill: RefillRequest, world: World) -> None:
-    response = browser(world, "clinician").post(f"/care/children/{world.ada.pk}/refills/{uuid.uuid4()}/", {"to": "approved"})
+    response = browser(world, "clinician").post(
+        f"/care/children/{world.ada.pk}/refills/{uuid.uuid4()}/", {"to": "approved"}
+    )
     assert response.status_code == 404
     unchanged(refill)
 

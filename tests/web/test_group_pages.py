@@ -66,7 +66,9 @@ def groups(clock: Any, world: World) -> Groups:
     outsider = make_user("outsider@example.org", "Otto Outsider")
     GuardianLink.objects.create(guardian=outsider, child=world.ben, relationship="father", status="active")
     published = Post.objects.create(group=diabetes, author=member, body=PUBLISHED)
-    pending = Post.objects.create(group=diabetes, author=newcomer, body="Is it normal to feel this tired?", status="pending")
+    pending = Post.objects.create(
+        group=diabetes, author=newcomer, body="Is it normal to feel this tired?", status="pending"
+    )
     hidden = Post.objects.create(group=diabetes, author=member, body=HIDDEN_TEXT, status="hidden")
     return Groups(world, diabetes, secret, outsider, published, pending, hidden)
 
@@ -129,8 +131,8 @@ def test_a_family_joins_under_a_pseudonym_and_posts(groups: Groups) -> None:
     assert response.status_code == 302 and response["Location"] == groups.url()
     membership = Membership.objects.get(group=groups.diabetes, user=groups.outsider)
     assert membership.status == "active" and membership.pseudonym == "Hopeful Dad"
-    page = client.get(groups.url()).content.decode()
-    assert "Welcome to the group." in page and PUBLISHED in page
+    joined = client.get(groups.url()).content.decode()
+    assert "Welcome to the group." in joined and PUBLISHED in joined
     response = client.post(groups.url("posts/"), {"body": "Hello from a new dad"})
     assert response.status_code == 302
     post = Post.objects.get(author=membership)
@@ -190,7 +192,9 @@ def test_an_empty_post_is_refused(groups: Groups) -> None:
 def test_a_trusted_member_posts_at_once(groups: Groups) -> None:
     client = browser(groups.world.guardian)
     assert client.post(groups.url("posts/"), {"body": "Pump site tips, anyone?"}).status_code == 302
-    mine = Post.objects.filter(author__user=groups.world.guardian).exclude(pk__in=[groups.published.pk, groups.hidden.pk])
+    mine = Post.objects.filter(author__user=groups.world.guardian).exclude(
+        pk__in=[groups.published.pk, groups.hidden.pk]
+    )
     assert [post.status for post in mine] == ["published"]
     assert "Your post is published." in client.get(groups.url()).content.decode()
 
