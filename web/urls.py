@@ -15,6 +15,16 @@ urlpatterns = [
     # The care team's queues and the peer groups (web/care.py, web/groups.py).
     path("care/refills/", care.refill_queue, name="care_refills"),
     path("care/children/<uuid:child_id>/refills/<uuid:refill_id>/", care.refill_decide, name="care_refill_decide"),
+    path("care/coverage/", care.coverage_queue, name="care_coverage"),
+    path(
+        "care/children/<uuid:child_id>/coverage/<uuid:coverage_id>/", care.coverage_decide, name="care_coverage_decide"
+    ),
+    path("care/appointment-requests/", care.change_requests, name="care_changes"),
+    path(
+        "care/children/<uuid:child_id>/appointments/<uuid:appointment_id>/",
+        care.change_answer,
+        name="care_change_answer",
+    ),
     path("groups/", groups.group_list, name="groups"),
     path("groups/<uuid:group_id>/", groups.group_page, name="group"),
     path("groups/<uuid:group_id>/join/", groups.group_join, name="group_join"),

@@ -22,6 +22,9 @@ MESSAGES: dict[str, Promise] = {
     "no_refills_remaining": _("No refills remain on this prescription; message the care team."),
     "refill_already_open": _("A refill request for this medicine is already open."),
     "rate_limited": _("Too many attempts. Please wait a minute and try again."),
+    "not_pending": _("This coverage was already verified or replaced."),
+    "slot_taken": _("The clinician already has a visit at that time."),
+    "invalid_period": _("The end must come after the start."),
     "reason_required": _("Give the family a reason for the denial."),
     "invalid_transition": _("This has already changed; the page now shows where it stands."),
     "identifying_details": _("Remove names, contact details and other identifying details before posting."),
@@ -52,6 +55,10 @@ REFILL_STATUS: dict[str, Promise] = {
     "picked_up": _("Picked up"),
     "denied": _("Denied"),
     "cancelled": _("Cancelled"),
+}
+CHANGE_REQUEST: dict[str, Promise] = {
+    "cancel": _("The family asks to cancel"),
+    "reschedule": _("The family asks for a new time"),
 }
 APPOINTMENT_STATUS: dict[str, Promise] = {
     "proposed": _("Proposed"),

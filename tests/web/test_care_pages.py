@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from care.models import MedicationPlan, RefillRequest, RefillTransition
+from care.models import Appointment, Coverage, MedicationPlan, RefillRequest, RefillTransition
 from portal.audit import AuditEvent
 from tests import care_data
 from tests.canaries import ADA_MRN, ADA_NAME, BEN_NAME
@@ -279,3 +279,200 @@ def test_signed_out_visitors_go_to_sign_in(refill: RefillRequest, world: World) 
 def test_decisions_are_post_only(refill: RefillRequest, world: World) -> None:
     assert browser(world, "clinician").get(decide_url(refill)).status_code == 405
     unchanged(refill)
+
+
+# -- coverage verification -------------------------------------------------------------------------
+
+COVERAGE_QUEUE = "/care/coverage/"
+MEMBER_ID = "MEMBER-CANARY-NEW"
+
+
+@pytest.fixture
+def card(clock: Any, world: World) -> Coverage:
+    care_data.coverage(world.ada, world.guardian)  # the card in force
+    return care_data.coverage(world.ada, world.guardian, status="pending", payer="Beacon Health", member_id=MEMBER_ID)
+
+
+def coverage_url(card: Coverage) -> str:
+    return f"/care/children/{card.child_id}/coverage/{card.pk}/"
+
+
+def card_unchanged(card: Coverage) -> None:
+    row = Coverage.objects.get(pk=card.pk)
+    assert row.status == "pending" and row.verified_by_id is None and row.rejection_reason == ""
+    assert Coverage.objects.get(child=card.child, payer="Acme Health").status == "active"
+
+
+@pytest.mark.parametrize("persona", ("clinician", "admin"))
+def test_the_care_team_and_portal_managers_see_cards_waiting(card: Coverage, world: World, persona: str) -> None:
+    response = browser(world, persona).get(COVERAGE_QUEUE)
+    assert response.status_code == 200
+    assert_private(response)
+    body = response.content.decode()
+    assert ADA_NAME in body and MEMBER_ID in body and "Beacon Health" in body
+    assert "Acme Health" not in body  # the card in force is not waiting
+    assert COVERAGE_QUEUE in browser(world, persona).get("/").content.decode()
+
+
+def test_a_card_verified_replaces_the_one_in_force(card: Coverage, world: World) -> None:
+    client = browser(world, "clinician")
+    response = client.post(coverage_url(card), {"decision": "accept"})
+    assert response.status_code == 302 and response["Location"] == COVERAGE_QUEUE
+    row = Coverage.objects.get(pk=card.pk)
+    assert row.status == "active" and row.verified_by_id == world.clinician.pk
+    assert Coverage.objects.get(child=world.ada, payer="Acme Health").status == "superseded"
+    assert AuditEvent.objects.filter(entity_type="Coverage", reason="verified").count() == 1
+    page = client.get(COVERAGE_QUEUE).content.decode()
+    assert "Coverage verified." in page and MEMBER_ID not in page
+    again = client.post(coverage_url(card), {"decision": "reject"})
+    assert again.status_code == 409 and "Only pending coverage" in again.content.decode()
+
+
+def test_a_card_rejected_keeps_the_reason(card: Coverage, world: World) -> None:
+    response = browser(world, "admin").post(coverage_url(card), {"decision": "reject", "reason": "Card is expired"})
+    assert response.status_code == 302
+    row = Coverage.objects.get(pk=card.pk)
+    assert row.status == "rejected" and row.rejection_reason == "Card is expired"
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"decision": "maybe"}, "accept or to reject"),
+        ({"decision": "reject", "reason": "x" * 201}, "at most 200 characters"),
+        ({"decision": "reject", "reason": "bell\x07"}, "control characters"),
+    ],
+)
+def test_bad_coverage_decisions_write_nothing(card: Coverage, world: World, data: dict[str, str], words: str) -> None:
+    response = browser(world, "clinician").post(coverage_url(card), data)
+    assert response.status_code == 400 and words in response.content.decode()
+    card_unchanged(card)
+
+
+@pytest.mark.parametrize("persona", NOT_CARE_TEAM)
+def test_families_and_strangers_cannot_open_the_coverage_queue(card: Coverage, world: World, persona: str) -> None:
+    client = browser(world, persona)
+    for method, url, data in (("get", COVERAGE_QUEUE, {}), ("post", coverage_url(card), {"decision": "accept"})):
+        before = denials()
+        response = getattr(client, method)(url, data)
+        assert response.status_code == 404, (persona, url)
+        assert MEMBER_ID not in response.content.decode()
+        assert_no_phi(response)
+        assert denials() == before + 1
+    card_unchanged(card)
+
+
+def test_a_clinician_of_another_team_neither_sees_nor_verifies_the_card(card: Coverage, world: World) -> None:
+    client = browser(world, "other_clinician")
+    page = client.get(COVERAGE_QUEUE)
+    assert page.status_code == 200 and MEMBER_ID not in page.content.decode()
+    assert_no_phi(page)
+    before = denials()
+    assert client.post(coverage_url(card), {"decision": "accept"}).status_code == 404
+    assert denials() == before + 1
+    card_unchanged(card)
+
+
+# -- appointment change requests ------------------------------------------------------------------
+
+CHANGES = "/care/appointment-requests/"
+
+
+@pytest.fixture
+def visit(clock: Any, world: World) -> Appointment:
+    return care_data.appointment(
+        world.ada,
+        world.clinician,
+        change_request="reschedule",
+        change_note="Mornings suit us better",
+        change_requested_at=NOW,
+        change_requested_by=world.guardian,
+    )
+
+
+def answer_url(visit: Appointment) -> str:
+    return f"/care/children/{visit.child_id}/appointments/{visit.pk}/"
+
+
+def visit_unchanged(visit: Appointment) -> None:
+    row = Appointment.objects.get(pk=visit.pk)
+    assert row.status == "booked" and row.change_request == "reschedule" and row.start == visit.start
+
+
+def test_the_clinician_sees_the_familys_request(visit: Appointment, world: World) -> None:
+    client = browser(world, "clinician")
+    response = client.get(CHANGES)
+    assert response.status_code == 200
+    assert_private(response)
+    body = response.content.decode()
+    assert ADA_NAME in body and "Mornings suit us better" in body and "asks for a new time" in body
+    assert "Thursday 12 March 2026, 10:00" in body  # 14:00 UTC in New York (EDT)
+    assert "1 request waiting" in client.get("/").content.decode()
+    assert "Mornings" not in browser(world, "other_clinician").get(CHANGES).content.decode()
+
+
+def test_moving_the_visit_answers_the_request(visit: Appointment, world: World) -> None:
+    client = browser(world, "clinician")
+    response = client.post(
+        answer_url(visit), {"answer": "move", "start": "2026-03-13T09:00", "end": "2026-03-13T09:30"}
+    )
+    assert response.status_code == 302 and response["Location"] == CHANGES
+    row = Appointment.objects.get(pk=visit.pk)
+    assert row.start == datetime(2026, 3, 13, 13, 0, tzinfo=UTC)  # 09:00 in New York
+    assert row.end == datetime(2026, 3, 13, 13, 30, tzinfo=UTC)
+    assert row.change_request == "" and row.change_note == ""
+    assert AuditEvent.objects.filter(entity_type="Appointment", reason__startswith="changed:").count() == 1
+    assert "Mornings" not in client.get(CHANGES).content.decode()
+
+
+@pytest.mark.parametrize(("answer", "status"), [("cancel", "cancelled"), ("dismiss", "booked")])
+def test_cancelling_or_closing_the_request(visit: Appointment, world: World, answer: str, status: str) -> None:
+    assert browser(world, "clinician").post(answer_url(visit), {"answer": answer}).status_code == 302
+    row = Appointment.objects.get(pk=visit.pk)
+    assert row.status == status and row.change_request == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        ({"answer": "move"}, 400, "new start and end"),
+        ({"answer": "move", "start": "next week", "end": "2026-03-13T09:30"}, 400, "as a date and a time"),
+        ({"answer": "move", "start": "2026-03-13T09:30", "end": "2026-03-13T09:00"}, 422, "end must come after"),
+        ({"answer": "move", "start": "2099-03-13T09:00", "end": "2099-03-13T09:30"}, 400, "outside the dates"),
+        ({"answer": "ignore"}, 400, "how to answer"),
+    ],
+)
+def test_bad_answers_write_nothing(
+    visit: Appointment, world: World, data: dict[str, str], status: int, words: str
+) -> None:
+    response = browser(world, "clinician").post(answer_url(visit), data)
+    assert response.status_code == status and words in response.content.decode()
+    visit_unchanged(visit)
+
+
+@pytest.mark.parametrize("persona", (*NOT_CARE_TEAM, "admin"))
+def test_only_clinicians_open_the_change_requests(visit: Appointment, world: World, persona: str) -> None:
+    client = browser(world, persona)
+    for method, url, data in (("get", CHANGES, {}), ("post", answer_url(visit), {"answer": "cancel"})):
+        before = denials()
+        response = getattr(client, method)(url, data)
+        assert response.status_code == 404, (persona, url)
+        assert "Mornings" not in response.content.decode()
+        assert_no_phi(response)
+        assert denials() == before + 1
+    visit_unchanged(visit)
+
+
+def test_a_clinician_of_another_team_cannot_answer(visit: Appointment, world: World) -> None:
+    before = denials()
+    assert browser(world, "other_clinician").post(answer_url(visit), {"answer": "cancel"}).status_code == 404
+    assert denials() == before + 1
+    visit_unchanged(visit)
+
+
+def test_answers_need_the_csrf_token(visit: Appointment, card: Coverage, world: World) -> None:
+    client = browser(world, "clinician", enforce_csrf_checks=True)
+    assert client.post(answer_url(visit), {"answer": "cancel"}).status_code == 403
+    assert client.post(coverage_url(card), {"decision": "accept"}).status_code == 403
+    visit_unchanged(visit)
+    card_unchanged(card)
