@@ -76,7 +76,9 @@ def is_staff_member(user: User) -> bool:
     return is_clinician(user) or is_portal_manager(user) or can_view_metrics(user)
 
 
-def care_page(allowed: Callable[[User], bool], reason: str) -> Callable[[View], View]:
+def care_page(
+    allowed: Callable[[User], bool], reason: str, resource: Resource = Resource.TASK
+) -> Callable[[View], View]:
     """A page for part of the care team: signed in (with MFA where required, no-store, in the account's
     language, as every page of the app) and ``allowed``; anyone else gets the 404 page and a ``deny``
     audit row, like a child they may not see."""
@@ -86,7 +88,7 @@ def care_page(allowed: Callable[[User], bool], reason: str) -> Callable[[View], 
         @wraps(view)
         def wrapper(request: HttpRequest, user: User, *args: Any, **kwargs: Any) -> HttpResponse:
             if not allowed(user):
-                audit.deny(actor=user, entity_type=Resource.TASK, entity_id=None, reason=reason)
+                audit.deny(actor=user, entity_type=resource, entity_id=None, reason=reason)
                 raise NotFound()
             return view(request, user, *args, **kwargs)
 
@@ -204,13 +206,13 @@ def _coverage(request: HttpRequest, user: User, *, status: int = 200, error: str
     return render(request, "web/care/coverage.html", {"rows": rows, "error": error}, status=status)
 
 
-@care_page(may_verify_coverage, "not_care_staff")
+@care_page(may_verify_coverage, "not_care_staff", Resource.COVERAGE)
 def coverage_queue(request: HttpRequest, user: User) -> HttpResponse:
     """Insurance cards families submitted, waiting for verification (``care.selectors.coverage_queue``)."""
     return _coverage(request, user)
 
 
-@care_page(may_verify_coverage, "not_care_staff")
+@care_page(may_verify_coverage, "not_care_staff", Resource.COVERAGE)
 @require_POST
 def coverage_decide(request: HttpRequest, user: User, child_id: uuid.UUID, coverage_id: uuid.UUID) -> HttpResponse:
     """Accept or reject submitted coverage through ``care.services.coverage_verify``."""
@@ -282,13 +284,13 @@ def _changes(request: HttpRequest, user: User, *, status: int = 200, error: str 
     return render(request, "web/care/changes.html", {"rows": rows, "error": error}, status=status)
 
 
-@care_page(is_clinician, "not_a_clinician")
+@care_page(is_clinician, "not_a_clinician", Resource.APPOINTMENT)
 def change_requests(request: HttpRequest, user: User) -> HttpResponse:
     """Visits whose family asked to cancel or move them (``care.selectors.change_request_queue``)."""
     return _changes(request, user)
 
 
-@care_page(is_clinician, "not_a_clinician")
+@care_page(is_clinician, "not_a_clinician", Resource.APPOINTMENT)
 @require_POST
 def change_answer(request: HttpRequest, user: User, child_id: uuid.UUID, appointment_id: uuid.UUID) -> HttpResponse:
     """Answer a family's request through ``care.services.appointment_update`` (the care team only)."""

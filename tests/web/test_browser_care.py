@@ -1,7 +1,9 @@
-"""The care team's pages in a real browser: Debian's chromium driven by Playwright on a desktop viewport.
+"""The care team's pages and the peer groups in a real browser: Debian's chromium driven by Playwright.
 
 A guardian has asked for a refill; a clinician signs in with a password and the authenticator code, lands
-on the care team's page, opens the refill queue and approves the request. axe-core (WCAG 2.x A and AA
+on the care team's page, opens the refill queue and approves the request. A guardian on a phone finds a
+group matching her child, joins under a pseudonym and posts; the clinician who moderates the group
+approves the post from the moderation queue. axe-core (WCAG 2.x A and AA
 rules, 2.2 included) finds no violation on any page, and the browser reports no Content-Security-Policy
 violation. Desktop screenshots of each page go to docs/screenshots/ (README).
 
@@ -18,10 +20,11 @@ import pytest
 import time_machine
 
 from care.models import MedicationPlan, RefillRequest
+from messaging.groups.models import Group, Membership, Post
 from portal.audit import AuditEvent
 from tests import care_data
 from tests.conftest import PASSWORD, World, totp_code
-from tests.web.browser import CHROMIUM, DESKTOP, LAUNCH_ARGS, axe_check, require_browser, screenshot
+from tests.web.browser import CHROMIUM, DESKTOP, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
 
 # Tuesday 10 March 2026, 14:00 UTC; the clock runs on from there (the TOTP code is computed from it).
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -85,3 +88,78 @@ def test_a_clinician_at_a_desk_approves_the_refill_a_guardian_requested(
         assert approved.status == "approved" and approved.decided_by_id == world.clinician.pk
         assert MedicationPlan.objects.get(pk=plan.pk).refills_remaining == 2
         assert AuditEvent.objects.filter(action="update", reason="refill:requested->approved").count() == 1
+
+
+def test_a_guardian_on_a_phone_joins_a_group_and_a_moderator_approves_the_first_post(
+    transactional_db: Any, live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import build_world
+
+    with time_machine.travel(NOW, tick=True):
+        world: World = build_world()
+        group = Group.objects.create(
+            name="Type 1 diabetes, under 10s",
+            description="Parents of young children with diabetes",
+            condition_codes=["46635009"],
+            created_by=world.admin,
+            rules="Be kind. No medical advice.",
+        )
+        Membership.objects.create(
+            group=group, user=world.clinician, pseudonym="Dr C", role="moderator", kind="clinician"
+        )
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        csp_reports: list[str] = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+            phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+            page = phone.new_page()
+            page.on(
+                "console",
+                lambda message: csp_reports.append(message.text) if "Content Security Policy" in message.text else None,
+            )
+            page.goto(f"{live_server.url}/sign-in/")
+            page.get_by_label("Email").fill("guardian@example.org")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"**/children/{world.ada.pk}/")
+
+            page.get_by_role("link", name="Groups").click()
+            page.get_by_text("Matches your child's care").wait_for()
+            axe_check(page, "groups")
+            screenshot(page, "groups")
+            page.get_by_role("link", name="Type 1 diabetes, under 10s").click()
+            page.get_by_label("Your pseudonym in this group").fill("Sunny Mum")
+            axe_check(page, "group before joining")
+            page.get_by_role("button", name="Join").click()
+            page.get_by_text("Welcome to the group.").wait_for()
+            page.get_by_label("Write a post as Sunny Mum").fill("Night lows got better with an earlier snack")
+            page.get_by_role("button", name="Post", exact=True).click()
+            page.get_by_text("once a moderator has read it").wait_for()
+            axe_check(page, "group after posting")
+            screenshot(page, "group")
+
+            desk = browser.new_context(viewport=DESKTOP)
+            moderator = desk.new_page()
+            moderator.goto(f"{live_server.url}/sign-in/")
+            moderator.get_by_label("Email").fill("clinician@example.org")
+            moderator.get_by_label("Password").fill(PASSWORD)
+            moderator.get_by_role("button", name="Sign in").click()
+            moderator.wait_for_url("**/sign-in/code/")
+            moderator.get_by_label("Code from your authenticator app").fill(totp_code())
+            moderator.get_by_role("button", name="Continue").click()
+            moderator.get_by_role("link", name="Moderation: Type 1 diabetes, under 10s").click()
+            moderator.get_by_text("Night lows got better with an earlier snack").wait_for()
+            axe_check(moderator, "moderation queue")
+            screenshot(moderator, "group-moderation", "desktop")
+            moderator.get_by_role("button", name="Approve").click()
+            moderator.get_by_text("Post approved.").wait_for()
+            axe_check(moderator, "moderation queue after approval")
+            browser.close()
+
+        assert csp_reports == []
+        post = Post.objects.get(group=group)
+        assert post.status == "published" and post.moderated_by_id == world.clinician.pk
+        assert post.author.pseudonym == "Sunny Mum"
