@@ -1,4 +1,5 @@
-"""The care team's pages: the signed-in landing of clinicians and administrators, and the refill queue.
+"""The care team's pages: the signed-in landing of clinicians and administrators, the refill queue,
+coverage verification and the appointment change requests.
 
 Each view checks who may open it here (a clinician, a portal manager, a metrics reader), acts on a
 child only through ``portal.access.child_for`` (a denial is a 404 page and a ``deny`` audit row, as in
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from care import selectors, services
 from care.schemas import AppointmentUpdateIn, CoverageVerifyIn, RefillTransitionIn
 from portal import audit, zones
-from portal.access import Capability, can_view_metrics, child_for, is_clinician, is_portal_manager
+from portal.access import Capability, can_view_metrics, child_for, guardian_links, is_clinician, is_portal_manager
 from portal.errors import ApiError, NotFound
 from portal.models import User
 from portal.vocabulary import Resource
@@ -123,6 +124,9 @@ def landing(request: HttpRequest, user: User) -> HttpResponse:
             "moderated": moderated_groups(user=user),
             "manager": is_portal_manager(user),
             "metrics": can_view_metrics(user),
+            # A staff member who is also a guardian (a link a second staff member approved) keeps the
+            # way to their own children's pages.
+            "children": [link.child for link in guardian_links(user)],
         },
     )
 

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from care.models import Appointment, Coverage, MedicationPlan, RefillRequest, RefillTransition
 from portal.audit import AuditEvent
+from portal.models import GuardianLink
 from tests import care_data
 from tests.canaries import ADA_MRN, ADA_NAME, BEN_NAME
 from tests.conftest import PASSWORD, World, totp_code
@@ -87,6 +88,13 @@ def test_an_administrator_lands_on_the_metrics_dashboard_link(refill: RefillRequ
     assert "/metrics/dashboard" in body
     assert QUEUE not in body  # not on a care team: no refill decisions
     assert client.get("/metrics/dashboard").status_code == 200
+
+
+def test_a_clinician_who_is_also_a_guardian_keeps_the_way_to_the_child(refill: RefillRequest, world: World) -> None:
+    GuardianLink.objects.create(guardian=world.other_clinician, child=world.ada, relationship="aunt", status="active")
+    body = browser(world, "other_clinician").get("/").content.decode()
+    assert f'href="/children/{world.ada.pk}/"' in body and ADA_NAME in body
+    assert ADA_NAME not in browser(world, "clinician").get("/").content.decode()
 
 
 def test_a_guardian_still_lands_on_the_familys_page(refill: RefillRequest, world: World) -> None:
