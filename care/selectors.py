@@ -34,6 +34,7 @@ from portal.access import (
     effective_scope,
     guardian_links,
     hide_confidential,
+    is_portal_manager,
 )
 from portal.models import CareTeamMembership, User
 from portal.vocabulary import Resource
@@ -277,3 +278,38 @@ def calendar_ics(*, token: str, now: datetime | None = None) -> bytes | None:
 def calendar_feed_active(*, user: User) -> CalendarFeed | None:
     """The user's calendar feed in force, if any."""
     return CalendarFeed.objects.filter(guardian=user, revoked_at__isnull=True).first()
+
+
+# -- the care team's queues ---------------------------------------------------------------------
+
+
+def _care_team_child_ids(user: User) -> list[uuid.UUID]:
+    return list(care_team_memberships(user).values_list("child_id", flat=True))
+
+
+def coverage_queue(*, user: User) -> list[Coverage]:
+    """Coverage waiting for verification, oldest first (child loaded): of the children on the user's
+    care teams, and for a portal manager (``manage_portal``) of every child, as ``coverage_verify``
+    allows."""
+    rows = Coverage.objects.filter(status=Coverage.Status.PENDING).select_related("child")
+    if not is_portal_manager(user):
+        rows = rows.filter(child_id__in=_care_team_child_ids(user))
+    rows_list = list(rows.order_by("submitted_at")[:500])
+    audit.reads(user, Resource.COVERAGE, sorted({row.child_id for row in rows_list}, key=str))
+    return rows_list
+
+
+def change_request_queue(*, user: User) -> list[Appointment]:
+    """Proposed or booked appointments of the children on the clinician's care teams whose family asked
+    to cancel or move them, oldest request first (child and clinician loaded)."""
+    rows = (
+        Appointment.objects.filter(
+            child_id__in=_care_team_child_ids(user),
+            status__in=(Appointment.Status.PROPOSED, Appointment.Status.BOOKED),
+        )
+        .exclude(change_request="")
+        .select_related("child", "clinician")
+    )
+    rows_list = list(rows.order_by("change_requested_at")[:500])
+    audit.reads(user, Resource.APPOINTMENT, sorted({row.child_id for row in rows_list}, key=str))
+    return rows_list

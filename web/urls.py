@@ -1,17 +1,37 @@
 from django.urls import path
 
-from web import account, family, views
+from web import account, care, family, groups, views
 
 app_name = "web"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", care.home, name="home"),  # the care team's landing, or the family's
     path("sign-in/", views.sign_in, name="sign_in"),
     path("sign-in/code/", views.sign_in_code, name="sign_in_code"),
     path("sign-out/", views.sign_out, name="sign_out"),
     path("children/<uuid:child_id>/", views.child_today, name="today"),
     path("children/<uuid:child_id>/medicines/<uuid:plan_id>/doses/", views.dose_record, name="dose_record"),
     path("children/<uuid:child_id>/medicines/<uuid:plan_id>/refill/", views.refill_request, name="refill_request"),
+    # The care team's queues and the peer groups (web/care.py, web/groups.py).
+    path("care/refills/", care.refill_queue, name="care_refills"),
+    path("care/children/<uuid:child_id>/refills/<uuid:refill_id>/", care.refill_decide, name="care_refill_decide"),
+    path("care/coverage/", care.coverage_queue, name="care_coverage"),
+    path(
+        "care/children/<uuid:child_id>/coverage/<uuid:coverage_id>/", care.coverage_decide, name="care_coverage_decide"
+    ),
+    path("care/appointment-requests/", care.change_requests, name="care_changes"),
+    path(
+        "care/children/<uuid:child_id>/appointments/<uuid:appointment_id>/",
+        care.change_answer,
+        name="care_change_answer",
+    ),
+    path("groups/", groups.group_list, name="groups"),
+    path("groups/<uuid:group_id>/", groups.group_page, name="group"),
+    path("groups/<uuid:group_id>/join/", groups.group_join, name="group_join"),
+    path("groups/<uuid:group_id>/posts/", groups.group_post, name="group_post"),
+    path("groups/<uuid:group_id>/posts/<uuid:post_id>/report/", groups.group_report, name="group_report"),
+    path("groups/<uuid:group_id>/moderation/", groups.moderation, name="group_moderation"),
+    path("groups/<uuid:group_id>/posts/<uuid:post_id>/moderate/", groups.moderate, name="group_moderate"),
 ]
 
 # The family's other pages (web/family.py).

@@ -22,13 +22,26 @@ MESSAGES: dict[str, Promise] = {
     "no_refills_remaining": _("No refills remain on this prescription; message the care team."),
     "refill_already_open": _("A refill request for this medicine is already open."),
     "rate_limited": _("Too many attempts. Please wait a minute and try again."),
-    "invalid_transition": _("This visit can no longer be confirmed or changed here; message the care team."),
     "appointment_past": _("This appointment has already started."),
     "attachment_too_large": _("The photo is too large: at most 10 MB."),
     "attachment_empty": _("The photo is empty. Take it again."),
     "attachment_type_not_allowed": _("Only a JPEG or PNG photo (or a PDF) can be sent."),
     "attachment_type_mismatch": _("The file's name does not match its contents."),
     "attachment_polyglot": _("This file cannot be accepted. Take the photo again with the camera."),
+    "not_pending": _("This coverage was already verified or replaced."),
+    "slot_taken": _("The clinician already has a visit at that time."),
+    "invalid_period": _("The end must come after the start."),
+    "reason_required": _("Give the family a reason for the denial."),
+    "invalid_transition": _("This has already changed; the page now shows where it stands."),
+    "identifying_details": _("Remove names, contact details and other identifying details before posting."),
+    "identifying_pseudonym": _("Choose a pseudonym that contains no real names or contact details."),
+    "invalid_pseudonym": _("A pseudonym has 3 to 40 letters, digits, spaces, dots, dashes or apostrophes."),
+    "pseudonym_taken": _("That pseudonym is taken in this group; choose another."),
+    "already_member": _("You are already a member of this group."),
+    "not_eligible": _("Groups are for the families of our patients and their clinicians."),
+    "muted": _("A moderator has muted you in this group for now."),
+    "already_reported": _("You have already reported this post."),
+    "empty_post": _("A post needs some text."),
 }
 FALLBACK = _("This could not be done. Please try again or message the care team.")
 
@@ -45,6 +58,13 @@ REFILL_STATUS: dict[str, Promise] = {
     "approved": _("Approved"),
     "sent_to_pharmacy": _("Sent to the pharmacy"),
     "ready": _("Ready to pick up"),
+    "picked_up": _("Picked up"),
+    "denied": _("Denied"),
+    "cancelled": _("Cancelled"),
+}
+CHANGE_REQUEST: dict[str, Promise] = {
+    "cancel": _("The family asks to cancel"),
+    "reschedule": _("The family asks for a new time"),
 }
 APPOINTMENT_STATUS: dict[str, Promise] = {
     "proposed": _("Proposed"),

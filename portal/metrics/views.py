@@ -6,7 +6,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.utils.safestring import mark_safe
 
 from portal import audit
@@ -130,7 +131,13 @@ def dashboard_context() -> dict[str, Any]:
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """``view_metrics`` holders with MFA (session sign-in); anyone else gets a 404, audited."""
+    """``view_metrics`` holders with MFA (session sign-in); a signed-out visitor is sent to the sign-in
+    page (the page's address is public; nothing about who may read it is revealed), and any signed-in
+    account without the permission and MFA gets a 404, audited."""
+    if not request.user.is_authenticated:
+        response = redirect("web:sign_in")
+        add_never_cache_headers(response)
+        return response
     if not _allowed(request.user):
         audit.deny(actor=request.user, entity_type=Resource.METRICS_DASHBOARD, entity_id=None, reason="no_view_metrics")
         raise Http404()

@@ -110,7 +110,9 @@ def test_dashboard_is_for_view_metrics_holders_only(world: World) -> None:
         denied = AuditEvent.objects.filter(action="deny").count()
         assert _dashboard_client(world, persona).get("/metrics/dashboard").status_code == 404
         assert AuditEvent.objects.filter(action="deny").count() == denied + 1
-    assert Client().get("/metrics/dashboard").status_code == 404
+    signed_out = Client().get("/metrics/dashboard")
+    assert signed_out.status_code == 302 and signed_out["Location"] == "/sign-in/"
+    assert "no-store" in signed_out["Cache-Control"]
 
 
 def test_dashboard_renders_its_charts_as_svg(world: World) -> None:
