@@ -127,7 +127,7 @@ class NewThreadForm(ReplyForm):
         data = super().clean()
         if "subject" in data:
             try:
-                ThreadIn(subject=data["subject"], topic="other", body="-", client_id=uuid.uuid4())
+                ThreadIn(subject=data["subject"], topic="other", body="-", client_id=uuid.uuid4(), confidential=False)
             except ValidationError:
                 self.add_error("subject", _("Remove the control characters from this text."))
         return data
@@ -157,7 +157,9 @@ class InboxFilterForm(forms.Form):
         ],
     )
     priority = forms.ChoiceField(
-        label=_("Priority"), required=False, choices=[("", _("Any")), ("urgent", _("Urgent")), ("routine", _("Routine"))]
+        label=_("Priority"),
+        required=False,
+        choices=[("", _("Any")), ("urgent", _("Urgent")), ("routine", _("Routine"))],
     )
     pool = forms.TypedChoiceField(label=_("Pool"), required=False, coerce=uuid.UUID, empty_value=None, choices=[])
 

@@ -28,11 +28,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from messaging import alerts, attachments, handling, selectors, sending
 from messaging.conf import emergency_number, max_attachment_bytes, max_attachments_per_message
 from messaging.files import TooLarge
-from messaging.models import Attachment, Message, UrgentAlert
+from messaging.models import Attachment, Message, Thread, UrgentAlert
 from messaging.selectors import MessageView, ThreadDetail
+from portal import zones
 from portal.access import Capability, ChildAccess, child_for, is_clinician, visible_children
 from portal.errors import ApiError, Invalid, NotFound
-from portal import zones
 from portal.models import User
 from web import selectors as web_selectors
 from web.forms import AssignForm, InboxFilterForm, NewThreadForm, ReplyForm
@@ -286,7 +286,9 @@ def thread_since(request: HttpRequest, user: User, child_id: uuid.UUID, thread_i
     for item in found:
         item["when"] = formats.date_format(timezone.localtime(item["created_at"], zone), "j M, H:i")
         item["created_at"] = item["created_at"].isoformat()
-    return JsonResponse({"messages": found, "status": label(THREAD_STATUS, detail.view.thread.status)})
+    thread = detail.view.thread
+    waiting = thread.status == Thread.Status.AWAITING_CARE_TEAM
+    return JsonResponse({"messages": found, "status": label(THREAD_STATUS, thread.status), "waiting": waiting})
 
 
 @family_page
@@ -333,6 +335,7 @@ def inbox(request: HttpRequest, user: User) -> HttpResponse:
         priority=filters.get("priority") or None,
         pool_id=filters.get("pool") or None,
     )
+    now = timezone.now()
     rows = [
         {
             "thread": item.view.thread,
@@ -341,6 +344,11 @@ def inbox(request: HttpRequest, user: User) -> HttpResponse:
             "topic": label(TOPICS, item.view.thread.topic),
             "alert": item.alert.alert if item.alert else None,
             "mine": item.view.thread.assignee_id == user.pk,
+            "overdue": bool(
+                item.view.thread.reply_by
+                and item.view.thread.reply_by < now
+                and item.view.thread.status == Thread.Status.AWAITING_CARE_TEAM
+            ),
         }
         for item in items
     ]
@@ -383,7 +391,9 @@ def thread_assign(request: HttpRequest, user: User, child_id: uuid.UUID, thread_
         messages.error(request, _("Choose a clinician of the care team."))
         return redirect("web:thread", child_id=child_id, thread_id=thread_id)
     try:
-        handling.thread_assign(actor=user, access=access, thread_id=thread_id, assignee_id=form.cleaned_data["assignee"])
+        handling.thread_assign(
+            actor=user, access=access, thread_id=thread_id, assignee_id=form.cleaned_data["assignee"]
+        )
     except NotFound:
         raise
     except ApiError as error:
@@ -401,4 +411,3 @@ def alert_acknowledge(request: HttpRequest, user: User, child_id: uuid.UUID, ale
     alert: UrgentAlert = alerts.alert_acknowledge(actor=user, access=access, alert_id=alert_id)
     messages.success(request, _("Urgent alert acknowledged."))
     return redirect("web:thread", child_id=child_id, thread_id=alert.thread_id)
-

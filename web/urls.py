@@ -26,9 +26,7 @@ urlpatterns += [
     path("children/<uuid:child_id>/messages/<uuid:thread_id>/read/", messenger.thread_read, name="thread_read"),
     path("children/<uuid:child_id>/messages/<uuid:thread_id>/claim/", messenger.thread_claim, name="thread_claim"),
     path("children/<uuid:child_id>/messages/<uuid:thread_id>/assign/", messenger.thread_assign, name="thread_assign"),
-    path(
-        "children/<uuid:child_id>/attachments/<uuid:attachment_id>/", messenger.attachment, name="attachment"
-    ),
+    path("children/<uuid:child_id>/attachments/<uuid:attachment_id>/", messenger.attachment, name="attachment"),
     path(
         "children/<uuid:child_id>/alerts/<uuid:alert_id>/acknowledge/",
         messenger.alert_acknowledge,

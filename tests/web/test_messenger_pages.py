@@ -99,7 +99,9 @@ def test_a_guardian_starts_a_conversation_with_a_photo_and_downloads_it(world: W
     assert download.status_code == 200 and download.content == data.PNG
     assert download["Content-Type"] == "image/png" and "no-store" in download["Cache-Control"]
     # The care team sees it too; the co-guardian as well.
-    assert browser(world, "co_guardian").get(f"/children/{world.ada.pk}/attachments/{attachment.pk}/").content == data.PNG
+    assert (
+        browser(world, "co_guardian").get(f"/children/{world.ada.pk}/attachments/{attachment.pk}/").content == data.PNG
+    )
 
 
 def test_the_list_marks_unread_conversations_and_opening_one_marks_it_read(world: World, clock: Any) -> None:
@@ -116,7 +118,9 @@ def test_the_list_marks_unread_conversations_and_opening_one_marks_it_read(world
     assert "Please send a photo of the rash" in page and "Dr. Cleo Clinician" in page
     assert "Read by Dr. Cleo Clinician" in page  # the clinician's read receipt (replying reads)
     assert ThreadRead.objects.filter(thread=thread, user=world.guardian).exists()
-    assert "unread" not in guardian.get(threads_url(world)).content.decode().split("<main", 1)[1].split("New message")[1]
+    assert (
+        "unread" not in guardian.get(threads_url(world)).content.decode().split("<main", 1)[1].split("New message")[1]
+    )
 
 
 def test_a_red_flag_message_shows_the_emergency_reply_first_and_prominently(world: World) -> None:
@@ -224,7 +228,9 @@ def test_posts_need_the_csrf_token(world: World) -> None:
 def test_the_live_page_reads_messages_after_a_position_as_json(world: World, clock: Any) -> None:
     thread = start(world)
     clock.shift(60)
-    browser(world, "clinician").post(f"{thread_url(world, thread)}reply/", {"body": "<b>Hi</b>", "client_id": uuid.uuid4()})
+    browser(world, "clinician").post(
+        f"{thread_url(world, thread)}reply/", {"body": "<b>Hi</b>", "client_id": uuid.uuid4()}
+    )
     guardian = browser(world, "guardian")
     answer = guardian.get(f"{thread_url(world, thread)}since/", {"after": "1"})
     assert answer.status_code == 200 and "no-store" in answer["Cache-Control"]
@@ -306,7 +312,11 @@ def _requests(world: World, thread: Thread, attachment: Attachment, alert: Urgen
     return [
         ("get", threads_url(world), {}),
         ("get", f"{threads_url(world)}new/", {}),
-        ("post", f"{threads_url(world)}new/", {"subject": "S", "topic": "other", "body": "B", "client_id": uuid.uuid4()}),
+        (
+            "post",
+            f"{threads_url(world)}new/",
+            {"subject": "S", "topic": "other", "body": "B", "client_id": uuid.uuid4()},
+        ),
         ("get", url, {}),
         ("post", f"{url}reply/", {"body": "intrusion", "client_id": uuid.uuid4()}),
         ("get", f"{url}since/", {"after": "0"}),
@@ -341,7 +351,9 @@ def test_others_get_404_without_phi_and_the_denial_is_audited(
     assert Thread.objects.get().assignee_id is None and UrgentAlert.objects.get().status == "open"
 
 
-def test_guardians_cannot_use_the_care_teams_actions(world: World, urgent: tuple[Thread, Attachment, UrgentAlert]) -> None:
+def test_guardians_cannot_use_the_care_teams_actions(
+    world: World, urgent: tuple[Thread, Attachment, UrgentAlert]
+) -> None:
     client = browser(world, "guardian")
     for method, url, form in _requests(world, *urgent)[-3:]:
         before = AuditEvent.objects.filter(action="deny").count()

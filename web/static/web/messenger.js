@@ -12,6 +12,7 @@
   var lastEvent = parseInt(list.dataset.event, 10) || 0;
   var live = document.getElementById("live-status");
   var statusText = document.getElementById("thread-status");
+  var replyBy = document.getElementById("thread-reply-by");
   var delay = 1000;
   var loading = false;
   var pending = false;
@@ -82,6 +83,7 @@
           }
         });
         if (statusText && data.status) statusText.textContent = data.status;
+        if (replyBy && !data.waiting) replyBy.hidden = true;
         if (added && data.messages.some(function (message) { return !message.mine; })) markRead();
       })
       .catch(function () {})
