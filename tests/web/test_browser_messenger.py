@@ -1,6 +1,7 @@
 """The messenger in real browsers, live over the websocket: a guardian on a 390x844 phone sends a
 message with a photo; a clinician in a second browser on a desktop claims it in the shared inbox and
-answers; the guardian's open conversation shows the answer without reloading. axe-core finds no
+answers while the guardian's socket has dropped; the guardian's open conversation reconnects, resumes
+after the last event it received and shows the answer without reloading. axe-core finds no
 violation on any page visited, the browser reports no Content-Security-Policy violation, and
 screenshots of the pages go to docs/screenshots/ (README).
 
@@ -14,6 +15,7 @@ words, whether or not an after-hours reply came first.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.conf import settings
@@ -127,6 +130,12 @@ def test_a_clinicians_answer_reaches_the_guardians_open_conversation_live(
         # The guardian, on a phone: the conversations, then a new message with a photo.
         guardian = phone.new_page()
         _watch_csp(guardian, reports)
+        # Every event socket the page opens passes through here (to the real server), so the test can
+        # drop one and see the page reconnect and resume after the last event it received.
+        sockets: list[tuple[Any, Any]] = []
+        guardian.route_web_socket(
+            re.compile(r"/ws/v1/events"), lambda route: sockets.append((route, route.connect_to_server()))
+        )
         _sign_in(guardian, url, "guardian@example.org")
         guardian.wait_for_url(f"**/children/{world.ada.pk}/")
         guardian.get_by_role("link", name="Messages").click()
@@ -166,6 +175,11 @@ def test_a_clinicians_answer_reaches_the_guardians_open_conversation_live(
         clinician.get_by_text("You took this conversation.").wait_for()
         clinician.get_by_text(QUESTION).wait_for()
         axe_check(clinician, "conversation, care team")
+        # The guardian's socket drops; the answer is sent while the page reconnects.
+        page_side, server_side = sockets[0]
+        server_side.close(code=4000, reason="dropped")
+        page_side.close(code=4000, reason="dropped")
+        guardian.locator('#messages[data-live="0"]').wait_for()
         clinician.get_by_label("Your message").fill(ANSWER)
         clinician.get_by_role("button", name="Send").click()
         clinician.get_by_text("Message sent.").wait_for()
@@ -174,6 +188,11 @@ def test_a_clinicians_answer_reaches_the_guardians_open_conversation_live(
         # The answer appears in the guardian's open page, pushed over the websocket.
         guardian.locator("#messages").get_by_text(ANSWER).wait_for(timeout=15_000)
         assert guardian.evaluate("window.stillTheSamePage") is True
+        # It reconnected once, resuming after the newest event it had received (the thread changed
+        # when the clinician took it), not from the page's first position.
+        assert len(sockets) == 2
+        first, second = (int(parse_qs(urlparse(route.url).query)["after"][0]) for route, _ in sockets)
+        assert second > first
         assert guardian.locator("#messages li").last.locator(".meta strong").text_content() == "Dr. Cleo Clinician"
         axe_check(guardian, "conversation with the answer")
         screenshot(guardian, "message-live-reply")
