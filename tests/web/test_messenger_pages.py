@@ -382,3 +382,33 @@ def test_the_inbox_reads_in_a_fixed_number_of_queries(
     client.get("/inbox/")
     with django_assert_max_num_queries(20):
         assert client.get("/inbox/").content.decode().count("Take it") == 3
+
+
+def test_a_confidential_conversation_is_for_the_care_team_only(world: World) -> None:
+    secret = data.thread(world, confidential=True, subject="Private question")
+    for persona in ("guardian", "co_guardian"):
+        client = browser(world, persona)
+        response = client.get(thread_url(world, secret))
+        assert response.status_code == 404 and "Private question" not in response.content.decode()
+        assert "Private question" not in client.get(threads_url(world)).content.decode()
+        assert client.get(f"{thread_url(world, secret)}since/", {"after": "0"}).status_code == 404
+        reply = {"body": "let me in", "client_id": str(uuid.uuid4())}
+        assert client.post(f"{thread_url(world, secret)}reply/", reply).status_code == 404
+    assert Message.objects.filter(thread=secret).count() == 1
+    assert "Private question" in browser(world, "clinician").get(thread_url(world, secret)).content.decode()
+
+
+def test_another_childs_conversation_cannot_be_reached_through_my_child(world: World) -> None:
+    theirs = Thread.objects.create(
+        child=world.ben, subject="Ben's question", topic="other", created_by=world.other_guardian
+    )
+    client = browser(world, "guardian")
+    for method, url, form in [
+        ("get", thread_url(world, theirs), {}),
+        ("post", f"{thread_url(world, theirs)}reply/", {"body": "hi", "client_id": str(uuid.uuid4())}),
+        ("post", f"{thread_url(world, theirs)}read/", {}),
+    ]:
+        response = getattr(client, method)(url, form)
+        assert response.status_code == 404 and "Ben&#x27;s question" not in response.content.decode()
+    assert not Message.objects.filter(thread=theirs).exists()
+    assert not ThreadRead.objects.filter(thread=theirs).exists()
