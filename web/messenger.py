@@ -107,7 +107,11 @@ def _attachment_context(attachment: Attachment, child_id: uuid.UUID) -> dict[str
     }
 
 
-def _thread_context(detail: ThreadDetail, user: User, access: ChildAccess) -> dict[str, Any]:
+def _thread_context(
+    detail: ThreadDetail, user: User, access: ChildAccess, form: ReplyForm, last_event: int
+) -> dict[str, Any]:
+    """What the conversation page shows. ``last_event``, where its live updates resume from, is read
+    before the messages: a message written in between is announced again rather than missed."""
     thread = detail.view.thread
     child_id = access.child.pk
     others_read = [receipt for receipt in detail.receipts if receipt.user_id != user.pk]
@@ -124,6 +128,13 @@ def _thread_context(detail: ThreadDetail, user: User, access: ChildAccess) -> di
         "alerts": detail.alerts or [],
         "history": detail.history or [],
         "time_zone": user.time_zone,
+        "form": form,
+        "last_event": last_event,
+        "assign_form": AssignForm(
+            clinicians=web_selectors.care_team(access=access), initial={"assignee": thread.assignee_id}
+        )
+        if access.is_clinician
+        else None,
     }
 
 
@@ -218,17 +229,12 @@ def thread_page(request: HttpRequest, user: User, child_id: uuid.UUID, thread_id
     who has read it, and the reply form; for the care team also the claim, assignment and urgent
     alerts. Opening it marks it read."""
     access = child_for(user, child_id, Capability.MESSAGE)
+    last_event = web_selectors.newest_event_id(user=user)
     detail = selectors.thread_detail(user=user, access=access, thread_id=thread_id)
     if detail.view.unread:
         handling.thread_mark_read(actor=user, access=access, thread_id=thread_id)
-    context = _thread_context(detail, user, access)
-    context["form"] = ReplyForm(initial={"client_id": uuid.uuid4()})
-    context["last_event"] = web_selectors.newest_event_id(user=user)
-    if access.is_clinician:
-        context["assign_form"] = AssignForm(
-            clinicians=web_selectors.care_team(access=access), initial={"assignee": detail.view.thread.assignee_id}
-        )
-    return render(request, "web/messenger/thread.html", context)
+    form = ReplyForm(initial={"client_id": uuid.uuid4()})
+    return render(request, "web/messenger/thread.html", _thread_context(detail, user, access, form, last_event))
 
 
 @family_page
@@ -260,14 +266,9 @@ def thread_reply(request: HttpRequest, user: User, child_id: uuid.UUID, thread_i
         else:
             messages.success(request, _("Message sent."))
             return redirect("web:thread", child_id=child_id, thread_id=thread_id)
+    last_event = web_selectors.newest_event_id(user=user)
     detail = selectors.thread_detail(user=user, access=access, thread_id=thread_id)
-    context = _thread_context(detail, user, access)
-    context["form"] = form
-    context["last_event"] = web_selectors.newest_event_id(user=user)
-    if access.is_clinician:
-        context["assign_form"] = AssignForm(
-            clinicians=web_selectors.care_team(access=access), initial={"assignee": detail.view.thread.assignee_id}
-        )
+    context = _thread_context(detail, user, access, form, last_event)
     return render(request, "web/messenger/thread.html", context, status=400)
 
 

@@ -16,6 +16,8 @@
   var delay = 1000;
   var loading = false;
   var pending = false;
+  var opened = false;
+  var reconnected = false;
 
   function node(tag, className, text) {
     var element = document.createElement(tag);
@@ -102,6 +104,8 @@
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + window.location.host + "/ws/v1/events?after=" + lastEvent);
     socket.addEventListener("open", function () {
+      reconnected = opened;
+      opened = true;
       delay = 1000;
       list.dataset.live = "1";
     });
@@ -113,6 +117,7 @@
         if (concerns(data.event)) load();
       } else if (data.type === "resumed") {
         if (data.last_id > lastEvent) lastEvent = data.last_id;
+        if (reconnected) load();
       } else if (data.type === "access.changed") {
         load();
       }
