@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from pydantic import ValidationError
 
 from care.schemas import ChangeRequestIn, CoverageIn, DoseIn, RefillIn
-from messaging.schemas import PreferencesIn
+from messaging.schemas import MessageIn, PreferencesIn, ThreadIn
 
 
 class DoseForm(forms.Form):
@@ -145,3 +145,115 @@ class PreferencesForm(forms.Form):
 
 class LanguageForm(forms.Form):
     language = forms.ChoiceField(label=_("Language"), choices=[("en", "English"), ("es", "Español")])
+
+
+# -- the messenger ----------------------------------------------------------------------------------
+
+
+class _Files(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class _MultipleFiles(forms.FileField):
+    def clean(self, data: Any, initial: Any = None) -> Any:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)] if data else []
+
+
+def _file_inputs() -> dict[str, forms.Field]:
+    """The camera's photo and chosen files; the views check each one with the messenger's upload rules
+    (``messaging.files``) inside the transaction that sends the message."""
+    return {
+        "photo": forms.FileField(
+            label=_("Take a photo"),
+            required=False,
+            widget=forms.ClearableFileInput(attrs={"accept": "image/*,application/pdf", "capture": "environment"}),
+        ),
+        "files": _MultipleFiles(
+            label=_("Attach photos or PDF files"),
+            help_text=_("JPEG, PNG or PDF, up to 10 MB each, at most 5 per message."),
+            required=False,
+            widget=_Files(attrs={"accept": "image/*,application/pdf", "multiple": True}),
+        ),
+    }
+
+
+class ReplyForm(forms.Form):
+    """A message in a conversation (the text rules are the API's ``MessageIn``)."""
+
+    body = forms.CharField(label=_("Your message"), max_length=10_000, widget=forms.Textarea(attrs={"rows": 4}))
+    client_id = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields.update(_file_inputs())
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "body" in data:
+            try:
+                MessageIn(body=data["body"], client_id=uuid.uuid4())
+            except ValidationError:
+                self.add_error("body", _("Remove the control characters from this text."))
+        return data
+
+
+class NewThreadForm(ReplyForm):
+    """A new conversation: subject, topic and the first message (the API's ``ThreadIn`` rules)."""
+
+    subject = forms.CharField(label=_("Subject"), max_length=200)
+    topic = forms.ChoiceField(label=_("Topic"), choices=[])
+    field_order = ["subject", "topic", "body", "photo", "files", "client_id"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from web.wording import TOPICS
+
+        self.fields["topic"].choices = [(value, text) for value, text in TOPICS.items()]  # type: ignore[attr-defined]
+        self.order_fields(self.field_order)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "subject" in data:
+            try:
+                ThreadIn(subject=data["subject"], topic="other", body="-", client_id=uuid.uuid4(), confidential=False)
+            except ValidationError:
+                self.add_error("subject", _("Remove the control characters from this text."))
+        return data
+
+
+class AssignForm(forms.Form):
+    """Assign a conversation to a clinician of the child's care team."""
+
+    assignee = forms.TypedChoiceField(label=_("Assign to"), coerce=uuid.UUID, choices=[])
+
+    def __init__(self, *args: Any, clinicians: list[tuple[uuid.UUID, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].choices = [(str(pk), name) for pk, name in clinicians]  # type: ignore[attr-defined]
+
+
+class InboxFilterForm(forms.Form):
+    """The inbox's filters (enum values and a pool's id: nothing about a child goes in the URL)."""
+
+    status = forms.ChoiceField(
+        label=_("Status"),
+        required=False,
+        choices=[
+            ("", _("Open")),
+            ("awaiting_care_team", _("Waiting for the care team")),
+            ("awaiting_family", _("The care team answered")),
+            ("closed", _("Closed")),
+        ],
+    )
+    priority = forms.ChoiceField(
+        label=_("Priority"),
+        required=False,
+        choices=[("", _("Any")), ("urgent", _("Urgent")), ("routine", _("Routine"))],
+    )
+    pool = forms.TypedChoiceField(label=_("Pool"), required=False, coerce=uuid.UUID, empty_value=None, choices=[])
+
+    def __init__(self, *args: Any, pools: list[tuple[uuid.UUID, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["pool"].choices = [("", _("All my pools"))] + [(str(pk), name) for pk, name in pools]  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import account, care, family, groups, views
+from web import account, care, family, groups, messenger, views
 
 app_name = "web"
 
@@ -64,4 +64,24 @@ urlpatterns += [
     path("account/phone/code/", account.phone_code, name="account_phone_code"),
     path("account/sessions/", account.sessions, name="account_sessions"),
     path("account/sessions/end/", account.sessions_end, name="account_sessions_end"),
+]
+
+# The secure messenger (web/messenger.py): a guardian's conversations, the care team's shared inbox.
+urlpatterns += [
+    path("messages/", messenger.messages_home, name="messages"),
+    path("inbox/", messenger.inbox, name="inbox"),
+    path("children/<uuid:child_id>/messages/", messenger.thread_list, name="threads"),
+    path("children/<uuid:child_id>/messages/new/", messenger.thread_new, name="thread_new"),
+    path("children/<uuid:child_id>/messages/<uuid:thread_id>/", messenger.thread_page, name="thread"),
+    path("children/<uuid:child_id>/messages/<uuid:thread_id>/reply/", messenger.thread_reply, name="thread_reply"),
+    path("children/<uuid:child_id>/messages/<uuid:thread_id>/since/", messenger.thread_since, name="thread_since"),
+    path("children/<uuid:child_id>/messages/<uuid:thread_id>/read/", messenger.thread_read, name="thread_read"),
+    path("children/<uuid:child_id>/messages/<uuid:thread_id>/claim/", messenger.thread_claim, name="thread_claim"),
+    path("children/<uuid:child_id>/messages/<uuid:thread_id>/assign/", messenger.thread_assign, name="thread_assign"),
+    path("children/<uuid:child_id>/attachments/<uuid:attachment_id>/", messenger.attachment, name="attachment"),
+    path(
+        "children/<uuid:child_id>/alerts/<uuid:alert_id>/acknowledge/",
+        messenger.alert_acknowledge,
+        name="alert_acknowledge",
+    ),
 ]

@@ -75,3 +75,32 @@ APPOINTMENT_STATUS: dict[str, Promise] = {
 
 def label(labels: dict[str, Promise], value: str) -> str:
     return str(labels.get(value, value))
+
+
+# -- the messenger ----------------------------------------------------------------------------------
+
+THREAD_STATUS: dict[str, Promise] = {
+    "awaiting_care_team": _("Waiting for the care team"),
+    "awaiting_family": _("The care team answered"),
+    "closed": _("Closed"),
+}
+TOPICS: dict[str, Promise] = {
+    "medical": _("Medical question"),
+    "medication": _("Medication"),
+    "refill": _("Refill"),
+    "scheduling": _("Scheduling"),
+    "billing": _("Billing and insurance"),
+    "other": _("Other"),
+}
+# Refusals of the messenger's services, by code, for readers of other languages than English.
+ATTACHMENT_REFUSALS: dict[str, Promise] = {
+    "attachment_too_large": _("Attachments can be at most 10 MB."),
+    "attachment_empty": _("The file is empty."),
+    "attachment_type_not_allowed": _("Only JPEG, PNG and PDF files can be attached."),
+    "attachment_type_mismatch": _("The file's name does not match its contents."),
+    "attachment_polyglot": _("The file contains another file or a script."),
+    "too_many_attachments": _("At most 5 attachments per message."),
+    "thread_closed": _("The conversation is closed."),
+    "not_on_care_team": _("The assignee must be on the child's care team."),
+    "duplicate_send": _("This message was already sent."),
+}
