@@ -21,7 +21,6 @@ from care.services import coverage as coverage_services
 from care.services import refills
 from fixtures import fhir_hospital
 from interop import fhir_read
-from interop.models import BackendClient
 from interop.outbound.common import instant
 from portal.access import resolve_access
 from portal.models import Child, GuardianLink
