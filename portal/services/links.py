@@ -152,7 +152,7 @@ def links_expire(*, now: datetime | None = None) -> int:
     with transaction.atomic():
         rows = list(ended.select_for_update(of=("self",)).values_list("pk", "child_id", "guardian_id"))
         GuardianLink.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
-            status=GuardianLink.Status.EXPIRED, updated_at=moment
+            status=GuardianLink.Status.EXPIRED, updated_at=timezone.now()
         )
         audit.record_many(
             [
