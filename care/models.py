@@ -181,6 +181,8 @@ class MedicationPlan(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     confidential = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The change time (FHIR meta.lastUpdated); a save with update_fields or an update() must name it.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
@@ -211,6 +213,8 @@ class DoseLog(models.Model):
     note = EncryptedTextField(blank=True, default="")
     recorded_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     recorded_at = models.DateTimeField(auto_now_add=True)
+    # The change time (FHIR meta.lastUpdated); a save with update_fields or an update() must name it.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["plan", "client_id"], name="unique_dose_client_id")]
@@ -302,6 +306,8 @@ class Coverage(models.Model):
     verified_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     verified_at = models.DateTimeField(null=True, blank=True)
     rejection_reason = models.CharField(max_length=200, blank=True)
+    # The change time (FHIR meta.lastUpdated); a save with update_fields or an update() must name it.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [models.Index(fields=["child", "status"])]

@@ -145,7 +145,7 @@ def _resources() -> list[dict[str, Any]]:
     """Read and search for every type the portal renders; create, update and delete (through
     transaction and batch Bundles) for every type the import maps."""
     found: dict[str, dict[str, Any]] = {}
-    for kind, params in fhir_read.SEARCHABLE.items():
+    for kind, params in fhir_read.searchable().items():
         found[kind] = {
             "type": kind,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
@@ -357,8 +357,9 @@ def _int(value: str | None, default: int, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
-# The outbox lists changes of what the API can read (the audit trail's own rows aside).
-CHANGE_TYPES: tuple[str, ...] = tuple(sorted(kind for kind in fhir_read.SEARCHABLE if kind != "AuditEvent"))
+def change_types() -> list[str]:
+    """The outbox lists changes of what the API serves now (the audit trail's own rows aside)."""
+    return sorted(kind for kind in fhir_read.searchable() if kind != "AuditEvent")
 
 
 @allow("GET")
@@ -366,7 +367,7 @@ CHANGE_TYPES: tuple[str, ...] = tuple(sorted(kind for kind in fhir_read.SEARCHAB
 def changes(request: HttpRequest) -> HttpResponse:
     """``$changes?_since=<cursor>&_count=``: the outbox (``interop.outbox``) as a history Bundle."""
     caller = authenticate(request, "Bundle")
-    types = [kind for kind in CHANGE_TYPES if caller.may(kind, "r")]
+    types = [kind for kind in change_types() if caller.may(kind, "r")]
     if not types:
         require(caller, "*", "r")
     maximum = int(settings.PORTAL_FHIR_CHANGES_MAX_COUNT)
@@ -453,7 +454,7 @@ def _audit_reads(caller: smart.Caller, resources: list[dict[str, Any]], reason: 
 
 
 def _known_type(resource_type: str) -> None:
-    if resource_type not in fhir_read.SEARCHABLE:
+    if resource_type not in fhir_read.searchable():
         raise Refused(outcome(404, "not-supported", "This resource type is not served here."))
 
 

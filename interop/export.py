@@ -6,7 +6,10 @@ current care team and the visits (a limited-scope guardian the limited view of t
 neutral place and label) with the family's change requests. A full-scope guardian also gets
 medicines, doses, refill requests, coverage, conditions, and the released results, reports and visit
 summaries. Adolescent-confidential items are left out for every guardian, and held results and
-summaries until they are released. Clinicians appear by name only (no address or EHR identifier).
+summaries until they are released. With ``PORTAL_FHIR_COMMUNICATION`` on, every guardian (limited
+scope included, as the messenger allows) also gets the messages of the child's threads they may read
+(not the confidential ones) as Communications, attachments described without their bytes. Clinicians
+appear by name only (no address or EHR identifier).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from care.models import (
@@ -28,8 +32,9 @@ from care.models import (
 )
 from care.services.results import family_results_q, family_summaries_q
 from interop.models import SourceRecord
-from interop.outbound import care, people, results
+from interop.outbound import care, messages, people, results
 from interop.outbound.common import instant
+from messaging import selectors as messaging
 from portal import audit
 from portal.access import Capability, ChildAccess, current_membership_q
 from portal.models import CareTeamMembership, GuardianLink, User
@@ -97,6 +102,12 @@ def _clinical(access: ChildAccess, now: Any) -> tuple[list[dict[str, Any]], set[
     return resources, named
 
 
+def _messages(access: ChildAccess) -> tuple[list[dict[str, Any]], set[Any]]:
+    """The messages of the threads the guardian may read, oldest first, and the clinicians they name."""
+    rows = list(messaging.family_messages(access).order_by("created_at", "id"))
+    return messages.communications(rows), messages.practitioners_named(rows)
+
+
 def child_export(*, user: User, access: ChildAccess, base_url: str, now: Any = None) -> dict[str, Any]:
     """The Bundle for a guardian (``access`` from ``child_for`` with a guardian link), audited as
     ``export``. ``base_url`` is the FHIR base the entries' ``fullUrl``s are made from."""
@@ -124,6 +135,10 @@ def child_export(*, user: User, access: ChildAccess, base_url: str, now: Any = N
     if view.can(Capability.CLINICAL):
         clinical, more = _clinical(view, moment)
         resources += clinical
+        named |= more
+    if settings.PORTAL_FHIR_COMMUNICATION and view.can(Capability.MESSAGE):
+        conversation, more = _messages(view)
+        resources += conversation
         named |= more
     resources[1:1] = _practitioners(named)
     audit.record(

@@ -28,16 +28,23 @@ from urllib.parse import urlencode
 from django.core import signing
 from django.db.models import Q, QuerySet
 
-from interop.outbound import READ_SOURCES, SOURCES, Source
+from interop.outbound import READ_SOURCES, SOURCES, Source, served
 
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 COMMON_PARAMS = frozenset({"_lastUpdated", "_count", "_cursor"})
 _NO_PATIENT = frozenset({"Patient", "Practitioner"})
 
+# Every type this module can render; ``searchable()`` is what is served now (optional types only when on).
 SEARCHABLE: dict[str, frozenset[str]] = {
     kind: COMMON_PARAMS | (frozenset() if kind in _NO_PATIENT else frozenset({"patient"})) for kind in SOURCES
 }
+
+
+def searchable() -> dict[str, frozenset[str]]:
+    """The types read and search serve now, with their parameters."""
+    return {kind: params for kind, params in SEARCHABLE.items() if served(kind)}
+
 
 _CURSOR_SALT = "interop.fhir_read.cursor"
 _PREFIXES = ("eq", "gt", "ge", "lt", "le")
@@ -190,8 +197,8 @@ def _link(base_url: str, resource_type: str, params: Mapping[str, list[str]]) ->
 
 
 def read(resource_type: str, resource_id: str) -> dict[str, Any] | None:
-    """One resource by its id, or None (unknown type or id)."""
-    sources = READ_SOURCES.get(resource_type)
+    """One resource by its id, or None (unknown type or id, or a type not served)."""
+    sources = READ_SOURCES.get(resource_type) if served(resource_type) else None
     try:
         ident = uuid.UUID(resource_id)
     except (ValueError, TypeError, AttributeError):
@@ -205,7 +212,7 @@ def read(resource_type: str, resource_id: str) -> dict[str, Any] | None:
 
 def search(resource_type: str, params: Mapping[str, list[str]], *, base_url: str) -> dict[str, Any]:
     """One page of a search as a ``searchset`` Bundle with ``self`` and (when there is more) ``next``."""
-    sources = SOURCES.get(resource_type)
+    sources = SOURCES.get(resource_type) if served(resource_type) else None
     if sources is None:
         raise SearchError("unsupported_type", "This resource type is not searchable here.")
     allowed = SEARCHABLE[resource_type]

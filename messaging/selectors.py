@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from messaging.models import (
@@ -171,9 +171,10 @@ def threads_list(*, user: User, access: ChildAccess, status: str | None = None) 
     return [ThreadView(t, unread=unread.get(t.pk, 0), limited=access.limited_view) for t in threads]
 
 
-def _attachments_of(message_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Attachment]]:
+def _attachments_of(message_ids: list[uuid.UUID], *, with_content: bool = False) -> dict[uuid.UUID, list[Attachment]]:
+    rows = Attachment.objects.filter(message_id__in=message_ids).order_by("uploaded_at", "id")
     found: dict[uuid.UUID, list[Attachment]] = defaultdict(list)
-    for row in Attachment.objects.filter(message_id__in=message_ids).defer("content").order_by("uploaded_at"):
+    for row in rows if with_content else rows.defer("content"):
         if row.message_id is not None:
             found[row.message_id].append(row)
     return found
@@ -225,6 +226,36 @@ def attachment_content(*, user: User, access: ChildAccess, attachment_id: uuid.U
         actor=user, action=audit.Action.READ, entity_type=BINARY, entity_id=attachment.pk, child_id=access.child.pk
     )
     return attachment, base64.b64decode(attachment.content)
+
+
+# -- for the EHR interface ---------------------------------------------------------------------
+
+
+def messages_with_thread() -> QuerySet[Message]:
+    """Every message with its thread loaded and the ids of its thread's first message and of the one
+    before it (``first_message_id``, ``previous_message_id``; null for the first), in the same query.
+    No access rule applies: for the hospital's FHIR API (``interop``), which authenticates and audits
+    its system callers itself; a person's reads go through ``family_messages``."""
+    same_thread = Message.objects.filter(thread_id=OuterRef("thread_id"))
+    return Message.objects.select_related("thread").annotate(
+        first_message_id=Subquery(same_thread.filter(position=1).values("id")[:1]),
+        previous_message_id=Subquery(same_thread.filter(position=OuterRef("position") - 1).values("id")[:1]),
+    )
+
+
+def family_messages(access: ChildAccess) -> QuerySet[Message]:
+    """The messages of the child's threads that ``access`` may read (confidential threads: the care
+    team only), as ``messages_with_thread`` loads them. The caller checks the messaging capability and
+    audits the read."""
+    threads = hide_confidential(Thread.objects.filter(child=access.child), access)
+    return messages_with_thread().filter(thread__in=threads)
+
+
+def message_attachments(
+    message_ids: list[uuid.UUID], *, with_content: bool = False
+) -> dict[uuid.UUID, list[Attachment]]:
+    """The attachments sent with each message, oldest first, in one query; their bytes only if asked."""
+    return _attachments_of(message_ids, with_content=with_content)
 
 
 # -- the clinician inbox ------------------------------------------------------------------------

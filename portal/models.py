@@ -145,6 +145,9 @@ class Child(models.Model):
     adolescent_from = models.DateTimeField(editable=False)
     adult_from = models.DateTimeField(editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The change time (FHIR meta.lastUpdated): auto_now covers save(); a save with update_fields and a
+    # QuerySet.update() must name it (the services do).
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "children"
@@ -206,6 +209,8 @@ class GuardianLink(models.Model):
     # The second staff member who approved a link held by an account with a staff role.
     approved_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
+    # The change time (FHIR meta.lastUpdated); a save with update_fields or an update() must name it.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [

@@ -517,3 +517,6 @@ PORTAL_FHIR_TOKEN_RATE = env("PORTAL_FHIR_TOKEN_RATE", "30/m") or "30/m"
 PORTAL_FHIR_BUNDLE_MAX_ENTRIES = env_int("PORTAL_FHIR_BUNDLE_MAX_ENTRIES", 500)
 PORTAL_FHIR_BUNDLE_MAX_BYTES = env_int("PORTAL_FHIR_BUNDLE_MAX_BYTES", 2 * 1024 * 1024)
 PORTAL_FHIR_CHANGES_MAX_COUNT = env_int("PORTAL_FHIR_CHANGES_MAX_COUNT", 1000)
+# Secure messages as FHIR Communication (read, search, $changes, the family's export): off unless the
+# hospital turns it on, since message bodies are the family's own words.
+PORTAL_FHIR_COMMUNICATION = env_bool("PORTAL_FHIR_COMMUNICATION", False)

@@ -90,7 +90,7 @@ def _supersede(actor: User, access: ChildAccess, statuses: list[str]) -> None:
     transaction)."""
     for row in Coverage.objects.select_for_update().filter(child=access.child, status__in=statuses):
         row.status = Coverage.Status.SUPERSEDED
-        row.save(update_fields=["status"])
+        row.save(update_fields=["status", "updated_at"])
         audit_child(actor, audit.Action.UPDATE, Resource.COVERAGE, row.pk, access, "superseded")
 
 
@@ -107,7 +107,7 @@ def _coverage_settle(actor: User, access: ChildAccess, today: date) -> None:
         status = statuses[row.pk]
         if status != row.status:
             row.status = status
-            row.save(update_fields=["status"])
+            row.save(update_fields=["status", "updated_at"])
             reason = "started" if status == Coverage.Status.ACTIVE else "superseded"
             audit_child(actor, audit.Action.UPDATE, Resource.COVERAGE, row.pk, access, reason)
 
@@ -139,7 +139,7 @@ def coverage_verify(
             coverage.rejection_reason = reason[:200]
         coverage.verified_by = actor
         coverage.verified_at = timezone.now()
-        coverage.save(update_fields=["status", "verified_by", "verified_at", "rejection_reason"])
+        coverage.save(update_fields=["status", "verified_by", "verified_at", "rejection_reason", "updated_at"])
         audit_child(
             actor, audit.Action.UPDATE, Resource.COVERAGE, coverage.pk, access, "verified" if accept else "rejected"
         )

@@ -115,7 +115,7 @@ def refill_transition(
             raise Invalid("Give the family a reason for the denial.", code="reason_required")
         if to == RefillRequest.Status.APPROVED:
             used = MedicationPlan.objects.filter(pk=refill.plan_id, refills_remaining__gt=0).update(
-                refills_remaining=F("refills_remaining") - 1
+                refills_remaining=F("refills_remaining") - 1, updated_at=timezone.now()
             )
             if not used:
                 raise Conflict("No refills remain on this prescription.", code="no_refills_remaining")

@@ -35,7 +35,7 @@ def _set_codes(ctx: Context, child: Child, add: str | None, drop: str | None, re
         wanted.append(add)
     if wanted != current:
         child.conditions = wanted
-        child.save(update_fields=["conditions"])
+        child.save(update_fields=["conditions", "updated_at"])
         ctx.audit(audit.Action.UPDATE, Entity.CONDITION, record.pk if record else None, child.pk, reason="ehr_import")
 
 

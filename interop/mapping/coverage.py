@@ -103,7 +103,7 @@ def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapp
     if changed:
         for name in changed:
             setattr(coverage, name, wanted[name])
-        coverage.save(update_fields=changed)
+        coverage.save(update_fields=[*changed, "updated_at"])
         ctx.audit(audit.Action.UPDATE, Entity.COVERAGE, coverage.pk, child.pk, reason="ehr_import")
         _publish(ctx, child, coverage)
     return Mapped(targets=[str(coverage.pk)])
@@ -114,7 +114,7 @@ def remove(ctx: Context, record: SourceRecord) -> None:
     if coverage is None or coverage.status == Coverage.Status.SUPERSEDED:
         return
     coverage.status = Coverage.Status.SUPERSEDED
-    coverage.save(update_fields=["status"])
+    coverage.save(update_fields=["status", "updated_at"])
     ctx.audit(audit.Action.UPDATE, Entity.COVERAGE, coverage.pk, coverage.child_id, reason="ehr_removed")
     _publish(ctx, coverage.child, coverage)
 

@@ -113,7 +113,7 @@ def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapp
     if changed:
         for name in changed:
             setattr(plan, name, wanted[name])
-        plan.save(update_fields=changed)
+        plan.save(update_fields=[*changed, "updated_at"])
         ctx.audit(audit.Action.UPDATE, Entity.MEDICATION_REQUEST, plan.pk, child.pk, reason="ehr_import")
         _publish(ctx, child, plan)
     return Mapped(targets=[str(plan.pk)])
@@ -126,7 +126,7 @@ def remove(ctx: Context, record: SourceRecord) -> None:
         return
     plan.status = MedicationPlan.Status.STOPPED
     plan.end = plan.end or timezone.now()
-    plan.save(update_fields=["status", "end"])
+    plan.save(update_fields=["status", "end", "updated_at"])
     ctx.audit(audit.Action.UPDATE, Entity.MEDICATION_REQUEST, plan.pk, plan.child_id, reason="ehr_removed")
     _publish(ctx, plan.child, plan)
 

@@ -62,7 +62,7 @@ def _update(ctx: Context, child: Child, wanted: dict[str, Any]) -> None:
         return
     for name in changed:
         setattr(child, name, wanted[name])
-    update = list(changed)
+    update = [*changed, "updated_at"]
     if "date_of_birth" in changed:
         child.compute_age_boundaries()
         update += ["adolescent_from", "adult_from"]
@@ -104,7 +104,7 @@ def remove(ctx: Context, record: SourceRecord) -> None:
         link.status = GuardianLink.Status.REVOKED
         link.revoked_by = ctx.actor
         link.revoked_at = now
-        link.save(update_fields=["status", "revoked_by", "revoked_at"])
+        link.save(update_fields=["status", "revoked_by", "revoked_at", "updated_at"])
         ctx.audit(audit.Action.UPDATE, Entity.RELATED_PERSON, link.pk, child.pk, reason="ehr_patient_removed")
         if link.guardian_id:
             events.access_revoked(user_id=link.guardian_id)

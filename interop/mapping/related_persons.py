@@ -140,7 +140,7 @@ def _end(ctx: Context, link: GuardianLink, reason: str) -> None:
     link.status = GuardianLink.Status.REVOKED
     link.revoked_by = ctx.actor
     link.revoked_at = timezone.now()
-    link.save(update_fields=["status", "revoked_by", "revoked_at"])
+    link.save(update_fields=["status", "revoked_by", "revoked_at", "updated_at"])
     ctx.audit(audit.Action.UPDATE, Entity.RELATED_PERSON, link.pk, link.child_id, reason=reason)
     if link.guardian_id:
         events.access_revoked(user_id=link.guardian_id)
@@ -179,7 +179,7 @@ def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapp
         return Mapped(targets=[str(_invite(ctx, child, relationship, contact, language).pk)])
     if link.relationship != relationship:
         link.relationship = relationship
-        link.save(update_fields=["relationship"])
+        link.save(update_fields=["relationship", "updated_at"])
         ctx.audit(audit.Action.UPDATE, Entity.RELATED_PERSON, link.pk, child.pk, reason="ehr_import:relationship")
     return Mapped(targets=[str(link.pk)])
 

@@ -3,7 +3,8 @@
 Each resource type reads from one or more ``Source``s: the rows (a queryset with what rendering needs
 loaded), the column that is the resource's ``meta.lastUpdated`` and the first key of its paging
 order (the second is ``id``), the path to the child's id (for ``patient=``), and the function that
-renders a page of rows with a fixed number of queries.
+renders a page of rows with a fixed number of queries. Some types are served only when the hospital
+turns them on (``OPTIONAL``: Communication, by ``PORTAL_FHIR_COMMUNICATION``); ``served`` says.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from care.models import (
@@ -25,7 +27,8 @@ from care.models import (
     VisitSummary,
 )
 from interop.models import SourceRecord
-from interop.outbound import audit, care, people, results
+from interop.outbound import audit, care, messages, people, results
+from messaging import selectors as messaging
 from portal.models import AuditEvent, CareTeamMembership, Child, DepartmentMembership, GuardianLink, User
 
 Render = Callable[[Sequence[Any]], list[dict[str, Any]]]
@@ -61,12 +64,16 @@ def _summaries_without_pdf(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return results.document_references(rows, with_pdf=False)
 
 
+def _communications_with_data(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return messages.communications(rows, with_data=True)
+
+
 SOURCES: dict[str, tuple[Source, ...]] = {
-    "Patient": (Source(lambda: Child.objects.all(), "created_at", people.patients, patient="pk"),),
+    "Patient": (Source(lambda: Child.objects.all(), "updated_at", people.patients, patient="pk"),),
     "RelatedPerson": (
         Source(
             lambda: GuardianLink.objects.select_related("guardian", "invitation"),
-            "granted_at",
+            "updated_at",
             people.related_persons,
             patient="child_id",
         ),
@@ -82,17 +89,17 @@ SOURCES: dict[str, tuple[Source, ...]] = {
         ),
     ),
     "MedicationRequest": (
-        Source(lambda: MedicationPlan.objects.all(), "created_at", care.medication_requests, patient="child_id"),
+        Source(lambda: MedicationPlan.objects.all(), "updated_at", care.medication_requests, patient="child_id"),
     ),
     "MedicationAdministration": (
         Source(
             lambda: DoseLog.objects.select_related("plan"),
-            "recorded_at",
+            "updated_at",
             care.medication_administrations,
             patient="plan__child_id",
         ),
     ),
-    "Coverage": (Source(lambda: Coverage.objects.all(), "submitted_at", care.coverages, patient="child_id"),),
+    "Coverage": (Source(lambda: Coverage.objects.all(), "updated_at", care.coverages, patient="child_id"),),
     "Condition": (
         Source(
             lambda: SourceRecord.objects.filter(resource_type="Condition", deleted=False),
@@ -117,14 +124,33 @@ SOURCES: dict[str, tuple[Source, ...]] = {
     "AuditEvent": (
         Source(lambda: AuditEvent.objects.all(), "recorded_at", audit.audit_events, patient="child_id", id_field="id"),
     ),
+    # A message is never edited: its creation is its last change.
+    "Communication": (
+        Source(messaging.messages_with_thread, "created_at", messages.communications, patient="thread__child_id"),
+    ),
 }
 
-# A read of one DocumentReference carries its PDF.
+# A read of one DocumentReference carries its PDF, of one Communication its attachments' bytes.
 READ_SOURCES: dict[str, tuple[Source, ...]] = {
     **SOURCES,
     "DocumentReference": (
         Source(lambda: VisitSummary.objects.all(), "updated_at", results.document_references, patient="child_id"),
     ),
+    "Communication": (
+        Source(messaging.messages_with_thread, "created_at", _communications_with_data, patient="thread__child_id"),
+    ),
 }
 
-__all__ = ["READ_SOURCES", "SOURCES", "Source"]
+# Types the hospital turns on, by the setting that does.
+OPTIONAL: dict[str, str] = {"Communication": "PORTAL_FHIR_COMMUNICATION"}
+
+
+def served(resource_type: str) -> bool:
+    """Whether the type is rendered here now: every type of ``SOURCES`` but an optional one left off."""
+    if resource_type not in SOURCES:
+        return False
+    setting = OPTIONAL.get(resource_type)
+    return setting is None or bool(getattr(settings, setting, False))
+
+
+__all__ = ["OPTIONAL", "READ_SOURCES", "SOURCES", "Source", "served"]

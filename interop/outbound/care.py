@@ -103,7 +103,7 @@ def medication_requests(rows: Sequence[MedicationPlan]) -> list[dict[str, Any]]:
             {
                 "resourceType": "MedicationRequest",
                 "id": str(plan.pk),
-                "meta": meta(plan.created_at, confidential=plan.confidential),
+                "meta": meta(plan.updated_at, confidential=plan.confidential),
                 "identifier": identifier_list(ehr.get(str(plan.pk))),
                 "status": MEDICATION_STATUSES[MedicationPlan.Status(plan.status)],
                 "intent": "order",
@@ -135,7 +135,7 @@ def medication_administrations(rows: Sequence[DoseLog]) -> list[dict[str, Any]]:
             {
                 "resourceType": "MedicationAdministration",
                 "id": str(dose.pk),
-                "meta": meta(dose.recorded_at, confidential=dose.plan.confidential),
+                "meta": meta(dose.updated_at, confidential=dose.plan.confidential),
                 "status": "completed" if dose.status == DoseLog.Status.GIVEN else "not-done",
                 "medicationCodeableConcept": {"text": dose.plan.medication},
                 "subject": ref("Patient", dose.plan.child_id),
@@ -182,7 +182,7 @@ def coverages(rows: Sequence[Coverage]) -> list[dict[str, Any]]:
                 {
                     "resourceType": "Coverage",
                     "id": str(row.pk),
-                    "meta": meta(row.submitted_at),
+                    "meta": meta(row.updated_at),
                     "identifier": identifier_list(ehr.get(str(row.pk))),
                     "status": COVERAGE_STATUSES[Coverage.Status(row.status)],
                     "subscriber": {"display": row.subscriber_name} if row.subscriber_name else None,
@@ -242,7 +242,7 @@ def entered_conditions(child: Child, imported: Sequence[SourceRecord]) -> list[d
     held = {str(record.state.get("code")) for record in imported if record.state.get("present")}
     return [
         _condition(
-            str(uuid.uuid5(CONDITION_NAMESPACE, f"{child.pk}|{code}")), child.pk, str(code), True, child.created_at
+            str(uuid.uuid5(CONDITION_NAMESPACE, f"{child.pk}|{code}")), child.pk, str(code), True, child.updated_at
         )
         for code in child.conditions or []
         if str(code) not in held

@@ -59,7 +59,7 @@ def patients(rows: Sequence[Child]) -> list[dict[str, Any]]:
             {
                 "resourceType": "Patient",
                 "id": str(child.pk),
-                "meta": meta(child.created_at),
+                "meta": meta(child.updated_at),
                 "identifier": [mrn],
                 "name": [_human_name(child.name)],
                 "gender": child.sex,
@@ -88,7 +88,7 @@ def related_persons(rows: Sequence[GuardianLink]) -> list[dict[str, Any]]:
                 {
                     "resourceType": "RelatedPerson",
                     "id": str(link.pk),
-                    "meta": meta(link.granted_at),
+                    "meta": meta(link.updated_at),
                     "identifier": identifier_list(ehr.get(str(link.pk))),
                     "active": link.status == GuardianLink.Status.ACTIVE,
                     "patient": ref("Patient", link.child_id),

@@ -49,7 +49,7 @@ def link_approve(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Gua
             link.approved_by = actor
             link.approved_at = now
             link.valid_from = now
-            link.save(update_fields=["status", "approved_by", "approved_at", "valid_from"])
+            link.save(update_fields=["status", "approved_by", "approved_at", "valid_from", "updated_at"])
             audit.record(
                 actor=actor,
                 action=audit.Action.UPDATE,
@@ -103,7 +103,7 @@ def link_revoke(*, actor: User, access: ChildAccess, link_id: uuid.UUID) -> Guar
         link.status = GuardianLink.Status.REVOKED
         link.revoked_by = actor
         link.revoked_at = timezone.now()
-        link.save(update_fields=["status", "revoked_by", "revoked_at"])
+        link.save(update_fields=["status", "revoked_by", "revoked_at", "updated_at"])
         _link_changed(actor=actor, link=link, reason="revoked")
     return link
 
@@ -135,7 +135,7 @@ def link_update(
             raise Conflict("This link has already ended.", code="link_ended")
         for name, value in changes.items():
             setattr(link, name, value)
-        link.save(update_fields=list(changes))
+        link.save(update_fields=[*changes, "updated_at"])
         _link_changed(actor=actor, link=link, reason="changed:" + ",".join(sorted(changes)))
     return link
 
@@ -152,7 +152,9 @@ def links_expire(*, now: datetime | None = None) -> int:
     )
     with transaction.atomic():
         rows = list(ended.select_for_update(of=("self",)).values_list("pk", "child_id", "guardian_id"))
-        GuardianLink.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(status=GuardianLink.Status.EXPIRED)
+        GuardianLink.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+            status=GuardianLink.Status.EXPIRED, updated_at=timezone.now()
+        )
         audit.record_many(
             [
                 audit.Entry(
@@ -241,6 +243,6 @@ def link_suspend_for_approval(*, link_id: uuid.UUID) -> bool:
         link.status = GuardianLink.Status.PENDING_APPROVAL
         link.approved_by = None
         link.approved_at = None
-        link.save(update_fields=["status", "approved_by", "approved_at"])
+        link.save(update_fields=["status", "approved_by", "approved_at", "updated_at"])
         _link_changed(actor=None, link=link, reason="suspended_for_approval")
     return True

@@ -11,8 +11,8 @@ OFFSET times mean the cursor works. The plans of the last page's queries are pri
 expected).
 
 Patients are bulk-inserted (their names and MRNs encrypted per row, as the portal stores them);
-``created_at`` (the Patient's ``meta.lastUpdated``) is spread so that every three patients share one
-instant, so ties are broken by id.
+``updated_at`` (the Patient's ``meta.lastUpdated``, the change time) and ``created_at`` are spread so
+that every three patients share one instant, so ties are broken by id.
 
 Usage (a scratch PostgreSQL database, emptied and migrated by this script)::
 
@@ -95,12 +95,13 @@ def _fill(patients: int) -> None:
             Child.objects.bulk_create(children)
             SourceRecord.objects.bulk_create(records)
     with connection.cursor() as cursor:
-        # auto_now_add stamped them all alike: spread them, three to an instant.
+        # auto_now(_add) stamped them all alike: spread them, three to an instant.
         cursor.execute(
-            "UPDATE portal_child SET created_at = %s + ((('x' || right(replace(id::text, '-', ''), 12))::bit(48)"
+            "UPDATE portal_child SET updated_at = %s + ((('x' || right(replace(id::text, '-', ''), 12))::bit(48)"
             "::bigint - 1) / 3) * interval '1 second'",
             [START],
         )
+        cursor.execute("UPDATE portal_child SET created_at = updated_at")
         cursor.execute("VACUUM ANALYZE portal_child")
         cursor.execute("VACUUM ANALYZE interop_sourcerecord")
     print(f"filled {patients:,} patients and records in {time.perf_counter() - began:.1f} s")
@@ -130,10 +131,10 @@ def _keyset_rows(count: int, after: tuple[datetime, str] | None) -> float:
 
     from portal.models import Child
 
-    rows = Child.objects.order_by("created_at", "id")
+    rows = Child.objects.order_by("updated_at", "id")
     if after is not None:
         moment, last = after
-        rows = rows.filter(Q(created_at__gte=moment) & (Q(created_at__gt=moment) | Q(id__gt=last)))
+        rows = rows.filter(Q(updated_at__gte=moment) & (Q(updated_at__gt=moment) | Q(id__gt=last)))
     began = time.perf_counter()
     found = list(rows[:count].values_list("id", flat=True))
     assert len(found) == count
@@ -146,7 +147,7 @@ def _offset_page(count: int, page: int) -> float:
 
     began = time.perf_counter()
     rows = list(
-        Child.objects.order_by("created_at", "id")[(page - 1) * count : page * count].values_list("id", flat=True)
+        Child.objects.order_by("updated_at", "id")[(page - 1) * count : page * count].values_list("id", flat=True)
     )
     assert len(rows) == count
     return time.perf_counter() - began

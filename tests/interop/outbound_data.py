@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.utils import timezone
@@ -20,6 +21,7 @@ from care.models import (
 )
 from care.services import results
 from interop.models import SourceRecord
+from messaging.models import Attachment, Message, Thread
 from portal import audit
 from portal.vocabulary import Resource
 from tests import care_data
@@ -39,6 +41,67 @@ class Rows:
     draft_coverage: Coverage
     result: TestResult
     summary: VisitSummary
+    thread: Thread | None = None
+    messages: list[Message] = field(default_factory=list)
+    attachment: Attachment | None = None
+
+
+FAMILY_BODY = "Ada has had a rash since Tuesday"
+REPLY_BODY = "Please send a photo of the rash"
+ATTACHMENT_BYTES = b"%PDF-1.4\n%%EOF\n"
+
+
+def conversation(world: World, *, confidential: bool = False, body: str = FAMILY_BODY) -> tuple[Thread, list[Message]]:
+    """An urgent thread about Ada held by the clinician: the guardian's question (with a PDF), the
+    clinician's answer and an automatic reply."""
+    now = timezone.now()
+    thread = Thread.objects.create(
+        child=world.ada,
+        subject="Rash question",
+        topic="medical",
+        priority="urgent",
+        confidential=confidential,
+        created_by=world.guardian,
+        pool=world.department,
+        assignee=world.clinician,
+        message_count=3,
+    )
+    family = Message.objects.create(
+        thread=thread, author=world.guardian, kind="family", body=body, position=1, created_at=now
+    )
+    answer = Message.objects.create(
+        thread=thread,
+        author=world.clinician,
+        kind="care_team",
+        body=REPLY_BODY,
+        position=2,
+        created_at=now + timedelta(seconds=1),
+    )
+    automatic = Message.objects.create(
+        thread=thread,
+        author=None,
+        kind="automatic",
+        automatic_reason="after_hours",
+        body="We answer within one business day.",
+        position=3,
+        created_at=now + timedelta(seconds=2),
+    )
+    return thread, [family, answer, automatic]
+
+
+def attach(world: World, message: Message) -> Attachment:
+    attachment = Attachment(
+        child=world.ada,
+        message=message,
+        uploaded_by=world.guardian,
+        content_type="application/pdf",
+        size=len(ATTACHMENT_BYTES),
+        sha256="0" * 64,
+        filename="rash-notes.pdf",
+    )
+    attachment.content = base64.b64encode(ATTACHMENT_BYTES).decode()
+    attachment.save(force_insert=True)
+    return attachment
 
 
 def build(world: World) -> Rows:
@@ -105,4 +168,20 @@ def build(world: World) -> Rows:
         state={"code": "46635009", "present": True},
         child_id=world.ada.pk,
     )
-    return Rows(appointment, change_request, plan, as_needed, dose, refill, coverage, draft, result, summary)
+    thread, messages = conversation(world)
+    attachment = attach(world, messages[0])
+    return Rows(
+        appointment,
+        change_request,
+        plan,
+        as_needed,
+        dose,
+        refill,
+        coverage,
+        draft,
+        result,
+        summary,
+        thread,
+        messages,
+        attachment,
+    )

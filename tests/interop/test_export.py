@@ -162,3 +162,80 @@ def test_export_queries_do_not_grow_with_the_record(world: World, frozen: Any):
     for _ in range(5):
         outbound_data.build(world)
     assert count() == few
+
+
+# --- Messages, when the hospital serves them as Communication ---------------------------------------
+
+
+@pytest.fixture
+def conversations(world: World, record: outbound_data.Rows, settings: Any) -> outbound_data.Rows:
+    settings.PORTAL_FHIR_COMMUNICATION = True
+    outbound_data.conversation(world, confidential=True, body=f"Adolescent {SECRET}")
+    return record
+
+
+def test_with_communication_on_a_guardian_exports_the_threads_they_may_read(
+    world: World, conversations: outbound_data.Rows
+):
+    response = _export(world, "guardian")
+    assert response.status_code == 200
+    bundle = response.json()
+    get_fhir_model_class("Bundle").model_validate(bundle)
+    found = _by_type(bundle)
+    for item in found["Communication"]:
+        get_fhir_model_class("Communication").model_validate(item)
+    assert [item["id"] for item in found["Communication"]] == [str(m.pk) for m in conversations.messages]
+    question = found["Communication"][0]
+    assert question["payload"][0] == {"contentString": outbound_data.FAMILY_BODY}
+    # Attachments are described, their bytes stay behind the messenger's own download.
+    assert "data" not in question["payload"][1]["contentAttachment"]
+    # The clinician the messages name is among the practitioners (by name only).
+    assert str(world.clinician.pk) in {item["id"] for item in found["Practitioner"]}
+    text = response.content.decode()
+    assert "CANARYSECRET" not in text and world.clinician.email not in text
+
+
+def test_with_communication_on_a_limited_scope_guardian_gets_the_messages_too(
+    world: World, conversations: outbound_data.Rows
+):
+    link = world.links["co_guardian"]
+    link.scope = "limited"
+    link.save(update_fields=["scope", "updated_at"])
+    found = _by_type(_export(world, "co_guardian").json())
+    assert set(found) == {
+        "Patient",
+        "Practitioner",
+        "RelatedPerson",
+        "CareTeam",
+        "Appointment",
+        "Task",
+        "Communication",
+    }
+    assert len(found["Communication"]) == len(conversations.messages)
+
+
+@pytest.mark.parametrize("persona", ["other_guardian", "revoked_guardian", "other_clinician", "stranger", "clinician"])
+def test_with_communication_on_others_still_get_404_and_no_message(
+    world: World, conversations: outbound_data.Rows, persona: str
+):
+    response = _export(world, persona)
+    assert response.status_code == 404
+    text = response.content.decode()
+    assert outbound_data.FAMILY_BODY not in text and outbound_data.REPLY_BODY not in text
+    assert AuditEvent.objects.filter(action="deny", actor_id=world.users[persona].pk).exists()
+
+
+def test_with_communication_on_export_queries_do_not_grow_with_the_threads(world: World, settings: Any):
+    settings.PORTAL_FHIR_COMMUNICATION = True
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert _export(world, "guardian").status_code == 200
+        return len(queries.captured_queries)
+
+    outbound_data.build(world)
+    count()
+    few = count()
+    for _ in range(4):
+        outbound_data.conversation(world)
+    assert count() == few

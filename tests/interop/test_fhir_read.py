@@ -25,6 +25,7 @@ from portal.vocabulary import Resource
 from tests import care_data
 from tests.care import results_data
 from tests.conftest import World, make_user
+from tests.interop import outbound_data
 
 pytestmark = pytest.mark.django_db
 BASE = "https://portal.example.org/fhir/R4"
@@ -242,6 +243,11 @@ def _care_team(world: World, n: int) -> None:
     CareTeamMembership.objects.create(child=child, clinician=world.clinician, role="nurse")
 
 
+def _conversation(world: World, n: int) -> None:
+    _, messages = outbound_data.conversation(world)
+    outbound_data.attach(world, messages[0])
+
+
 MAKERS: dict[str, Callable[[World, int], Any]] = {
     "Patient": _patient,
     "CareTeam": _care_team,
@@ -257,6 +263,7 @@ MAKERS: dict[str, Callable[[World, int], Any]] = {
     "Coverage": lambda world, n: care_data.coverage(world.ada, world.guardian, status="pending"),
     "Condition": _condition,
     "AuditEvent": _audit,
+    "Communication": _conversation,
 }
 
 
@@ -273,7 +280,8 @@ def _queries(resource_type: str) -> int:
 
 
 @pytest.mark.parametrize("resource_type", sorted(SOURCES))
-def test_queries_per_page_do_not_grow_with_the_page(resource_type, world: World):
+def test_queries_per_page_do_not_grow_with_the_page(resource_type, world: World, settings):
+    settings.PORTAL_FHIR_COMMUNICATION = True
     _make(resource_type, world, 10)
     few = _queries(resource_type)
     _make(resource_type, world, 90, first=10)

@@ -35,7 +35,8 @@ def rows(world):
         yield outbound_data.build(world)
 
 
-def test_every_type_validates(rows, world):
+def test_every_type_validates(rows, world, settings):
+    settings.PORTAL_FHIR_COMMUNICATION = True
     for resource_type in SOURCES:
         resources = _all(resource_type)
         assert resources, resource_type
