@@ -51,7 +51,7 @@ def backwards(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
     dependencies = [
         ("interop", "0003_smart_backend_clients"),
-        ("portal", "0008_child_and_guardianlink_updated_at"),
+        ("portal", "0009_child_and_guardianlink_updated_at"),
         ("care", "0006_plan_dose_coverage_updated_at"),
         ("messaging", "0003_urgent_alerts"),
     ]

@@ -23,7 +23,7 @@ def backfill(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0007_audit_ledger'),
+        ('portal', '0008_phone_verification'),
     ]
 
     operations = [
