@@ -11,6 +11,7 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from portal.limits import DAY, YEAR, window
+from portal.pagination import PageIn
 from portal.schemas import In
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -364,13 +365,14 @@ class ResultDetailOut(ResultOut):
     comments: list[CommentOut]
 
 
-class PageQuery(In):
-    limit: int = Field(50, ge=1, le=200, description="At most 200 items.")
-    offset: int = Field(0, ge=0, le=10_000)
-
-
-class ResultsQuery(PageQuery):
+class ResultsQuery(PageIn):
     category: str | None = Field(None, max_length=40, description="laboratory, imaging, genetic...")
+
+
+class RefillQueueQuery(PageIn):
+    status: Literal["requested", "approved", "sent_to_pharmacy", "ready"] | None = Field(
+        None, description="One open status; leave out for all of them."
+    )
 
 
 class CommentIn(In):
