@@ -25,9 +25,9 @@ from messaging.groups.schemas import (
     PostIn,
     PostModerationIn,
     PostOut,
+    PostReportOut,
     ReadingFlagOut,
     ReportIn,
-    ReportOut,
     group_detail_out,
     group_out,
     member_out,
@@ -152,7 +152,7 @@ def helpful(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID) -> di
     return {"helpful": state}
 
 
-@router.post("/groups/{group_id}/posts/{post_id}/report", response={201: ReportOut}, summary="Report a post")
+@router.post("/groups/{group_id}/posts/{post_id}/report", response={201: PostReportOut}, summary="Report a post")
 def report(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID, payload: ReportIn) -> Status[dict[str, Any]]:
     _, membership = selectors.member_for(actor(request), group_id)
     if membership is None:
