@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.test import Client, override_settings
 
 from tests.conftest import World
@@ -9,7 +11,7 @@ from tests.conftest import World
 APP = "https://app.example.org"
 
 
-def _preflight(path: str, origin: str) -> object:
+def _preflight(path: str, origin: str) -> Any:
     return Client().options(
         path,
         headers={
