@@ -42,7 +42,7 @@ from django.http import HttpRequest
 from ninja import Schema
 from pydantic import Field
 
-from portal.errors import ApiError
+from portal.errors import ApiError, Invalid
 from portal.schemas import In
 
 DEFAULT_LIMIT = 50
@@ -163,6 +163,17 @@ def _attribute(row: Any, field: str) -> Any:
     return value
 
 
+def _known_parameters(request: HttpRequest, query: PageIn) -> None:
+    """An unknown query parameter is an error, as an unknown body field is (ninja would drop it): a
+    client still sending ``offset`` learns it is ignored instead of reading page one again and again."""
+    unknown = sorted(set(request.GET) - set(type(query).model_fields))
+    if unknown:
+        details = [
+            {"loc": ["query", name[:40]], "type": "extra_forbidden", "msg": "Unknown parameter"} for name in unknown
+        ]
+        raise Invalid("The request is not valid; see errors.", details=details)
+
+
 def _sort_key(row: Callable[[T], Any], field: str) -> Callable[[T], Any]:
     return lambda item: _attribute(row(item), field)
 
@@ -173,6 +184,7 @@ class Pager:
     def __init__(self, request: HttpRequest, query: PageIn, order: tuple[str, ...]) -> None:
         if not _name(order[-1]).endswith(("id", "pk")):
             raise ValueError("the last key of a page order is the id")
+        _known_parameters(request, query)
         self.request = request
         self.order = order
         self.limit = query.limit

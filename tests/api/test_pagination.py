@@ -165,3 +165,11 @@ def test_no_operation_answers_a_bare_list() -> None:
                     names = {parameter["name"] for parameter in operation.get("parameters", [])}
                     assert {"limit", "cursor"} <= names, path
     assert bare == []
+
+
+def test_an_unknown_query_parameter_is_refused(world: World) -> None:
+    answer = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/results", {"offset": "10"})
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_input"
+    assert answer.json()["errors"] == [
+        {"loc": ["query", "offset"], "type": "extra_forbidden", "msg": "Unknown parameter"}
+    ]
