@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router, Status
+from ninja.decorators import decorate_view
 
 from care import presenters, result_selectors, selectors, services
 from care.schemas import (
@@ -26,12 +27,12 @@ from care.schemas import (
     FeedIn,
     FeedOut,
     FeedStatusOut,
-    PageQuery,
     PlanIn,
     PlanOut,
     RefillIn,
     RefillOut,
     RefillQueueOut,
+    RefillQueueQuery,
     RefillTransitionIn,
     ResultDetailOut,
     ResultOut,
@@ -45,7 +46,9 @@ from portal import refusals
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import NotFound
+from portal.etag import etag, etag_ignoring
 from portal.idempotency import status_for
+from portal.pagination import Page, PageIn, pager
 from portal.vocabulary import Resource
 
 router = Router(tags=["care"])
@@ -56,22 +59,34 @@ router = Router(tags=["care"])
 
 @router.get(
     "/children/{child_id}/schedule",
-    response=list[ClinicianScheduleOut],
+    response=Page[ClinicianScheduleOut],
     summary="The care team's clinic hours, next open slots and who is on call",
 )
-def schedule(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+def schedule(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.SCHEDULE)
+    pages = pager(request, page, "role", "id")
     rows = selectors.child_schedule(user=actor(request), access=access)
-    return [presenters.schedule_out(row, limited=access.limited_view) for row in rows]
+    return pages.page_of(
+        rows, lambda row: presenters.schedule_out(row, limited=access.limited_view), row=lambda row: row.member
+    )
 
 
-@router.get("/children/{child_id}/appointments", response=list[AppointmentOut], summary="Upcoming or past visits")
-def appointments(
-    request: HttpRequest, child_id: uuid.UUID, when: Literal["upcoming", "past"] = "upcoming"
-) -> list[dict[str, Any]]:
+class AppointmentsQuery(PageIn):
+    when: Literal["upcoming", "past"] = "upcoming"
+
+
+@router.get(
+    "/children/{child_id}/appointments",
+    response={200: Page[AppointmentOut], 304: None},
+    summary="Upcoming (soonest first) or past (latest first) visits",
+)
+@decorate_view(etag)
+def appointments(request: HttpRequest, child_id: uuid.UUID, query: Query[AppointmentsQuery]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.SCHEDULE)
-    rows = selectors.appointments_list(user=actor(request), access=access, when=when)
-    return [presenters.appointment_out(row, limited=access.limited_view) for row in rows]
+    order = ("start", "id") if query.when == "upcoming" else ("-start", "-id")
+    pages = pager(request, query, *order)
+    rows = selectors.appointments_list(user=actor(request), access=access, when=query.when, page=pages)
+    return pages.page(rows, lambda row: presenters.appointment_out(row, limited=access.limited_view))
 
 
 @router.post(
@@ -131,12 +146,15 @@ def appointment_change_request(
 
 @router.get(
     "/children/{child_id}/medications",
-    response=list[PlanOut],
+    response={200: Page[PlanOut], 304: None},
     summary="Medication plans with the next dose, overdue doses and adherence",
 )
-def medications(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+@decorate_view(etag)
+def medications(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return [presenters.plan_out(view) for view in selectors.plans_list(user=actor(request), access=access)]
+    pages = pager(request, page, "status", "start", "id")
+    views = selectors.plans_list(user=actor(request), access=access)
+    return pages.page_of(views, presenters.plan_out, row=lambda view: view.plan)
 
 
 @router.post("/children/{child_id}/medications", response={201: PlanOut}, summary="Care team: prescribe")
@@ -149,14 +167,14 @@ def medication_create(request: HttpRequest, child_id: uuid.UUID, payload: PlanIn
 
 @router.get(
     "/children/{child_id}/medications/{plan_id}/doses",
-    response=list[DoseOut],
-    summary="Doses recorded in the last 30 days",
+    response=Page[DoseOut],
+    summary="Doses recorded in the last 30 days, latest first",
 )
-def doses(request: HttpRequest, child_id: uuid.UUID, plan_id: uuid.UUID) -> list[dict[str, Any]]:
+def doses(request: HttpRequest, child_id: uuid.UUID, plan_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return [
-        presenters.dose_out(row) for row in selectors.doses_list(user=actor(request), access=access, plan_id=plan_id)
-    ]
+    pages = pager(request, page, "-occurred_at", "-id")
+    rows = selectors.doses_list(user=actor(request), access=access, plan_id=plan_id, page=pages)
+    return pages.page(rows, presenters.dose_out)
 
 
 @router.post(
@@ -175,10 +193,11 @@ def dose_record(
 # -- refills ------------------------------------------------------------------------------------
 
 
-@router.get("/children/{child_id}/refills", response=list[RefillOut], summary="Refill requests")
-def refills(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+@router.get("/children/{child_id}/refills", response=Page[RefillOut], summary="Refill requests, latest first")
+def refills(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    return [presenters.refill_out(row) for row in selectors.refills_list(user=actor(request), access=access)]
+    pages = pager(request, page, "-requested_at", "-id")
+    return pages.page(selectors.refills_list(user=actor(request), access=access, page=pages), presenters.refill_out)
 
 
 @router.post(
@@ -215,23 +234,26 @@ def refill_transition(
 
 @router.get(
     "/refills/queue",
-    response=list[RefillQueueOut],
+    response=Page[RefillQueueOut],
     summary="Clinician: open refill requests for my patients, oldest first",
 )
-def refill_queue(
-    request: HttpRequest, status: Literal["requested", "approved", "sent_to_pharmacy", "ready"] | None = None
-) -> list[dict[str, Any]]:
-    return [presenters.refill_queue_out(row) for row in selectors.refill_queue(user=actor(request), status=status)]
+def refill_queue(request: HttpRequest, query: Query[RefillQueueQuery]) -> dict[str, Any]:
+    pages = pager(request, query, "requested_at", "id")
+    rows = selectors.refill_queue(user=actor(request), status=query.status, page=pages)
+    return pages.page(rows, presenters.refill_queue_out)
 
 
 # -- coverage -----------------------------------------------------------------------------------
 
 
-@router.get("/children/{child_id}/coverage", response=list[CoverageOut], summary="Insurance: active and pending")
-def coverage(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+@router.get(
+    "/children/{child_id}/coverage", response=Page[CoverageOut], summary="Insurance: active and pending, latest first"
+)
+def coverage(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
+    pages = pager(request, page, "-submitted_at", "-id")
     rows = selectors.coverage_list(user=actor(request), access=access)
-    return [presenters.coverage_out(row.coverage, row.status) for row in rows]
+    return pages.page_of(rows, lambda row: presenters.coverage_out(row.coverage, row.status), row=lambda r: r.coverage)
 
 
 @router.post(
@@ -265,15 +287,14 @@ def coverage_verify(
 
 @router.get(
     "/children/{child_id}/results",
-    response=list[ResultOut],
+    response=Page[ResultOut],
     summary="Test results (FHIR Observation), newest first; released ones for the family",
 )
-def results(request: HttpRequest, child_id: uuid.UUID, query: Query[ResultsQuery]) -> list[dict[str, Any]]:
+def results(request: HttpRequest, child_id: uuid.UUID, query: Query[ResultsQuery]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    rows = result_selectors.results_list(
-        user=actor(request), access=access, limit=query.limit, offset=query.offset, category=query.category
-    )
-    return [presenters.result_out(row, clinician=access.is_clinician) for row in rows]
+    pages = pager(request, query, "-effective_at", "-recorded_at", "id")
+    rows = result_selectors.results_list(user=actor(request), access=access, category=query.category, page=pages)
+    return pages.page(rows, lambda row: presenters.result_out(row, clinician=access.is_clinician))
 
 
 @router.get(
@@ -315,13 +336,14 @@ def result_release(request: HttpRequest, child_id: uuid.UUID, result_id: uuid.UU
 
 @router.get(
     "/children/{child_id}/visit-summaries",
-    response=list[VisitSummaryOut],
+    response=Page[VisitSummaryOut],
     summary="Visit summaries (FHIR DocumentReference), newest first; released ones for the family",
 )
-def visit_summaries(request: HttpRequest, child_id: uuid.UUID, query: Query[PageQuery]) -> list[dict[str, Any]]:
+def visit_summaries(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.CLINICAL)
-    rows = result_selectors.summaries_list(user=actor(request), access=access, limit=query.limit, offset=query.offset)
-    return [presenters.visit_summary_out(row) for row in rows]
+    pages = pager(request, page, "-date", "-recorded_at", "id")
+    rows = result_selectors.summaries_list(user=actor(request), access=access, page=pages)
+    return pages.page(rows, presenters.visit_summary_out)
 
 
 @router.get(
@@ -366,9 +388,10 @@ def visit_summary_release(request: HttpRequest, child_id: uuid.UUID, summary_id:
 
 @router.get(
     "/me/today",
-    response=TodayOut,
+    response={200: TodayOut, 304: None},
     summary="Next appointments, doses due, open refills and unread messages for every child",
 )
+@decorate_view(etag_ignoring("generated_at"))
 def today(request: HttpRequest) -> dict[str, Any]:
     return selectors.today(user=actor(request))
 

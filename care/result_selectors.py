@@ -21,6 +21,7 @@ from portal import audit
 from portal.access import ChildAccess
 from portal.errors import NotFound
 from portal.models import User
+from portal.pagination import Pager
 from portal.vocabulary import Resource
 
 LIST_LIMIT = 200
@@ -34,9 +35,10 @@ def results_list(
     offset: int = 0,
     category: str | None = None,
     now: datetime | None = None,
+    page: Pager | None = None,
 ) -> list[TestResult]:
     """The child's results the reader may see, newest first (by when the sample or study was taken),
-    ``limit`` at most (``LIST_LIMIT``), after ``offset``."""
+    ``limit`` at most (``LIST_LIMIT``), after ``offset``; with ``page``, that page instead."""
     moment = now or timezone.now()
     rows = TestResult.objects.filter(child=access.child).select_related(
         "report", "ordering_clinician", "report__ordering_clinician"
@@ -46,11 +48,11 @@ def results_list(
     if category:
         rows = rows.filter(category=category.strip().lower())
     rows = rows.order_by("-effective_at", "-recorded_at", "id")
-    page = list(rows[offset : offset + min(limit, LIST_LIMIT)])
+    found = list(page.queryset(rows) if page is not None else rows[offset : offset + min(limit, LIST_LIMIT)])
     audit.reads(user, Resource.OBSERVATION, [access.child.pk])
     if not access.is_clinician:
         results_seen_mark(guardian_id=user.pk, child_id=access.child.pk, kind="results", upto=moment)
-    return page
+    return found
 
 
 def _seen(user: User, access: ChildAccess, kind: Kind, row: TestResult | VisitSummary) -> None:
@@ -81,18 +83,25 @@ def result_detail(*, user: User, access: ChildAccess, result_id: uuid.UUID) -> T
 
 
 def summaries_list(
-    *, user: User, access: ChildAccess, limit: int = 50, offset: int = 0, now: datetime | None = None
+    *,
+    user: User,
+    access: ChildAccess,
+    limit: int = 50,
+    offset: int = 0,
+    now: datetime | None = None,
+    page: Pager | None = None,
 ) -> list[VisitSummary]:
     """The child's visit summaries the reader may see, newest first (without their PDF bytes)."""
     moment = now or timezone.now()
     rows = VisitSummary.objects.filter(child=access.child).select_related("author").defer("pdf", "text")
     if not access.is_clinician:
         rows = rows.filter(family_summaries_q(moment))
-    page = list(rows.order_by("-date", "-recorded_at", "id")[offset : offset + min(limit, LIST_LIMIT)])
+    rows = rows.order_by("-date", "-recorded_at", "id")
+    found = list(page.queryset(rows) if page is not None else rows[offset : offset + min(limit, LIST_LIMIT)])
     audit.reads(user, Resource.DOCUMENT_REFERENCE, [access.child.pk])
     if not access.is_clinician:
         results_seen_mark(guardian_id=user.pk, child_id=access.child.pk, kind="summaries", upto=moment)
-    return page
+    return found
 
 
 def summary_detail(*, user: User, access: ChildAccess, summary_id: uuid.UUID) -> VisitSummary:

@@ -10,8 +10,10 @@ from typing import Annotated, Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from care.models import Appointment, Coverage, DoseLog, MedicationPlan, RefillRequest, TestResult, VisitSummary
 from portal.limits import DAY, YEAR, window
-from portal.schemas import In
+from portal.pagination import PageIn
+from portal.schemas import CareRole, In, OneOf, Scope
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -33,7 +35,7 @@ class SlotOut(Schema):
 class ClinicianScheduleOut(Schema):
     clinician_id: uuid.UUID
     clinician_name: str
-    role: str
+    role: CareRole
     department: str | None
     on_call_now: bool
     in_clinic_now: bool
@@ -50,11 +52,11 @@ class AppointmentOut(Schema):
     location: str
     start: datetime
     end: datetime
-    status: str
+    status: Annotated[str, OneOf(Appointment.Status)]
     visit_type: str
     preparation: str
     guardian_confirmed_at: datetime | None
-    change_request: str | None
+    change_request: Annotated[str, OneOf(Appointment.ChangeRequest)] | None
     change_note: str | None
     limited_view: bool = Field(
         False,
@@ -143,7 +145,7 @@ class PlanOut(Schema):
     form: str
     dose: str
     route: str
-    schedule_kind: str
+    schedule_kind: Annotated[str, OneOf(MedicationPlan.ScheduleKind)]
     times_of_day: list[str]
     weekdays: list[int]
     interval_hours: int | None
@@ -156,7 +158,7 @@ class PlanOut(Schema):
     refills_allowed: int
     refills_remaining: int
     pharmacy: str
-    status: str
+    status: Annotated[str, OneOf(MedicationPlan.Status)]
     next_due: datetime | None
     overdue: list[datetime]
     next_allowed_at: datetime | None = Field(None, description="As-needed plans: the earliest next dose.")
@@ -175,7 +177,7 @@ class DoseOut(Schema):
     id: uuid.UUID
     plan_id: uuid.UUID
     client_id: uuid.UUID
-    status: str
+    status: Annotated[str, OneOf(DoseLog.Status)]
     occurred_at: datetime
     scheduled_for: datetime | None
     note: str
@@ -196,7 +198,7 @@ class RefillOut(Schema):
     id: uuid.UUID
     plan_id: uuid.UUID
     child_id: uuid.UUID
-    status: str
+    status: Annotated[str, OneOf(RefillRequest.Status)]
     pharmacy: str
     note: str
     denial_reason: str | None
@@ -229,13 +231,15 @@ class CoverageVerifyIn(In):
 
 class CoverageOut(Schema):
     id: uuid.UUID
-    status: str
+    status: Annotated[str, OneOf(Coverage.Status)]
     payer: str
     plan_name: str
     member_id: str
     group_number: str
     subscriber_name: str
-    subscriber_relationship: str
+    subscriber_relationship: str = Field(
+        description="FHIR subscriber-relationship code (parent, self, spouse, child, common, injured, other)."
+    )
     period_start: date | None
     period_end: date | None
     copays: dict[str, Any]
@@ -247,7 +251,7 @@ class CoverageOut(Schema):
 class TodayChildOut(Schema):
     id: uuid.UUID
     name: str
-    scope: str
+    scope: Scope
 
 
 class TodayDoseOut(Schema):
@@ -265,7 +269,9 @@ class TodayNewItemOut(Schema):
     name: str = Field(description="The result's plain-language name, or the visit summary's title.")
     date: datetime = Field(description="When the sample or study was taken, or the visit's date.")
     released_at: datetime = Field(description="When it was released to the family.")
-    interpretation: str | None = Field(description="A result's flag (normal, low, high, ...); null otherwise.")
+    interpretation: Annotated[str, OneOf(TestResult.Interpretation)] | None = Field(
+        description="A result's flag; null for a visit summary or a result without one."
+    )
 
 
 class TodayNewResultsOut(Schema):
@@ -327,7 +333,7 @@ class ResultOut(Schema):
     code: str
     code_system: str
     category: str
-    status: str
+    status: Annotated[str, OneOf(TestResult.Status)]
     value: str = Field(description="The value as reported: a decimal number when value_is_numeric, else text.")
     value_is_numeric: bool
     unit: str
@@ -340,11 +346,11 @@ class ResultOut(Schema):
     hold_until: datetime | None = Field(description="Care team: when a held item is released on its own.")
 
 
-class ReportOut(Schema):
+class ResultReportOut(Schema):
     id: uuid.UUID
     name: str
     category: str
-    status: str
+    status: str = Field(description="FHIR DiagnosticReport.status (registered, partial, preliminary, final, ...).")
     conclusion: str
     effective_at: datetime | None
     issued_at: datetime | None
@@ -360,17 +366,18 @@ class CommentOut(Schema):
 
 
 class ResultDetailOut(ResultOut):
-    report: ReportOut | None
+    report: ResultReportOut | None
     comments: list[CommentOut]
 
 
-class PageQuery(In):
-    limit: int = Field(50, ge=1, le=200, description="At most 200 items.")
-    offset: int = Field(0, ge=0, le=10_000)
-
-
-class ResultsQuery(PageQuery):
+class ResultsQuery(PageIn):
     category: str | None = Field(None, max_length=40, description="laboratory, imaging, genetic...")
+
+
+class RefillQueueQuery(PageIn):
+    status: Literal["requested", "approved", "sent_to_pharmacy", "ready"] | None = Field(
+        None, description="One open status; leave out for all of them."
+    )
 
 
 class CommentIn(In):
@@ -383,7 +390,7 @@ class VisitSummaryOut(Schema):
     title: str
     date: datetime
     category: str
-    status: str
+    status: Annotated[str, OneOf(VisitSummary.Status)]
     author_name: str | None
     appointment_id: uuid.UUID | None
     has_pdf: bool

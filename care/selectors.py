@@ -37,6 +37,7 @@ from portal.access import (
     is_portal_manager,
 )
 from portal.models import CareTeamMembership, User
+from portal.pagination import Pager
 from portal.vocabulary import Resource
 
 SCHEDULE_DAYS = 14
@@ -89,7 +90,12 @@ def child_schedule(*, user: User, access: ChildAccess, now: datetime | None = No
 
 
 def appointments_list(
-    *, user: User, access: ChildAccess, when: str = "upcoming", now: datetime | None = None
+    *,
+    user: User,
+    access: ChildAccess,
+    when: str = "upcoming",
+    now: datetime | None = None,
+    page: Pager | None = None,
 ) -> list[Appointment]:
     moment = now or timezone.now()
     rows = Appointment.objects.filter(child=access.child).select_related("clinician", "department")
@@ -100,7 +106,7 @@ def appointments_list(
         else rows.filter(end__lte=moment).order_by("-start")
     )
     _reads(user, Resource.APPOINTMENT, access)
-    return list(rows[:200])
+    return list(page.queryset(rows) if page is not None else rows[:200])
 
 
 # -- medication plans ---------------------------------------------------------------------------
@@ -165,34 +171,36 @@ def plans_list(*, user: User, access: ChildAccess, now: datetime | None = None) 
     return [_plan_status(plan, tz, logs[plan.pk], moment) for plan in plans]
 
 
-def doses_list(*, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30) -> list[DoseLog]:
+def doses_list(
+    *, user: User, access: ChildAccess, plan_id: uuid.UUID, days: int = 30, page: Pager | None = None
+) -> list[DoseLog]:
     plan = plan_for(access, plan_id)
     since = timezone.now() - timedelta(days=days)
     rows = (
         DoseLog.objects.filter(plan=plan, occurred_at__gte=since).select_related("recorded_by").order_by("-occurred_at")
     )
     _reads(user, Resource.MEDICATION_ADMINISTRATION, access)
-    return list(rows)
+    return list(page.queryset(rows) if page is not None else rows)
 
 
 # -- refills and coverage -----------------------------------------------------------------------
 
 
-def refills_list(*, user: User, access: ChildAccess) -> list[RefillRequest]:
+def refills_list(*, user: User, access: ChildAccess, page: Pager | None = None) -> list[RefillRequest]:
     rows = RefillRequest.objects.filter(child=access.child).select_related("plan").order_by("-requested_at")
     if not access.is_clinician:
         rows = rows.filter(plan__confidential=False)
     _reads(user, Resource.TASK, access)
-    return list(rows[:200])
+    return list(page.queryset(rows) if page is not None else rows[:200])
 
 
-def refill_queue(*, user: User, status: str | None = None) -> list[RefillRequest]:
+def refill_queue(*, user: User, status: str | None = None, page: Pager | None = None) -> list[RefillRequest]:
     """Refill requests for the children on the clinician's care teams, oldest first (plan and child
     loaded)."""
     child_ids = list(care_team_memberships(user).values_list("child_id", flat=True))
     rows = RefillRequest.objects.filter(child_id__in=child_ids).select_related("plan", "child")
     rows = rows.filter(status=status) if status else rows.filter(status__in=OPEN_REFILL_STATUSES)
-    rows_list = list(rows.order_by("requested_at")[:500])
+    rows_list = list(page.queryset(rows) if page is not None else rows.order_by("requested_at")[:500])
     audit.reads(user, Resource.TASK, sorted({row.child_id for row in rows_list}, key=str))
     return rows_list
 

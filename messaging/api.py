@@ -3,12 +3,15 @@ statistics, the event stream for polling clients, and notification preferences."
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Status
+from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
+from pydantic import Field
 
 from messaging import alerts, attachments, handling, notify, phones, selectors, sending
 from messaging.conf import max_attachment_bytes
@@ -43,13 +46,14 @@ from messaging.schemas import (
     thread_detail_out,
     thread_out,
 )
-from messaging.selectors import PoolStats, ThreadView
+from messaging.selectors import ThreadView
 from portal import services
 from portal.access import Capability, child_for
 from portal.api import actor
 from portal.errors import Invalid
+from portal.etag import etag
 from portal.idempotency import status_for
-from portal.schemas import In
+from portal.pagination import Page, PageIn, pager
 
 router = Router(tags=["messaging"])
 
@@ -57,10 +61,21 @@ router = Router(tags=["messaging"])
 # -- threads and messages -----------------------------------------------------------------------
 
 
-@router.get("/children/{child_id}/threads", response=list[ThreadOut], summary="Conversations about the child")
-def threads(request: HttpRequest, child_id: uuid.UUID, status: StatusIn | None = None) -> list[dict[str, Any]]:
+class ThreadsQuery(PageIn):
+    status: StatusIn | None = None
+
+
+@router.get(
+    "/children/{child_id}/threads",
+    response={200: Page[ThreadOut], 304: None},
+    summary="Conversations about the child, latest message first",
+)
+@decorate_view(etag)
+def threads(request: HttpRequest, child_id: uuid.UUID, query: Query[ThreadsQuery]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MESSAGE)
-    return [thread_out(view) for view in selectors.threads_list(user=actor(request), access=access, status=status)]
+    pages = pager(request, query, "-last_message_at", "-id")
+    views = selectors.threads_list(user=actor(request), access=access, status=query.status, page=pages)
+    return pages.page(views, thread_out, row=lambda view: view.thread)
 
 
 @router.post(
@@ -179,7 +194,7 @@ def attachment_download(request: HttpRequest, child_id: uuid.UUID, attachment_id
 # -- the clinician inbox ------------------------------------------------------------------------
 
 
-class InboxQuery(In):
+class InboxQuery(PageIn):
     status: StatusIn | None = None
     topic: TopicIn | None = None
     priority: Literal["routine", "urgent"] | None = None
@@ -187,20 +202,32 @@ class InboxQuery(In):
     pool_id: uuid.UUID | None = None
 
 
-@router.get("/inbox", response=list[InboxThreadOut], summary="Clinicians: threads in my pools, by reply-by time")
-def inbox(request: HttpRequest, query: Query[InboxQuery]) -> list[dict[str, Any]]:
-    return [inbox_out(item) for item in selectors.inbox(user=actor(request), **query.dict())]
+@router.get(
+    "/inbox",
+    response=Page[InboxThreadOut],
+    summary="Clinicians: threads in my pools, by reply-by time (none last), urgent first, oldest first",
+)
+def inbox(request: HttpRequest, query: Query[InboxQuery]) -> dict[str, Any]:
+    pages = pager(request, query, *selectors.INBOX_ORDER)
+    filters = query.dict(exclude={"limit", "cursor"})
+    items = selectors.inbox(user=actor(request), **filters, page=pages)
+    return pages.page(items, inbox_out, row=lambda item: item.view.thread)
+
+
+class StatsQuery(PageIn):
+    days: int = Field(30, description="The period, in days back from now (1 to 365).")
 
 
 @router.get(
     "/inbox/stats",
-    response=list[PoolStatsOut],
+    response=Page[PoolStatsOut],
     summary="Clinicians: median and 90th percentile time to first reply per pool",
 )
-def inbox_stats(request: HttpRequest, days: int = 30) -> list[PoolStats]:
-    if not 1 <= days <= 365:
+def inbox_stats(request: HttpRequest, query: Query[StatsQuery]) -> dict[str, Any]:
+    if not 1 <= query.days <= 365:
         raise Invalid("days must be between 1 and 365.", code="invalid_days")
-    return selectors.response_stats(user=actor(request), days=days)
+    pages = pager(request, query, "pool", "pool_id")
+    return pages.page_of(selectors.response_stats(user=actor(request), days=query.days), dataclasses.asdict)
 
 
 # -- the event stream ---------------------------------------------------------------------------

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.utils import timezone
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from messaging.models import Attachment, Message, Thread
+from messaging.models import AlertStep, Attachment, Message, Priority, Thread, ThreadAssignment, Topic, UrgentAlert
 from messaging.selectors import AlertView, InboxItem, MessageView, ThreadDetail, ThreadView
-from portal.schemas import In
+from portal.schemas import In, OneOf
+from portal.vocabulary import EventType
 
 TopicIn = Literal["medical", "medication", "refill", "scheduling", "billing", "other"]
 StatusIn = Literal["awaiting_care_team", "awaiting_family", "closed"]
@@ -62,9 +63,9 @@ class ThreadOut(Schema):
     id: uuid.UUID
     child_id: uuid.UUID
     subject: str
-    topic: str
-    priority: str
-    status: str
+    topic: Annotated[str, OneOf(Topic)]
+    priority: Annotated[str, OneOf(Priority)]
+    status: Annotated[str, OneOf(Thread.Status)]
     confidential: bool
     pool_id: uuid.UUID | None
     pool: str | None
@@ -79,7 +80,7 @@ class ThreadOut(Schema):
 
 
 class AlertStepOut(Schema):
-    kind: str
+    kind: Annotated[str, OneOf(AlertStep.Kind)]
     level: int
     user_id: uuid.UUID | None
     at: datetime
@@ -88,7 +89,7 @@ class AlertStepOut(Schema):
 class AlertOut(Schema):
     id: uuid.UUID
     thread_id: uuid.UUID
-    status: str
+    status: Annotated[str, OneOf(UrgentAlert.Status)]
     level: int = Field(description="0 on-call clinician, 1 next on-call clinician, 2 department lead.")
     created_at: datetime
     escalate_at: datetime | None
@@ -109,7 +110,7 @@ class ReceiptOut(Schema):
 
 
 class AssignmentOut(Schema):
-    kind: str
+    kind: Annotated[str, OneOf(ThreadAssignment.Kind)]
     from_user_id: uuid.UUID | None
     to_user_id: uuid.UUID | None
     by_id: uuid.UUID | None
@@ -134,7 +135,7 @@ class PoolStatsOut(Schema):
 
 class EventOut(Schema):
     id: int
-    type: str
+    type: Annotated[str, OneOf(EventType)]
     child_id: uuid.UUID | None
     entity_type: str
     entity_id: uuid.UUID | None

@@ -7,10 +7,11 @@ import statistics
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from messaging.models import (
@@ -27,6 +28,7 @@ from portal import audit
 from portal.access import ChildAccess, care_team_memberships, current_membership_q, hide_confidential
 from portal.errors import NotFound
 from portal.models import CareTeamMembership, DepartmentMembership, User
+from portal.pagination import Pager
 from portal.prepared import Prepared
 from portal.vocabulary import Resource
 
@@ -161,11 +163,13 @@ def alert_detail(alert: UrgentAlert) -> AlertView:
     return next(view for view in alerts_of([alert.thread_id])[alert.thread_id] if view.alert.pk == alert.pk)
 
 
-def threads_list(*, user: User, access: ChildAccess, status: str | None = None) -> list[ThreadView]:
+def threads_list(
+    *, user: User, access: ChildAccess, status: str | None = None, page: Pager | None = None
+) -> list[ThreadView]:
     rows = hide_confidential(Thread.objects.filter(child=access.child), access).select_related("pool", "assignee")
     if status:
         rows = rows.filter(status=status)
-    threads = list(rows.order_by("-last_message_at")[:200])
+    threads = list(page.queryset(rows) if page is not None else rows.order_by("-last_message_at")[:200])
     unread = _unread_by_thread(user, [t.pk for t in threads])
     audit.reads(user, MESSAGE, [access.child.pk])
     return [ThreadView(t, unread=unread.get(t.pk, 0), limited=access.limited_view) for t in threads]
@@ -276,9 +280,11 @@ def inbox(
     child_id: uuid.UUID | None = None,
     pool_id: uuid.UUID | None = None,
     limit: int = 200,
+    page: Pager | None = None,
 ) -> list[InboxItem]:
     """Threads in my pools (or assigned to me) about children whose care team I am on, the most
-    pressing reply-by first. Open threads by default."""
+    pressing reply-by first. Open threads by default. With ``page``, that page of them: its order is
+    ``INBOX_ORDER`` (a thread without a reply-by time sorts as if due at ``NO_REPLY_BY``)."""
     children = care_team_memberships(user).values("child_id")
     rows = Thread.objects.filter(child_id__in=children).filter(Q(pool_id__in=_my_pools(user)) | Q(assignee=user))
     rows = rows.filter(status=status) if status else rows.exclude(status=Thread.Status.CLOSED)
@@ -290,17 +296,24 @@ def inbox(
         rows = rows.filter(child_id=child_id)
     if pool_id:
         rows = rows.filter(pool_id=pool_id)
-    threads = list(
-        rows.select_related("pool", "assignee", "child").order_by(
-            timezone_nulls_last("reply_by"), "-priority", "created_at"
-        )[:limit]
-    )
+    rows = rows.select_related("pool", "assignee", "child")
+    threads: list[Thread]
+    if page is not None:
+        keyed: QuerySet[Thread] = rows.annotate(reply_by_key=Coalesce("reply_by", Value(NO_REPLY_BY)))
+        threads = list(page.queryset(keyed))
+    else:
+        threads = list(rows.order_by(timezone_nulls_last("reply_by"), "-priority", "created_at")[:limit])
     unread = _unread_by_thread(user, [t.pk for t in threads])
     audit.reads(user, MESSAGE, sorted({t.child_id for t in threads}, key=str))
     alerts = alerts_of([t.pk for t in threads], latest_only=True) if threads else {}
     return [
         InboxItem(ThreadView(t, unread=unread.get(t.pk, 0)), next(iter(alerts.get(t.pk, [])), None)) for t in threads
     ]
+
+
+# The inbox's page order: reply-by time (none last), urgent before routine, oldest first, then the id.
+NO_REPLY_BY = datetime(9999, 12, 31, tzinfo=UTC)
+INBOX_ORDER = ("reply_by_key", "-priority", "created_at", "id")
 
 
 def timezone_nulls_last(field: str) -> Any:

@@ -11,17 +11,20 @@ from typing import Any, Literal, cast
 
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Status
+from ninja.decorators import decorate_view
 
 from portal import audit, presenters, refusals, selectors, services
 from portal.access import Capability, child_for, is_portal_manager
 from portal.csvsafe import csv_stream
 from portal.errors import Invalid, NotFound
+from portal.etag import etag
 from portal.health import HEALTH_COMPONENTS as HEALTH_COMPONENTS
 from portal.health import HealthComponent as HealthComponent
 from portal.health import answer
 from portal.health import register_health_component as register_health_component
 from portal.idempotency import status_for
 from portal.models import User
+from portal.pagination import Page, PageIn, pager
 from portal.schemas import (
     AccessLogOut,
     CareTeamIn,
@@ -73,9 +76,12 @@ def me_update(request: HttpRequest, payload: MeIn) -> dict[str, Any]:
     return presenters.me_out(selectors.me_summary(user=actor(request)))
 
 
-@router.get("/children", response=list[ChildOut], summary="Children I may see")
-def children(request: HttpRequest) -> list[dict[str, Any]]:
-    return [presenters.child_out(access) for access in selectors.children_list(user=actor(request))]
+@router.get("/children", response={200: Page[ChildOut], 304: None}, summary="Children I may see, eldest first")
+@decorate_view(etag)
+def children(request: HttpRequest, page: Query[PageIn]) -> dict[str, Any]:
+    pages = pager(request, page, "date_of_birth", "id")
+    rows = selectors.children_list(user=actor(request))
+    return pages.page_of(rows, presenters.child_out, row=lambda access: access.child)
 
 
 @router.get("/children/{child_id}", response=ChildOut, summary="One child")
@@ -84,11 +90,12 @@ def child(request: HttpRequest, child_id: uuid.UUID) -> dict[str, Any]:
     return presenters.child_out(selectors.child_detail(user=actor(request), access=access))
 
 
-@router.get("/children/{child_id}/care-team", response=list[CareTeamMemberOut], summary="The child's care team")
-def care_team(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+@router.get("/children/{child_id}/care-team", response=Page[CareTeamMemberOut], summary="The child's care team")
+def care_team(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.VIEW)
+    pages = pager(request, page, "role", "start", "id")
     rows = selectors.care_team_list(user=actor(request), access=access)
-    return [presenters.care_team_member_out(row, limited=access.limited_view) for row in rows]
+    return pages.page_of(rows, lambda row: presenters.care_team_member_out(row, limited=access.limited_view))
 
 
 @router.post("/children/{child_id}/care-team", response={201: CareTeamMemberOut}, summary="Staff: add a clinician")
@@ -111,14 +118,14 @@ def care_team_end(request: HttpRequest, child_id: uuid.UUID, membership_id: uuid
 
 @router.get(
     "/children/{child_id}/guardian-links",
-    response=list[GuardianLinkOut],
+    response=Page[GuardianLinkOut],
     summary="Staff: the child's guardian links, invitations and history",
 )
-def guardian_links(request: HttpRequest, child_id: uuid.UUID) -> list[dict[str, Any]]:
+def guardian_links(request: HttpRequest, child_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     access = child_for(actor(request), child_id, Capability.MANAGE)
-    return [
-        presenters.guardian_link_out(link) for link in selectors.guardian_links_list(user=actor(request), access=access)
-    ]
+    pages = pager(request, page, "granted_at", "id")
+    rows = selectors.guardian_links_list(user=actor(request), access=access, page=pages)
+    return pages.page(rows, presenters.guardian_link_out)
 
 
 @router.post(
@@ -183,11 +190,13 @@ def link_approve(request: HttpRequest, child_id: uuid.UUID, link_id: uuid.UUID) 
 
 @router.get(
     "/guardian-links/pending-approval",
-    response=list[PendingLinkOut],
+    response=Page[PendingLinkOut],
     summary="Staff (manage_portal): staff accounts' guardian links waiting for a second person",
 )
-def links_awaiting_approval(request: HttpRequest) -> list[dict[str, Any]]:
-    return [presenters.pending_link_out(link) for link in selectors.links_awaiting_approval(user=actor(request))]
+def links_awaiting_approval(request: HttpRequest, page: Query[PageIn]) -> dict[str, Any]:
+    pages = pager(request, page, "valid_from", "id")
+    rows = selectors.links_awaiting_approval(user=actor(request), page=pages)
+    return pages.page(rows, presenters.pending_link_out)
 
 
 @router.post("/invitations/redeem", response={201: GuardianLinkOut}, summary="Guardian: redeem an invitation code")

@@ -70,14 +70,15 @@ class BrowserSessionAuth(SessionAuth):
     """The browser client: Django's session cookie, with CSRF on unsafe methods.
 
     A request that carries an app token, or no session cookie at all, is not a browser request: it is
-    left to the app client's answer (401 for a bad or expired token) instead of failing CSRF.
+    left to the app client's answer (401 for a bad or expired token) instead of failing CSRF. The CSRF
+    check comes after the session is known to be signed in: a stale, anonymous or signed-out cookie is
+    a 401 ``not_authenticated`` (sign in again), never a 403 that would send a client to look for a
+    token it cannot use.
     """
 
     def _get_key(self, request: HttpRequest) -> str | None:
         if request.headers.get("X-Session-Token") or settings.SESSION_COOKIE_NAME not in request.COOKIES:
             return None
-        if not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request):
-            raise CsrfFailed()
         return request.COOKIES.get(self.param_name)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
@@ -86,6 +87,8 @@ class BrowserSessionAuth(SessionAuth):
         user = super().authenticate(request, key)
         if not user:
             return None
+        if not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request):
+            raise CsrfFailed()
         # SessionMiddleware saves the browser session (and an answer settled now) with the response.
         return admit(request, user, mfa_state(request.session, user, request))
 

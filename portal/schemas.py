@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from enum import Enum
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from portal import limits
 from portal.limits import YEAR, window
+from portal.models import Action, CareTeamMembership, Child, GuardianLink, Outcome
+
+
+class OneOf:
+    """``Annotated[str, OneOf(Model.Status)]``: a value of a closed vocabulary (a model's ``TextChoices``
+    or a ``StrEnum``), so the OpenAPI document lists it as an ``enum`` and generated clients get a
+    type. The set is read from the model, never copied; an empty choice is answered as ``null``, so it
+    is left out. An answer carrying another value fails validation instead of reaching a client."""
+
+    def __init__(self, choices: type[Enum]) -> None:
+        self.values = tuple(str(member.value) for member in choices if member.value != "")
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"type": "string", "enum": list(self.values)}
+
+    def _check(self, value: str) -> str:
+        if value not in self.values:
+            raise ValueError("not one of the allowed values")
+        return value
+
+
+Scope = Annotated[str, OneOf(GuardianLink.Scope)]
+Relationship = Annotated[str, OneOf(GuardianLink.Relationship)]
+LinkStatus = Annotated[str, OneOf(GuardianLink.Status)]
+CareRole = Annotated[str, OneOf(CareTeamMembership.Role)]
 
 
 class In(Schema):
@@ -44,9 +75,9 @@ class HealthOut(Schema):
 class ChildRefOut(Schema):
     id: uuid.UUID
     name: str
-    scope: str | None = None
-    relationship: str | None = None
-    roles: list[str] | None = None
+    scope: Scope | None = None
+    relationship: Relationship | None = None
+    roles: list[CareRole] | None = None
 
 
 class MeOut(Schema):
@@ -71,7 +102,7 @@ class CareTeamMemberOut(Schema):
     id: uuid.UUID
     clinician_id: uuid.UUID
     clinician_name: str
-    role: str
+    role: CareRole
     department: str | None
     start: datetime
     end: datetime | None
@@ -81,10 +112,10 @@ class ChildOut(Schema):
     id: uuid.UUID
     name: str
     date_of_birth: date
-    sex: str
+    sex: Annotated[str, OneOf(Child.Sex)]
     time_zone: str
     access: Literal["guardian", "clinician"]
-    scope: str | None = Field(None, description="The guardian's effective scope: full or limited.")
+    scope: Scope | None = Field(None, description="The guardian's effective scope: full or limited.")
     mrn: str | None = Field(None, description="Care team only.")
     conditions: list[str] | None = Field(None, description="Full-scope guardians and the care team only.")
 
@@ -124,8 +155,8 @@ class InvitationOut(Schema):
     child_id: uuid.UUID
     code: str = Field(description="Shown once; give it to the guardian. Only a hash is stored.")
     recipient_email: str
-    relationship: str
-    scope: str
+    relationship: Relationship
+    scope: Scope
     expires_at: datetime
 
 
@@ -138,10 +169,10 @@ class GuardianLinkOut(Schema):
     child_id: uuid.UUID
     guardian_id: uuid.UUID | None = Field(description="Empty while the link is an unredeemed invitation.")
     guardian_name: str
-    relationship: str
-    scope: str
-    effective_scope: str
-    status: str = Field(description="invited, pending_approval (a staff account's link), active, revoked, expired")
+    relationship: Relationship
+    scope: Scope
+    effective_scope: Scope
+    status: LinkStatus = Field(description="pending_approval: a staff account's link waiting for a second person")
     court_appointed: bool
     adolescent_exception: bool
     valid_from: datetime
@@ -157,8 +188,8 @@ class PendingLinkOut(Schema):
     child_id: uuid.UUID
     guardian_id: uuid.UUID | None
     guardian_name: str
-    relationship: str
-    scope: str
+    relationship: Relationship
+    scope: Scope
     invited_by_id: uuid.UUID | None
     invited_by_name: str
     recipient_email: str | None
@@ -186,9 +217,9 @@ class AccessLogEntryOut(Schema):
     recorded_at: datetime
     actor_name: str
     actor_role: str = Field(description="guardian (mother), care team (nurse), staff or system")
-    action: str
+    action: Annotated[str, OneOf(Action)]
     entity_type: str
-    outcome: str
+    outcome: Annotated[str, OneOf(Outcome)]
 
 
 class AccessLogOut(Schema):

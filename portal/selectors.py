@@ -23,6 +23,7 @@ from portal.access import (
 )
 from portal.errors import NotFound
 from portal.models import AuditEvent, CareTeamMembership, GuardianLink, User
+from portal.pagination import Pager
 from portal.vocabulary import Resource
 
 PORTAL_PERMISSIONS = (("view_metrics", can_view_metrics), ("manage_portal", is_portal_manager))
@@ -101,11 +102,14 @@ def care_team_list(*, user: User, access: ChildAccess) -> list[CareTeamMembershi
     return list(rows)
 
 
-def guardian_links_list(*, user: User, access: ChildAccess) -> list[GuardianLink]:
-    """Staff view of every link of a child, invitations and history included (invitations loaded)."""
+def guardian_links_list(*, user: User, access: ChildAccess, page: Pager | None = None) -> list[GuardianLink]:
+    """Staff view of every link of a child, invitations and history included (invitations loaded);
+    one page of them with ``page``."""
     links = (
         GuardianLink.objects.filter(child=access.child).select_related("guardian", "invitation").order_by("granted_at")
     )
+    if page is not None:
+        links = page.queryset(links)
     audit.record(
         actor=user,
         action=audit.Action.READ,
@@ -119,7 +123,7 @@ def guardian_links_list(*, user: User, access: ChildAccess) -> list[GuardianLink
     return result
 
 
-def links_awaiting_approval(*, user: User) -> list[GuardianLink]:
+def links_awaiting_approval(*, user: User, page: Pager | None = None) -> list[GuardianLink]:
     """For ``manage_portal``: staff accounts' guardian links waiting for a second staff member, oldest
     first, with who holds each and who made the invitation (so the approver can see they are neither).
     Ids and people only, no clinical content (invitations and their creators loaded). Anyone else
@@ -127,11 +131,10 @@ def links_awaiting_approval(*, user: User) -> list[GuardianLink]:
     if not is_portal_manager(user):
         audit.deny(actor=user, entity_type=Resource.RELATED_PERSON, entity_id=None, reason="not_staff")
         raise NotFound()
-    rows = list(
-        GuardianLink.objects.filter(status=GuardianLink.Status.PENDING_APPROVAL)
-        .select_related("guardian", "granted_by", "invitation", "invitation__created_by")
-        .order_by("valid_from", "pk")[:500]
+    pending = GuardianLink.objects.filter(status=GuardianLink.Status.PENDING_APPROVAL).select_related(
+        "guardian", "granted_by", "invitation", "invitation__created_by"
     )
+    rows = list(page.queryset(pending) if page is not None else pending.order_by("valid_from", "pk")[:500])
     audit.reads(user, Resource.RELATED_PERSON, sorted({row.child_id for row in rows}, key=str))
     return rows
 

@@ -99,11 +99,14 @@ INSTALLED_APPS = [
     "interop",
     "web",  # the family web app at /
     "csp",
+    "corsheaders",
 ]
 
 MIDDLEWARE = [
     "portal.middleware.NoStoreMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # CORS before anything that may answer (input limits, health), so those answers carry it too.
+    "corsheaders.middleware.CorsMiddleware",
     "portal.middleware.InputLimitsMiddleware",  # input limits and the API's error shape (see below)
     "portal.middleware.HealthMiddleware",  # /api/v1/health without sessions or authentication
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -367,6 +370,18 @@ LOGGING = {
 }
 
 HEADLESS_SERVE_SPECIFICATION = True
+
+# --- CORS for apps served from other origins (django-cors-headers) --------------------------------
+# Only the JSON API, only the listed origins (none by default: same-origin only). Credentials are
+# never allowed: a cross-origin app sends its allauth token in X-Session-Token, so a page on another
+# origin can never use a browser's session cookie (nor need, or get round, the CSRF check).
+CORS_ALLOWED_ORIGINS = env_list("PORTAL_CORS_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_METHODS = ("DELETE", "GET", "OPTIONS", "PATCH", "POST")
+CORS_ALLOW_HEADERS = ("accept", "content-type", "if-none-match", "idempotency-key", "x-session-token")
+CORS_EXPOSE_HEADERS = ("ETag", "Retry-After")
+CORS_PREFLIGHT_MAX_AGE = 600
 PORTAL_WS_ALLOWED_ORIGINS = env_list("PORTAL_WS_ALLOWED_ORIGINS", [])
 PORTAL_WS_HEARTBEAT_SECONDS = float(env("PORTAL_WS_HEARTBEAT_SECONDS", "5") or 5)
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", True)

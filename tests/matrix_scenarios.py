@@ -204,7 +204,7 @@ def results_hidden_while_held_confidential_or_limited(world: World) -> None:
     shown = results_data.result(world.ada, world.clinician)
     base = f"/api/v1/children/{world.ada.pk}/results"
     guardian = world.client("guardian")
-    listed = [row["id"] for row in guardian.get(base).json()]
+    listed = [row["id"] for row in guardian.get(base).json()["items"]]
     assert listed == [str(shown.pk)]
     for hidden in (held, secret):
         denials = AuditEvent.objects.filter(action="deny", entity_type="Observation").count()
@@ -212,7 +212,7 @@ def results_hidden_while_held_confidential_or_limited(world: World) -> None:
         assert refused.status_code == 404 and "CANARYLAB" not in refused.content.decode()
         assert AuditEvent.objects.filter(action="deny", entity_type="Observation").count() == denials + 1
     clinician = world.client("clinician")
-    assert {row["id"] for row in clinician.get(base).json()} == {str(held.pk), str(secret.pk), str(shown.pk)}
+    assert {row["id"] for row in clinician.get(base).json()["items"]} == {str(held.pk), str(secret.pk), str(shown.pk)}
     assert _post(clinician, f"{base}/{held.pk}/release").json()["released"] is True
     assert guardian.get(f"{base}/{held.pk}").status_code == 200
     # At limited scope the family reads no result at all: the child answers 404 (and is audited).

@@ -29,8 +29,8 @@ def test_guardian_signs_in_with_app_client_and_sees_only_own_children(world: Wor
     token = response.json()["meta"]["session_token"]
     children = client.get("/api/v1/children", headers={"X-Session-Token": token})
     assert children.status_code == 200
-    assert [child["name"] for child in children.json()] == [ADA_NAME]
-    assert children.json()[0]["mrn"] is None  # MRN is for the care team
+    assert [child["name"] for child in children.json()["items"]] == [ADA_NAME]
+    assert children.json()["items"][0]["mrn"] is None  # MRN is for the care team
     me = client.get("/api/v1/me", headers={"X-Session-Token": token}).json()
     assert [c["name"] for c in me["children_as_guardian"]] == [ADA_NAME]
     assert me["children_as_clinician"] == [] and me["permissions"] == []
@@ -59,7 +59,7 @@ def test_guardian_signs_in_with_browser_client_and_csrf(world: World) -> None:
     )
     assert response.status_code == 200, response.content
     children = client.get("/api/v1/children")
-    assert [child["name"] for child in children.json()] == [ADA_NAME]
+    assert [child["name"] for child in children.json()["items"]] == [ADA_NAME]
     # Unsafe API calls with the session cookie need the CSRF token too.
     redeem = post_json(client, "/api/v1/invitations/redeem", {"code": "AAAA-BBBB-CCCC"})
     assert redeem.status_code == 403
@@ -88,7 +88,7 @@ def test_clinician_with_totp_must_pass_second_factor_and_sees_only_care_team(wor
     )
     assert done.status_code == 200, done.content
     token = done.json()["meta"].get("session_token", token)
-    children = client.get("/api/v1/children", headers={"X-Session-Token": token}).json()
+    children = client.get("/api/v1/children", headers={"X-Session-Token": token}).json()["items"]
     assert [(c["name"], c["access"], c["mrn"]) for c in children] == [(ADA_NAME, "clinician", world.ada.mrn)]
     assert BEN_NAME not in json.dumps(children)
 
@@ -118,14 +118,14 @@ def test_clinician_without_mfa_gets_mfa_required_until_enrolled(world: World) ->
     assert enrolled.status_code == 200, enrolled.content
     children = client.get("/api/v1/children", headers=headers)
     assert children.status_code == 200
-    assert [c["name"] for c in children.json()] == [BEN_NAME]
+    assert [c["name"] for c in children.json()["items"]] == [BEN_NAME]
 
 
 def test_administrator_needs_mfa_and_sees_no_clinical_content(world: World) -> None:
     me = world.client("admin").get("/api/v1/me").json()
     assert sorted(me["permissions"]) == ["manage_portal", "view_metrics"]
     assert me["mfa_required"] and me["mfa_enrolled"]
-    assert world.client("admin").get("/api/v1/children").json() == []
+    assert world.client("admin").get("/api/v1/children").json()["items"] == []
     assert world.client("admin").get(f"/api/v1/children/{world.ada.pk}").status_code == 404
     Authenticator.objects.filter(user=world.admin).delete()
     refused = world.client("admin").get("/api/v1/me")
@@ -206,7 +206,7 @@ def test_sessions_list_and_revoke(world: World) -> None:
 
 
 def test_revoked_guardian_sees_nothing(world: World) -> None:
-    assert world.client("revoked_guardian").get("/api/v1/children").json() == []
+    assert world.client("revoked_guardian").get("/api/v1/children").json()["items"] == []
     assert world.links["revoked_guardian"].status == GuardianLink.Status.REVOKED
 
 
@@ -243,7 +243,7 @@ def test_login_by_emailed_code(world: World) -> None:
     confirmed = post_json(client, "/_allauth/app/v1/auth/code/confirm", {"code": code}, **{"X-Session-Token": token})
     assert confirmed.status_code == 200, confirmed.content
     headers = {"X-Session-Token": confirmed.json()["meta"]["session_token"]}
-    assert [c["name"] for c in client.get("/api/v1/children", headers=headers).json()] == [ADA_NAME]
+    assert [c["name"] for c in client.get("/api/v1/children", headers=headers).json()["items"]] == [ADA_NAME]
 
 
 def test_password_reset_by_code(world: World) -> None:

@@ -335,7 +335,7 @@ def test_a_stored_unknown_time_zone_degrades_only_its_own_item(world: World) -> 
         today = client.get("/api/v1/me/today")
         assert today.status_code == 200 and len(today.json()["children"]) == 1
         medications = client.get(f"/api/v1/children/{world.ada.pk}/medications")
-        assert medications.status_code == 200 and medications.json()[0]["next_due"]
+        assert medications.status_code == 200 and medications.json()["items"][0]["next_due"]
         thread = post(
             client,
             f"/api/v1/children/{world.ada.pk}/threads",

@@ -111,7 +111,7 @@ def test_a_staff_account_waits_for_a_second_staff_member(world: World) -> None:
     # The waiting link is visible to manage_portal, with its holder and the invitation's creator.
     queue = world.client("admin").get("/api/v1/guardian-links/pending-approval")
     assert queue.status_code == 200
-    assert [(row["id"], row["guardian_id"], row["invited_by_id"]) for row in queue.json()] == [
+    assert [(row["id"], row["guardian_id"], row["invited_by_id"]) for row in queue.json()["items"]] == [
         (link_id, str(world.other_clinician.pk), str(world.admin.pk))
     ]
     assert "Canary" not in queue.content.decode()
@@ -138,7 +138,7 @@ def test_a_staff_account_waits_for_a_second_staff_member(world: World) -> None:
     assert approved.json()["status"] == "active" and approved.json()["approved_at"]
     assert AuditEvent.objects.filter(entity_id=link_id, reason="staff_link_approved").exists()
     assert other.get(f"/api/v1/children/{world.ada.pk}").status_code == 200
-    assert world.client("admin").get("/api/v1/guardian-links/pending-approval").json() == []
+    assert world.client("admin").get("/api/v1/guardian-links/pending-approval").json()["items"] == []
     again = post(approver, approve_url)
     assert again.status_code == 409
 
@@ -214,4 +214,4 @@ def test_staff_decline_a_waiting_link(world: World) -> None:
     late = post(approver, f"/api/v1/children/{world.ada.pk}/guardian-links/{link_id}/approve")
     assert late.status_code == 409 and late.json()["code"] == "not_pending_approval"
     assert world.client("other_clinician").get(f"/api/v1/children/{world.ada.pk}").status_code == 404
-    assert approver.get("/api/v1/guardian-links/pending-approval").json() == []
+    assert approver.get("/api/v1/guardian-links/pending-approval").json()["items"] == []

@@ -34,11 +34,11 @@ def test_invite_redeem_and_see_the_child(world: World) -> None:
     stored = Invitation.objects.get(pk=created["id"])
     assert created["code"] not in json.dumps([stored.code_hash, str(stored.pk)])
     newcomer = app_client(make_user("newguardian@example.org", "Nora New"))
-    assert newcomer.get("/api/v1/children").json() == []
+    assert newcomer.get("/api/v1/children").json()["items"] == []
     redeemed = post(newcomer, "/api/v1/invitations/redeem", {"code": created["code"].lower().replace("-", " ")})
     assert redeemed.status_code == 201, redeemed.content
     assert redeemed.json()["status"] == "active"
-    assert [c["name"] for c in newcomer.get("/api/v1/children").json()] == [ADA_NAME]
+    assert [c["name"] for c in newcomer.get("/api/v1/children").json()["items"]] == [ADA_NAME]
     # Split custody: the first two guardians keep their own links.
     assert world.client("guardian").get(f"/api/v1/children/{world.ada.pk}").status_code == 200
     assert world.client("co_guardian").get(f"/api/v1/children/{world.ada.pk}").status_code == 200
@@ -50,7 +50,7 @@ def test_used_code_is_refused_and_grants_nothing(world: World) -> None:
     late = app_client(make_user("late@example.org", "Late Comer"))
     response = post(late, "/api/v1/invitations/redeem", {"code": code})
     assert response.status_code == 409 and response.json()["code"] == "invitation_used"
-    assert late.get("/api/v1/children").json() == []
+    assert late.get("/api/v1/children").json()["items"] == []
 
 
 def test_expired_code_is_refused_and_grants_nothing(world: World) -> None:
@@ -58,7 +58,7 @@ def test_expired_code_is_refused_and_grants_nothing(world: World) -> None:
     with time_machine.travel(timezone.now() + timedelta(hours=2)):
         response = post(world.client("stranger"), "/api/v1/invitations/redeem", {"code": code})
         assert response.status_code == 410 and response.json()["code"] == "invitation_expired"
-        assert world.client("stranger").get("/api/v1/children").json() == []
+        assert world.client("stranger").get("/api/v1/children").json()["items"] == []
 
 
 def test_unknown_code_is_refused(world: World) -> None:
@@ -89,7 +89,7 @@ def test_twenty_wrong_codes_in_a_minute_are_rate_limited(world: World) -> None:
     assert statuses[:10] == [404] * 10
     assert set(statuses[10:]) == {429}
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
-    assert client.get("/api/v1/children").json() == []
+    assert client.get("/api/v1/children").json()["items"] == []
     with time_machine.travel(timezone.now() + timedelta(minutes=2)):
         assert post(client, "/api/v1/invitations/redeem", {"code": code}).status_code == 201
 
@@ -105,13 +105,13 @@ def test_revoking_a_link_ends_access(world: World) -> None:
     response = post(world.client("clinician"), f"/api/v1/children/{world.ada.pk}/guardian-links/{link.pk}/revoke")
     assert response.status_code == 200 and response.json()["status"] == "revoked"
     assert world.client("co_guardian").get(f"/api/v1/children/{world.ada.pk}").status_code == 404
-    assert world.client("co_guardian").get("/api/v1/children").json() == []
+    assert world.client("co_guardian").get("/api/v1/children").json()["items"] == []
     again = post(world.client("clinician"), f"/api/v1/children/{world.ada.pk}/guardian-links/{link.pk}/revoke")
     assert again.status_code == 409
 
 
 def test_staff_list_links_and_record_exception(world: World) -> None:
-    links = world.client("admin").get(f"/api/v1/children/{world.ada.pk}/guardian-links").json()
+    links = world.client("admin").get(f"/api/v1/children/{world.ada.pk}/guardian-links").json()["items"]
     assert {link["status"] for link in links} == {"active", "revoked"}
     link = world.links["guardian"]
     response = world.client("admin").patch(
@@ -137,7 +137,7 @@ def test_care_team_add_and_end(world: World) -> None:
         {"clinician_id": str(nurse.pk), "role": "nurse"},
     )
     assert added.status_code == 201
-    team = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/care-team").json()
+    team = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/care-team").json()["items"]
     assert {member["clinician_name"] for member in team} == {"Dr. Cleo Clinician", "Nina Nurse"}
     not_clinician = post(
         world.client("clinician"),
@@ -147,7 +147,7 @@ def test_care_team_add_and_end(world: World) -> None:
     assert not_clinician.status_code == 422 and not_clinician.json()["code"] == "not_a_clinician"
     ended = world.client("clinician").delete(f"/api/v1/children/{world.ada.pk}/care-team/{added.json()['id']}")
     assert ended.status_code == 204
-    team = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/care-team").json()
+    team = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/care-team").json()["items"]
     assert {member["clinician_name"] for member in team} == {"Dr. Cleo Clinician"}
 
 

@@ -226,7 +226,7 @@ def test_limited_scope_guardian_sees_no_diagnosis_anywhere(world: World) -> None
         assert found == {}
 
         # What the limited view does show: when and where (a neutral address), and that it is a visit.
-        upcoming = scene.parent_client.get(f"{scene.base}/appointments").json()
+        upcoming = scene.parent_client.get(f"{scene.base}/appointments").json()["items"]
         assert len(upcoming) == 1
         shown = upcoming[0]
         assert shown["visit_type"] == "Appointment" and shown["department"] is None and shown["preparation"] == ""
@@ -236,7 +236,7 @@ def test_limited_scope_guardian_sees_no_diagnosis_anywhere(world: World) -> None
         events = scene.parent_client.get("/api/v1/events?after=0").json()
         assert any(event["type"] == "appointment.changed" for event in events["events"])
         # The care team still sees everything.
-        full = scene.doctor_client.get(f"{scene.base}/appointments").json()[0]
+        full = scene.doctor_client.get(f"{scene.base}/appointments").json()["items"][0]
         assert full["visit_type"] == "Epilepsy follow-up" and full["department"] == DEPARTMENT
 
 
@@ -245,15 +245,15 @@ def test_group_discovery_ignores_children_seen_at_limited_scope(world: World) ->
     with time_machine.travel(NOW, tick=False):
         scene = Scene(world)
         stranger = world.client("stranger")
-        mine = scene.parent_client.get("/api/v1/groups").json()
+        mine = scene.parent_client.get("/api/v1/groups").json()["items"]
         assert not any(group["matches_my_children"] for group in mine)
-        assert mine == stranger.get("/api/v1/groups").json()  # nothing a stranger would not see
+        assert mine == stranger.get("/api/v1/groups").json()["items"]  # nothing a stranger would not see
         epilepsy = Group.objects.get(name="Epilepsy families")
         detail = scene.parent_client.get(f"/api/v1/groups/{epilepsy.pk}").json()
         assert detail["matches_my_children"] is False
         # With an adolescent exception (full scope) the match is shown, to the parent alone.
         GuardianLink.objects.filter(guardian=scene.parent).update(adolescent_exception=True)
-        assert scene.parent_client.get("/api/v1/groups").json()[0]["name"] == "Epilepsy families"
+        assert scene.parent_client.get("/api/v1/groups").json()["items"][0]["name"] == "Epilepsy families"
         assert scene.parent_client.get(f"/api/v1/groups/{epilepsy.pk}").json()["matches_my_children"] is True
 
 
@@ -303,4 +303,4 @@ def test_demo_limited_scope_guardian_sees_no_diagnosis(db: Any) -> None:
         assert walked >= 30
         assert found == {}
         # The limited view still says when Mei's visit is.
-        assert wei.get(f"/api/v1/children/{mei.pk}/appointments").json()[0]["visit_type"] == "Appointment"
+        assert wei.get(f"/api/v1/children/{mei.pk}/appointments").json()["items"][0]["visit_type"] == "Appointment"

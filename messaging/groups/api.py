@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Query, Router, Status
 
 from messaging.groups import selectors, services
 from messaging.groups.models import Membership
@@ -25,9 +25,9 @@ from messaging.groups.schemas import (
     PostIn,
     PostModerationIn,
     PostOut,
+    PostReportOut,
     ReadingFlagOut,
     ReportIn,
-    ReportOut,
     group_detail_out,
     group_out,
     member_out,
@@ -40,6 +40,7 @@ from messaging.groups.selectors import PostView
 from portal import audit
 from portal.api import actor
 from portal.errors import NotFound
+from portal.pagination import Page, PageIn, pager
 from portal.vocabulary import Resource
 
 router = Router(tags=["groups"])
@@ -58,9 +59,10 @@ def _moderator(request: HttpRequest, group_id: uuid.UUID) -> tuple[Any, Membersh
     return group, membership
 
 
-@router.get("/groups", response=list[GroupOut], summary="Discover groups (those matching my children first)")
-def groups(request: HttpRequest) -> list[dict[str, Any]]:
-    return [group_out(view) for view in selectors.discover(user=actor(request))]
+@router.get("/groups", response=Page[GroupOut], summary="Discover groups (those matching my children first, by name)")
+def groups(request: HttpRequest, page: Query[PageIn]) -> dict[str, Any]:
+    pages = pager(request, page, "-matches", "group__name", "group__id")
+    return pages.page_of(selectors.discover(user=actor(request)), group_out)
 
 
 @router.post("/groups", response={201: GroupDetailOut}, summary="Staff: create a group")
@@ -102,21 +104,26 @@ def invite(request: HttpRequest, group_id: uuid.UUID, payload: InviteIn) -> Stat
     return Status(201, my_membership_out(invited))
 
 
-@router.get("/groups/{group_id}/members", response=list[MembershipOut], summary="Members, by pseudonym")
-def members(request: HttpRequest, group_id: uuid.UUID) -> list[dict[str, Any]]:
+@router.get("/groups/{group_id}/members", response=Page[MembershipOut], summary="Members, longest-standing first")
+def members(request: HttpRequest, group_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     found, _ = selectors.member_for(actor(request), group_id)
-    rows = selectors.members_list(group=found)
-    services.reads_note(actor=actor(request), count=len(rows))
-    return [member_out(row) for row in rows]
+    pages = pager(request, page, "joined_at", "id")
+    answer = pages.page(selectors.members_list(group=found, page=pages), member_out)
+    services.reads_note(actor=actor(request), count=len(answer["items"]))
+    return answer
 
 
-@router.get("/groups/{group_id}/posts", response=list[PostOut], summary="Posts and replies, newest first")
-def posts(request: HttpRequest, group_id: uuid.UUID) -> list[dict[str, Any]]:
+@router.get("/groups/{group_id}/posts", response=Page[PostOut], summary="Posts and replies, newest first")
+def posts(request: HttpRequest, group_id: uuid.UUID, page: Query[PageIn]) -> dict[str, Any]:
     found, membership = selectors.member_for(actor(request), group_id)
     moderator = services.is_moderator(actor(request), membership)
-    views = selectors.posts_list(user=actor(request), group=found, membership=membership, moderator=moderator)
-    services.reads_note(actor=actor(request), count=len(views))
-    return [post_out(view) for view in views]
+    pages = pager(request, page, "-created_at", "-id")
+    views = selectors.posts_list(
+        user=actor(request), group=found, membership=membership, moderator=moderator, page=pages
+    )
+    answer = pages.page(views, post_out, row=lambda view: view.post)
+    services.reads_note(actor=actor(request), count=len(answer["items"]))
+    return answer
 
 
 @router.post(
@@ -145,7 +152,7 @@ def helpful(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID) -> di
     return {"helpful": state}
 
 
-@router.post("/groups/{group_id}/posts/{post_id}/report", response={201: ReportOut}, summary="Report a post")
+@router.post("/groups/{group_id}/posts/{post_id}/report", response={201: PostReportOut}, summary="Report a post")
 def report(request: HttpRequest, group_id: uuid.UUID, post_id: uuid.UUID, payload: ReportIn) -> Status[dict[str, Any]]:
     _, membership = selectors.member_for(actor(request), group_id)
     if membership is None:
@@ -205,8 +212,9 @@ def member_moderate(
 
 @router.get(
     "/community/reading-flags",
-    response=list[ReadingFlagOut],
-    summary="Staff: accounts that read unusually many posts or profiles",
+    response=Page[ReadingFlagOut],
+    summary="Staff: accounts that read unusually many posts or profiles, latest first",
 )
-def reading_flags(request: HttpRequest) -> list[dict[str, Any]]:
-    return [reading_flag_out(flag) for flag in selectors.reading_flags(user=actor(request))]
+def reading_flags(request: HttpRequest, page: Query[PageIn]) -> dict[str, Any]:
+    pages = pager(request, page, "-created_at", "-id")
+    return pages.page(selectors.reading_flags(user=actor(request), page=pages), reading_flag_out)

@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import Field
 
-from messaging.groups.models import Membership, ReadingFlag
+from messaging.groups.models import Group, Membership, Post, ReadingFlag, Report
 from messaging.groups.selectors import GroupView, ModerationQueue, PostView
-from portal.schemas import In
+from portal.schemas import In, OneOf
+
+MemberRole = Annotated[str, OneOf(Membership.Role)]
+MemberStatus = Annotated[str, OneOf(Membership.Status)]
+MemberKind = Annotated[str, OneOf(Membership.Kind)]
 
 
 class GroupIn(In):
@@ -25,17 +29,17 @@ class GroupOut(Schema):
     id: uuid.UUID
     name: str
     description: str
-    visibility: str
-    join_policy: str
+    visibility: Annotated[str, OneOf(Group.Visibility)]
+    join_policy: Annotated[str, OneOf(Group.JoinPolicy)]
     member_count: int
-    membership_status: str | None
+    membership_status: MemberStatus | None
     matches_my_children: bool = Field(description="Computed for you alone; never shown to others.")
 
 
 class GroupDetailOut(GroupOut):
     rules: str | None
     my_pseudonym: str | None
-    my_role: str | None
+    my_role: MemberRole | None
 
 
 class JoinIn(In):
@@ -45,13 +49,13 @@ class JoinIn(In):
 class MembershipOut(Schema):
     id: uuid.UUID
     pseudonym: str
-    role: str
-    kind: str = Field(description="family or clinician")
+    role: MemberRole
+    kind: MemberKind
     joined_at: datetime
 
 
 class MyMembershipOut(MembershipOut):
-    status: str
+    status: MemberStatus
 
 
 class InviteIn(In):
@@ -68,10 +72,10 @@ class PostOut(Schema):
     parent_id: uuid.UUID | None
     author_id: uuid.UUID
     author_pseudonym: str
-    author_kind: str
-    author_role: str
+    author_kind: MemberKind
+    author_role: MemberRole
     body: str
-    status: str
+    status: Annotated[str, OneOf(Post.Status)]
     created_at: datetime
     helpful_count: int
     helpful_by_me: bool
@@ -86,9 +90,9 @@ class ReportIn(In):
     reason: Literal["identifying", "medical_advice", "abusive", "spam", "other"]
 
 
-class ReportOut(Schema):
+class PostReportOut(Schema):
     id: uuid.UUID
-    reason: str
+    reason: Annotated[str, OneOf(Report.Reason)]
     created_at: datetime
 
 

@@ -18,6 +18,7 @@ from portal import audit
 from portal.access import effective_scope, guardian_links, is_portal_manager
 from portal.errors import NotFound
 from portal.models import GuardianLink, User
+from portal.pagination import Pager
 from portal.vocabulary import Resource
 
 VISIBLE_TO_MEMBER = (*LIVE_MEMBER_STATUSES, Membership.Status.PENDING, Membership.Status.INVITED)
@@ -122,13 +123,20 @@ def group_detail(*, user: User, group: Group, membership: Membership | None) -> 
     )
 
 
-def members_list(*, group: Group) -> list[Membership]:
+def members_list(*, group: Group, page: Pager | None = None) -> list[Membership]:
     """Live members, by pseudonym. The edge counts them as read (``services.reads_note``)."""
-    return list(Membership.objects.filter(group=group, status__in=LIVE_MEMBER_STATUSES).order_by("joined_at"))
+    rows = Membership.objects.filter(group=group, status__in=LIVE_MEMBER_STATUSES).order_by("joined_at")
+    return list(page.queryset(rows) if page is not None else rows)
 
 
 def posts_list(
-    *, user: User, group: Group, membership: Membership | None, moderator: bool, limit: int = 100
+    *,
+    user: User,
+    group: Group,
+    membership: Membership | None,
+    moderator: bool,
+    limit: int = 100,
+    page: Pager | None = None,
 ) -> list[PostView]:
     """Published posts, the member's own waiting ones, and (for moderators) everything. The edge counts
     them as read (``services.reads_note``)."""
@@ -136,8 +144,8 @@ def posts_list(
     if not moderator:
         own = Q(author=membership) if membership else Q(pk__in=[])
         rows = rows.filter(Q(status=Post.Status.PUBLISHED) | (own & Q(status=Post.Status.PENDING)))
-    page = list(rows.order_by("-created_at")[:limit])
-    ids = [post.pk for post in page]
+    found = list(page.queryset(rows) if page is not None else rows.order_by("-created_at")[:limit])
+    ids = [post.pk for post in found]
     helpful = Counter(Reaction.objects.filter(post_id__in=ids).values_list("post_id", flat=True))
     mine = (
         set(Reaction.objects.filter(post_id__in=ids, member=membership).values_list("post_id", flat=True))
@@ -150,7 +158,7 @@ def posts_list(
             Report.objects.filter(post_id__in=ids, resolved_at__isnull=True).values_list("post_id", flat=True)
         )
     audit.record(actor=user, action=audit.Action.READ, entity_type=Resource.GROUP_POST, entity_id=group.pk)
-    return [PostView(p, helpful[p.pk], p.pk in mine, reports[p.pk] if moderator else None) for p in page]
+    return [PostView(p, helpful[p.pk], p.pk in mine, reports[p.pk] if moderator else None) for p in found]
 
 
 def moderation_queue(*, user: User, group: Group) -> ModerationQueue:
@@ -173,13 +181,12 @@ def moderation_queue(*, user: User, group: Group) -> ModerationQueue:
     )
 
 
-def reading_flags(*, user: User) -> list[ReadingFlag]:
+def reading_flags(*, user: User, page: Pager | None = None) -> list[ReadingFlag]:
     if not is_portal_manager(user):
         audit.deny(actor=user, entity_type=Resource.READING_FLAG, entity_id=None, reason="not_staff")
         raise NotFound()
-    return list(
-        ReadingFlag.objects.filter(reviewed_at__isnull=True).select_related("user").order_by("-created_at")[:200]
-    )
+    rows = ReadingFlag.objects.filter(reviewed_at__isnull=True).select_related("user")
+    return list(page.queryset(rows) if page is not None else rows.order_by("-created_at")[:200])
 
 
 def post_in_group(group_id: uuid.UUID, post_id: uuid.UUID, *, published_only: bool = True) -> Post:

@@ -32,7 +32,7 @@ class ComparisonQuery(In):
 
 class ReportRowOut(Schema):
     period_start: date
-    topic: str | None
+    topic: TopicName | None
     department: str | None
     calls: int | None = Field(description="Inbound calls (null: suppressed, see suppressed).")
     calls_enrolled: int | None
@@ -64,7 +64,7 @@ class ReportRowOut(Schema):
 
 
 class ReportOut(Schema):
-    period: str
+    period: Literal["day", "week", "month"]
     start: date
     end: date
     baseline_start: date | None
@@ -84,7 +84,7 @@ class ComparisonOut(Schema):
     baseline_end: date
     period_start: date
     period_end: date
-    topic: str | None
+    topic: TopicName | None
     treated_patients: int | None
     control_patients: int | None
     rates_per_1000_per_30_days: RatesOut

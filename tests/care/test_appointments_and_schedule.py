@@ -112,7 +112,7 @@ def test_guardian_confirms_and_requests_a_new_time(world: World) -> None:
     assert asked.json()["change_request"] == "reschedule"
     appointment.refresh_from_db()
     assert appointment.status == "booked"  # nothing changes until staff act
-    upcoming = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/appointments").json()
+    upcoming = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/appointments").json()["items"]
     assert upcoming[0]["change_note"] == "afternoons suit us"
     bad = post(world.client("guardian"), base + "/change-request", {"action": "teleport"})
     assert bad.status_code == 422
@@ -122,15 +122,15 @@ def test_past_and_upcoming_lists(world: World) -> None:
     care_data.appointment(world.ada, world.clinician, hours_from_now=-72, status="fulfilled")
     care_data.appointment(world.ada, world.clinician, hours_from_now=72)
     client = world.client("guardian")
-    upcoming = client.get(f"/api/v1/children/{world.ada.pk}/appointments").json()
-    past = client.get(f"/api/v1/children/{world.ada.pk}/appointments?when=past").json()
+    upcoming = client.get(f"/api/v1/children/{world.ada.pk}/appointments").json()["items"]
+    past = client.get(f"/api/v1/children/{world.ada.pk}/appointments?when=past").json()["items"]
     assert [a["status"] for a in upcoming] == ["booked"] and [a["status"] for a in past] == ["fulfilled"]
 
 
 def test_confidential_appointments_are_hidden_from_guardians(world: World) -> None:
     hidden = care_data.appointment(world.ada, world.clinician, confidential=True)
     for persona in ("guardian", "co_guardian"):
-        listed = world.client(persona).get(f"/api/v1/children/{world.ada.pk}/appointments").json()
+        listed = world.client(persona).get(f"/api/v1/children/{world.ada.pk}/appointments").json()["items"]
         assert str(hidden.pk) not in json.dumps(listed)
         assert (
             post(
@@ -138,7 +138,7 @@ def test_confidential_appointments_are_hidden_from_guardians(world: World) -> No
             ).status_code
             == 404
         )
-    listed = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/appointments").json()
+    listed = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/appointments").json()["items"]
     assert str(hidden.pk) in json.dumps(listed)
 
 
@@ -173,7 +173,7 @@ def test_schedule_shows_clinic_hours_open_slots_and_on_call(world: World) -> Non
         end=datetime(2030, 3, 4, 14, 30, tzinfo=UTC),
     )
     with time_machine.travel(monday, tick=False):
-        schedule = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/schedule").json()
+        schedule = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/schedule").json()["items"]
     assert len(schedule) == 1
     entry = schedule[0]
     assert entry["clinician_name"] == "Dr. Cleo Clinician" and entry["on_call_now"] and not entry["in_clinic_now"]

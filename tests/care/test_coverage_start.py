@@ -24,7 +24,7 @@ FIRST_DAY = datetime.combine(START, time(0, 30), tzinfo=NEW_YORK)
 
 
 def _statuses(world: World, persona: str) -> list[tuple[str, str]]:
-    rows = app_client(world.users[persona]).get(f"/api/v1/children/{world.ada.pk}/coverage").json()
+    rows = app_client(world.users[persona]).get(f"/api/v1/children/{world.ada.pk}/coverage").json()["items"]
     return sorted((row["payer"], row["status"]) for row in rows)
 
 

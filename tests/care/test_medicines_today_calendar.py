@@ -31,7 +31,7 @@ def test_plans_show_next_due_overdue_and_adherence(world: World) -> None:
     plan = care_data.plan(world.ada, world.clinician, start=datetime(2027, 6, 1, tzinfo=UTC))
     morning = datetime(2027, 6, 10, 12, 0, tzinfo=UTC)  # 08:00 EDT
     with time_machine.travel(NOON, tick=False):
-        views = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/medications").json()
+        views = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/medications").json()["items"]
         assert views[0]["medication"] == care_data.INSULIN
         assert views[0]["next_due"] == "2027-06-11T00:00:00Z"  # 20:00 EDT
         assert views[0]["overdue"] == ["2027-06-10T00:00:00Z", "2027-06-10T12:00:00Z"]
@@ -46,7 +46,7 @@ def test_plans_show_next_due_overdue_and_adherence(world: World) -> None:
             },
         )
         assert given.status_code == 201, given.content
-        views = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/medications").json()
+        views = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/medications").json()["items"]
         assert views[0]["overdue"] == ["2027-06-10T00:00:00Z"]
         week = views[0]["adherence"][0]
         assert (week["days"], week["scheduled"], week["given"]) == (7, 14, 1)
@@ -104,7 +104,7 @@ def test_as_needed_too_soon_and_daily_maximum_are_refused(world: World) -> None:
         assert give(NOON + timedelta(hours=4)).status_code == 201
         over = give(NOON + timedelta(hours=9))
         assert over.status_code == 422 and over.json()["code"] == "daily_maximum_reached"
-        views = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/medications").json()
+        views = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/medications").json()["items"]
         assert views[0]["next_allowed_at"] == "2027-06-11T04:00:00Z"  # local midnight in New York
 
 
@@ -178,11 +178,11 @@ def test_coverage_change_is_pending_until_verified(world: World) -> None:
     )
     assert submitted.status_code == 201 and submitted.json()["status"] == "pending"
     assert submitted.json()["copays"] == {"specialist": "40.00"}
-    listed = world.client("co_guardian").get(base).json()
+    listed = world.client("co_guardian").get(base).json()["items"]
     assert {row["status"] for row in listed} == {"active", "pending"}
     verified = post(world.client("admin"), f"{base}/{submitted.json()['id']}/verify", {"accept": True})
     assert verified.status_code == 200 and verified.json()["status"] == "active"
-    listed = world.client("guardian").get(base).json()
+    listed = world.client("guardian").get(base).json()["items"]
     assert [(row["payer"], row["status"]) for row in listed] == [("New Payer", "active")]
     again = post(world.client("admin"), f"{base}/{submitted.json()['id']}/verify", {"accept": False})
     assert again.status_code == 409

@@ -65,7 +65,7 @@ def test_invalid_transitions_and_denial_reason(world: World) -> None:
     assert no_reason.status_code == 422 and no_reason.json()["code"] == "reason_required"
     denied = _transition(world, "clinician", refill_id, "denied", "Please book a review first")
     assert denied.json()["status"] == "denied"
-    seen = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/refills").json()
+    seen = world.client("guardian").get(f"/api/v1/children/{world.ada.pk}/refills").json()["items"]
     assert seen[0]["denial_reason"] == "Please book a review first"
     plan.refresh_from_db()
     assert plan.refills_remaining == 3  # a denial uses no refill
@@ -119,11 +119,11 @@ def test_queue_shows_my_patients_only(world: World) -> None:
     ben_plan = care_data.plan(world.ben, world.other_clinician)
     care_data.refill(ada_plan, world.guardian)
     care_data.refill(ben_plan, world.other_guardian)
-    mine = world.client("clinician").get("/api/v1/refills/queue").json()
+    mine = world.client("clinician").get("/api/v1/refills/queue").json()["items"]
     assert [row["child_id"] for row in mine] == [str(world.ada.pk)]
     assert mine[0]["medication"] == care_data.INSULIN
-    assert world.client("guardian").get("/api/v1/refills/queue").json() == []
-    assert world.client("stranger").get("/api/v1/refills/queue").json() == []
+    assert world.client("guardian").get("/api/v1/refills/queue").json()["items"] == []
+    assert world.client("stranger").get("/api/v1/refills/queue").json()["items"] == []
 
 
 @pytest.mark.django_db(transaction=True)

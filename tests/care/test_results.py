@@ -151,11 +151,16 @@ def test_results_list_is_newest_first_bounded_and_paged(world: World, frozen: An
         results_data.result(world.ada, effective_at=NOW - timedelta(hours=hours), name=f"R{hours}")
     results_data.result(world.ada, effective_at=NOW - timedelta(hours=2), name="Imaging", category="imaging")
     guardian = world.client("guardian")
-    names = [row["name"] for row in guardian.get(f"{base(world)}/results").json()]
+    names = [row["name"] for row in guardian.get(f"{base(world)}/results").json()["items"]]
     assert names == ["R1", "Imaging", "R3", "R5"]
-    page = guardian.get(f"{base(world)}/results?limit=2&offset=1").json()
-    assert [row["name"] for row in page] == ["Imaging", "R3"]
-    assert [row["name"] for row in guardian.get(f"{base(world)}/results?category=imaging").json()] == ["Imaging"]
+    first = guardian.get(f"{base(world)}/results?limit=1").json()
+    assert [row["name"] for row in first["items"]] == ["R1"] and first["next"]
+    page = guardian.get(f"{base(world)}/results", {"limit": 2, "cursor": first["next"]}).json()
+    assert [row["name"] for row in page["items"]] == ["Imaging", "R3"]
+    last = guardian.get(f"{base(world)}/results", {"limit": 2, "cursor": page["next"]}).json()
+    assert [row["name"] for row in last["items"]] == ["R5"] and last["next"] is None
+    imaging = guardian.get(f"{base(world)}/results?category=imaging").json()["items"]
+    assert [row["name"] for row in imaging] == ["Imaging"]
     too_many = guardian.get(f"{base(world)}/results?limit=500")
     assert too_many.status_code == 422 and too_many.json()["code"] == "invalid_input"
 
@@ -167,7 +172,7 @@ def test_list_reads_a_fixed_number_of_queries(world: World, frozen: Any, django_
     guardian = world.client("guardian")
     guardian.get(f"{base(world)}/results")  # warm the session
     with django_assert_max_num_queries(12):
-        assert len(guardian.get(f"{base(world)}/results").json()) == 6
+        assert len(guardian.get(f"{base(world)}/results").json()["items"]) == 6
 
 
 def test_statuses_families_do_not_read_stay_hidden_until_final(world: World, frozen: Any) -> None:
@@ -196,7 +201,7 @@ def test_a_held_result_is_invisible_until_a_clinician_releases_it(world: World, 
     assert row.released_at is None and row.hold_until == NOW + timedelta(hours=72)
     assert AuditEvent.objects.filter(entity_id=str(row.pk), action="create", reason="held").exists()
     guardian = world.client("guardian")
-    assert guardian.get(f"{base(world)}/results").json() == []
+    assert guardian.get(f"{base(world)}/results").json()["items"] == []
     assert guardian.get(f"{base(world)}/results/{row.pk}").status_code == 404
     assert not UserEvent.objects.filter(type="result.available").exists()
     seen = world.client("clinician").get(f"{base(world)}/results/{row.pk}").json()
@@ -210,7 +215,7 @@ def test_a_held_result_is_invisible_until_a_clinician_releases_it(world: World, 
     assert UserEvent.objects.filter(type="result.available").count() == 3
     assert receivers(world, "result.available") == {"guardian", "co_guardian", "clinician"}
     assert AuditEvent.objects.filter(entity_id=str(row.pk), reason="released", actor_id=world.clinician.pk).count() == 1
-    assert [r["id"] for r in guardian.get(f"{base(world)}/results").json()] == [str(row.pk)]
+    assert [r["id"] for r in guardian.get(f"{base(world)}/results").json()["items"]] == [str(row.pk)]
     assert polled(world, "guardian", "result.available")[0]["entity_id"] == str(row.pk)
 
 
@@ -318,7 +323,7 @@ def test_events_reach_only_those_who_may_read_the_result(world: World, frozen: A
 def test_visit_summary_text_and_pdf(world: World, frozen: Any) -> None:
     summary = results_data.summary(world.ada, world.clinician)
     guardian = world.client("guardian")
-    listed = guardian.get(f"{base(world)}/visit-summaries").json()
+    listed = guardian.get(f"{base(world)}/visit-summaries").json()["items"]
     assert [row["id"] for row in listed] == [str(summary.pk)]
     assert listed[0]["has_pdf"] is True and listed[0]["pdf_size"] == len(results_data.PDF)
     assert "text" not in listed[0]
@@ -354,7 +359,7 @@ def test_only_a_clean_pdf_is_kept(world: World, frozen: Any) -> None:
 def test_a_held_summary_waits_for_its_release(world: World, frozen: Any, held: None) -> None:
     summary = results_data.summary(world.ada, world.clinician, category="genetic")
     guardian = world.client("guardian")
-    assert guardian.get(f"{base(world)}/visit-summaries").json() == []
+    assert guardian.get(f"{base(world)}/visit-summaries").json()["items"] == []
     for path in ("", "/pdf"):
         assert guardian.get(f"{base(world)}/visit-summaries/{summary.pk}{path}").status_code == 404
     assert AuditEvent.objects.filter(action="deny", entity_type="DocumentReference").count() == 2

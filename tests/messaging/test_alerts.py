@@ -122,7 +122,7 @@ def test_an_unacknowledged_alert_escalates_twice_then_waits(world: World) -> Non
             ("escalate", 2),
         ]
         assert world.client("guardian").get(url).json()["alerts"] is None
-        inbox = world.client("clinician").get("/api/v1/inbox").json()
+        inbox = world.client("clinician").get("/api/v1/inbox").json()["items"]
         assert [(row["alert"]["status"], row["alert"]["level"]) for row in inbox] == [("open", 2)]
 
     # The lead acknowledges: audited, visible, and it stays acknowledged.

@@ -142,12 +142,11 @@ def test_confidential_threads_reach_the_care_team_only(world: World) -> None:
     response = data.start_thread(world, persona="clinician", confidential=True, body="Private to the teen")
     assert response.status_code == 201
     thread_id = response.json()["id"]
-    assert [t["id"] for t in world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/threads").json()] == [
-        thread_id
-    ]
+    listed = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/threads").json()["items"]
+    assert [t["id"] for t in listed] == [thread_id]
     for persona in ("guardian", "co_guardian"):
         client = world.client(persona)
-        assert client.get(f"/api/v1/children/{world.ada.pk}/threads").json() == []
+        assert client.get(f"/api/v1/children/{world.ada.pk}/threads").json()["items"] == []
         assert client.get(f"/api/v1/children/{world.ada.pk}/threads/{thread_id}").status_code == 404
         assert data.reply(world, thread_id, persona=persona).status_code == 404
         assert client.get("/api/v1/events").json()["events"] == []
@@ -161,7 +160,7 @@ def test_read_receipts_and_unread_counts(world: World) -> None:
     data.reply(world, thread["id"], body="Second answer")
     guardian = world.client("guardian")
     assert guardian.get("/api/v1/me/today").json()["children"][0]["unread_messages"] == 2
-    listing = guardian.get(f"/api/v1/children/{world.ada.pk}/threads").json()
+    listing = guardian.get(f"/api/v1/children/{world.ada.pk}/threads").json()["items"]
     assert listing[0]["unread"] == 2
     read = data.post(guardian, f"/api/v1/children/{world.ada.pk}/threads/{thread['id']}/read")
     assert read.status_code == 204
@@ -195,5 +194,5 @@ def test_overdue_flag_in_the_thread(world: World) -> None:
     with time_machine.travel(WEDNESDAY_10, tick=False):
         thread = data.start_thread(world).json()
     with time_machine.travel(WEDNESDAY_10 + timedelta(days=2), tick=False):
-        listing = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/threads").json()
+        listing = world.client("clinician").get(f"/api/v1/children/{world.ada.pk}/threads").json()["items"]
     assert listing[0]["id"] == thread["id"] and listing[0]["overdue"] is True

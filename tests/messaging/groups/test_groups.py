@@ -63,7 +63,7 @@ def groups(world: World) -> Groups:
 
 
 def test_discovery_lists_matching_groups_first_and_hides_invite_only(groups: Groups) -> None:
-    listed = groups.world.client("guardian").get("/api/v1/groups").json()
+    listed = groups.world.client("guardian").get("/api/v1/groups").json()["items"]
     names = [g["name"] for g in listed]
     assert names[0] == "Type 1 diabetes — under 10s" and listed[0]["matches_my_children"]
     assert "Bereaved parents" not in names
@@ -116,8 +116,8 @@ def test_new_members_first_three_posts_wait_for_a_moderator(groups: Groups) -> N
     waiting = [post(newcomer, groups.url("/posts"), {"body": f"Question {i}"}).json() for i in range(3)]
     assert {item["status"] for item in waiting} == {"pending"}
     # Others do not see them yet; the author does.
-    assert groups.world.client("guardian").get(groups.url("/posts")).json() == []
-    assert len(newcomer.get(groups.url("/posts")).json()) == 3
+    assert groups.world.client("guardian").get(groups.url("/posts")).json()["items"] == []
+    assert len(newcomer.get(groups.url("/posts")).json()["items"]) == 3
     queue = groups.world.client("clinician").get(groups.url("/moderation")).json()
     assert [p["id"] for p in queue["pending_posts"]] == [item["id"] for item in waiting]
     for item in waiting:
@@ -125,7 +125,7 @@ def test_new_members_first_three_posts_wait_for_a_moderator(groups: Groups) -> N
             groups.world.client("clinician"), groups.url(f"/posts/{item['id']}/moderate"), {"action": "approve"}
         )
         assert done.status_code == 200 and done.json()["status"] == "published"
-    assert len(groups.world.client("guardian").get(groups.url("/posts")).json()) == 3
+    assert len(groups.world.client("guardian").get(groups.url("/posts")).json()["items"]) == 3
     trusted = post(newcomer, groups.url("/posts"), {"body": "Thanks everyone"}).json()
     assert trusted["status"] == "published"
     assert AuditEvent.objects.filter(entity_type="GroupPost", reason="moderation:approve").count() == 3
@@ -147,13 +147,13 @@ def test_report_hide_restore(groups: Groups) -> None:
         {"action": "hide", "reason": "unproven advice"},
     )
     assert hidden.json()["status"] == "hidden"
-    assert groups.world.client("co_guardian").get(groups.url("/posts")).json() == []
+    assert groups.world.client("co_guardian").get(groups.url("/posts")).json()["items"] == []
     assert groups.world.client("clinician").get(groups.url("/moderation")).json()["reported_posts"] == []
     restored = post(
         groups.world.client("clinician"), groups.url(f"/posts/{made['id']}/moderate"), {"action": "restore"}
     )
     assert restored.json()["status"] == "published"
-    assert len(groups.world.client("co_guardian").get(groups.url("/posts")).json()) == 1
+    assert len(groups.world.client("co_guardian").get(groups.url("/posts")).json()["items"]) == 1
     # Only moderators moderate.
     assert (
         post(
@@ -187,7 +187,7 @@ def test_no_real_names_reach_other_members(groups: Groups) -> None:
         text += client.get(groups.url()).content.decode() + client.get("/api/v1/groups").content.decode()
         for secret in ("Gwen Guardian", "guardian@example.org", ADA_NAME, "Adaline", BEN_NAME, "Carl Coguardian"):
             assert secret not in text, (persona, secret)
-    members = groups.world.client("co_guardian").get(groups.url("/members")).json()
+    members = groups.world.client("co_guardian").get(groups.url("/members")).json()["items"]
     assert {(m["pseudonym"], m["kind"]) for m in members} >= {("SunnyMum", "family"), ("Dr C", "clinician")}
 
 
@@ -237,7 +237,7 @@ def test_unusual_reading_is_flagged_to_staff(groups: Groups, settings: Any) -> N
     for _ in range(4):
         client.get(groups.url("/members"))
     assert ReadingFlag.objects.filter(user=groups.world.co_guardian).count() == 1
-    flags = groups.world.client("admin").get("/api/v1/community/reading-flags").json()
+    flags = groups.world.client("admin").get("/api/v1/community/reading-flags").json()["items"]
     assert flags[0]["user_id"] == str(groups.world.co_guardian.pk)
     assert groups.world.client("guardian").get("/api/v1/community/reading-flags").status_code == 404
 
@@ -247,7 +247,7 @@ def test_helpful_toggle(groups: Groups) -> None:
     assert post(groups.world.client("co_guardian"), groups.url(f"/posts/{made['id']}/helpful")).json() == {
         "helpful": True
     }
-    listed = groups.world.client("guardian").get(groups.url("/posts")).json()
+    listed = groups.world.client("guardian").get(groups.url("/posts")).json()["items"]
     assert listed[0]["helpful_count"] == 1 and not listed[0]["helpful_by_me"]
     assert post(groups.world.client("co_guardian"), groups.url(f"/posts/{made['id']}/helpful")).json() == {
         "helpful": False
