@@ -14,8 +14,8 @@ from allauth.account.forms import ConfirmLoginCodeForm, LoginForm, RequestLoginC
 from allauth.account.internal.flows.login_by_code import LoginCodeVerificationProcess
 from allauth.account.internal.stagekit import clear_login, get_pending_stage
 from allauth.account.stages import LoginByCodeStage, LoginStageController
-from allauth.mfa.base.forms import AuthenticateForm
 from allauth.core.ratelimit import RateLimited
+from allauth.mfa.base.forms import AuthenticateForm
 from allauth.mfa.stages import AuthenticateStage
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect

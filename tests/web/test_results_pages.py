@@ -65,7 +65,10 @@ def items(clock: Any, world: World) -> dict[str, Any]:
         interpretation="high",
     )
     loose = results_data.result(
-        world.ada, None, name="Urine dipstick", value_quantity=None,
+        world.ada,
+        None,
+        name="Urine dipstick",
+        value_quantity=None,
         value_text="trace",
         unit="",
         range_low=None,
@@ -219,9 +222,7 @@ def test_today_counts_new_items_and_the_results_page_marks_them_seen(items: dict
     assert "3 new test results" in body(browser(world, "co_guardian").get(f"/children/{world.ada.pk}/"))
 
 
-def test_opening_one_result_marks_what_came_out_until_it_seen(
-    items: dict[str, Any], world: World, clock: Any
-) -> None:
+def test_opening_one_result_marks_what_came_out_until_it_seen(items: dict[str, Any], world: World, clock: Any) -> None:
     clock.shift(timedelta(hours=1))
     later = results_data.result(world.ada, world.clinician, name="Later result")
     client = browser(world, "guardian")
