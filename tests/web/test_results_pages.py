@@ -369,3 +369,15 @@ def test_the_results_page_reads_in_a_fixed_number_of_queries(items: dict[str, An
     with CaptureQueriesContext(connection) as many:
         assert client.get(url(world, "results")).status_code == 200
     assert len(many) == len(few)
+
+
+def test_a_spanish_speaking_guardian_reads_the_pages_in_spanish(items: dict[str, Any], world: World) -> None:
+    world.guardian.preferred_language = "es"
+    world.guardian.save(update_fields=["preferred_language"])
+    client = browser(world, "guardian")
+    today = body(client.get(f"/children/{world.ada.pk}/"))
+    assert "3 resultados de pruebas nuevos" in today and "1 resumen de visita nuevo" in today
+    text = body(client.get(url(world, "results")))
+    assert "Resultados de pruebas de" in text and "Alto" in text and "Fuera del rango habitual" in text
+    text = body(client.get(url(world, f"visit-summaries/{items['summary'].pk}")))
+    assert "Descargar el PDF" in text

@@ -166,3 +166,9 @@ def test_every_form_needs_the_csrf_token(clock: Any, world: World) -> None:
     assert client.post("/sign-in/email/code/", {"action": "resend"}).status_code == 403
     assert len(mail.outbox) == 1
     assert client.get("/")["Location"] == "/sign-in/"
+
+
+def test_the_pages_speak_the_browsers_language(db: Any) -> None:
+    spanish = Client(headers={"Accept-Language": "es"})
+    assert "Enviarme un código de acceso por correo" in spanish.get("/sign-in/").content.decode()
+    assert "Iniciar sesión con un código" in spanish.get("/sign-in/email/").content.decode()
