@@ -74,6 +74,7 @@ def items(clock: Any, world: World) -> dict[str, Any]:
         range_low=None,
         range_high=None,
         interpretation="abnormal",
+        effective_at=NOW - timedelta(hours=5),  # older: its group comes after the panel's
     )
     results_service.result_comment_add(
         actor=world.clinician,
