@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import account, care, family, groups, messenger, views
+from web import account, care, family, groups, messenger, results, views
 
 app_name = "web"
 
@@ -84,4 +84,24 @@ urlpatterns += [
         messenger.alert_acknowledge,
         name="alert_acknowledge",
     ),
+]
+
+# The family's test results and visit summaries (web/results.py).
+urlpatterns += [
+    path("children/<uuid:child_id>/results/", results.results, name="results"),
+    path("children/<uuid:child_id>/results/<uuid:result_id>/", results.result, name="result"),
+    path("children/<uuid:child_id>/visit-summaries/", results.visit_summaries, name="visit_summaries"),
+    path(
+        "children/<uuid:child_id>/visit-summaries/<uuid:summary_id>/",
+        results.visit_summary,
+        name="visit_summary",
+    ),
+    path(
+        "children/<uuid:child_id>/visit-summaries/<uuid:summary_id>/pdf/",
+        results.visit_summary_pdf,
+        name="visit_summary_pdf",
+    ),
+    # Sign-in by a code sent by email (allauth's login by code), then the second factor if any.
+    path("sign-in/email/", views.sign_in_email, name="sign_in_email"),
+    path("sign-in/email/code/", views.sign_in_email_code, name="sign_in_email_code"),
 ]

@@ -10,9 +10,11 @@ from functools import wraps
 from typing import Any
 
 from allauth.account.adapter import get_adapter
-from allauth.account.forms import LoginForm
+from allauth.account.forms import ConfirmLoginCodeForm, LoginForm, RequestLoginCodeForm
+from allauth.account.internal.flows.login_by_code import LoginCodeVerificationProcess
 from allauth.account.internal.stagekit import clear_login, get_pending_stage
-from allauth.account.stages import LoginStageController
+from allauth.account.stages import LoginByCodeStage, LoginStageController
+from allauth.core.ratelimit import RateLimited
 from allauth.mfa.base.forms import AuthenticateForm
 from allauth.mfa.stages import AuthenticateStage
 from django.contrib import messages
@@ -110,6 +112,66 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
     return _no_store(render(request, "web/sign_in_code.html", {"form": form}, status=400 if form.errors else 200))
 
 
+def _signed_in_or_next(request: HttpRequest) -> HttpResponse | None:
+    """After allauth finished a login step: home when signed in, the second factor when the account
+    has one; ``None`` when another stage (an unverified address) stopped the login, now cleared."""
+    if request.user.is_authenticated:
+        return _no_store(redirect("web:home"))
+    stage = get_pending_stage(request)
+    if stage is not None and stage.key == AuthenticateStage.key:
+        return _no_store(redirect("web:sign_in_code"))
+    clear_login(request)
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in_email(request: HttpRequest) -> HttpResponse:
+    """Ask for a sign-in code by email: allauth's form (its rate limit per address, and the same answer
+    for an unknown address, which is sent a note instead of a code) and its login-by-code flow."""
+    if request.user.is_authenticated:
+        return _no_store(redirect("web:home"))
+    form = RequestLoginCodeForm(data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        LoginCodeVerificationProcess.initiate(
+            request=request, user=getattr(form, "_user", None), email=form.cleaned_data.get("email")
+        )
+        return _no_store(redirect("web:sign_in_email_code"))
+    status = 400 if form.errors else 200
+    return _no_store(render(request, "web/sign_in_email.html", {"form": form}, status=status))
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in_email_code(request: HttpRequest) -> HttpResponse:
+    """Enter the emailed code (allauth's confirmation form, attempts and expiry), or ask for a new one;
+    then the second factor when the account has one."""
+    stage = LoginStageController.enter(request, LoginByCodeStage.key)
+    process = LoginCodeVerificationProcess.resume(stage) if stage is not None else None
+    if process is None:
+        return _no_store(redirect("web:sign_in_email"))
+    if request.method == "POST" and request.POST.get("action") == "resend" and process.can_resend:
+        try:
+            process.resend()
+        except RateLimited:
+            messages.error(request, _("Too many codes were asked for. Please wait a few minutes and try again."))
+        else:
+            messages.success(request, _("A new code is on its way."))
+        return _no_store(redirect("web:sign_in_email_code"))
+    form = ConfirmLoginCodeForm(data=request.POST or None, code=process.code)
+    if request.method == "POST":
+        if form.is_valid():
+            process.finish(reverse("web:home"))
+            done = _signed_in_or_next(request)
+            if done is not None:
+                return done
+            messages.error(request, _("This account cannot sign in here yet: verify your email address first."))
+            return _no_store(redirect("web:sign_in"))
+        if not process.record_invalid_attempt():
+            messages.error(request, _("Too many wrong codes. Ask for a new one."))
+            return _no_store(redirect("web:sign_in_email"))
+    context = {"form": form, "can_resend": process.can_resend}
+    return _no_store(render(request, "web/sign_in_email_code.html", context, status=400 if form.errors else 200))
+
+
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
     """Ends the session (allauth's logout: its signals close the session's sockets) and asks the
@@ -137,7 +199,8 @@ def home(request: HttpRequest, user: User) -> HttpResponse:
 
 @family_page
 def child_today(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
-    """One child's day: next visits, doses due, open refills, unread messages, medicines."""
+    """One child's day: next visits, doses due, open refills, unread messages, new results and visit
+    summaries, medicines."""
     access = child_for(user, child_id, Capability.FAMILY_SCHEDULE)
     glance = selectors.today(user=user)
     entry = next((item for item in glance["children"] if item["child"]["id"] == access.child.pk), None)
@@ -163,6 +226,7 @@ def child_today(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRe
             "doses": doses,
             "refills": refills,
             "unread": entry["unread_messages"],
+            "new_results": entry["new_results"],
             "plans": plans,
             "time_zone": access.child.time_zone,
         },
