@@ -488,6 +488,9 @@ CONTENT_SECURITY_POLICY = {
         "img-src": ["'self'"],
         "connect-src": ["'self'"],
         "font-src": ["'self'"],
+        # The installable app: its service worker (/sw.js) and manifest come from this origin only.
+        "worker-src": ["'self'"],
+        "manifest-src": ["'self'"],
         "form-action": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
