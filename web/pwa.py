@@ -33,6 +33,7 @@ PRECACHE_ASSETS = (
     "web/app.css",
     "web/app.js",
     "web/messenger.js",
+    "web/push.js",
     "web/icon.svg",
     "web/icon-192.png",
     "web/icon-512.png",
@@ -65,6 +66,7 @@ def worker_config() -> dict[str, object]:
         "cache": f"portal-static-{_assets_digest()}",
         "assets": [static(name) for name in PRECACHE_ASSETS],
         "offline": reverse("web:offline"),
+        "icon": static("web/icon-192.png"),
     }
 
 

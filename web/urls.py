@@ -58,6 +58,7 @@ urlpatterns += [
     path("account/", family.account, name="account"),
     path("account/notifications/", family.notifications_update, name="notifications_update"),
     path("account/language/", family.language_update, name="language_update"),
+    path("account/devices/<uuid:subscription_id>/off/", family.push_device_revoke, name="push_device_revoke"),
 ]
 
 # The account's own pages (web/account.py).
