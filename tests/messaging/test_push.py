@@ -411,3 +411,32 @@ def test_without_keys_nothing_is_queued_for_push(world: World, vapid: Any, servi
         )
     assert not Notification.objects.filter(channel="push").exists()
     assert service.sent == []
+
+
+# -- pywebpush itself, with only its HTTP call replaced ---------------------------------------------
+
+
+def test_the_real_library_signs_and_encrypts_and_410_is_gone(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+
+    posted: list[dict[str, Any]] = []
+    answer = {"status": 201}
+
+    def fake_post(url: str, **kwargs: Any) -> Any:
+        posted.append({"url": url, **kwargs})
+        return SimpleNamespace(status_code=answer["status"], reason="", text="", headers={})
+
+    monkeypatch.setattr(requests, "post", fake_post)
+    with time_machine.travel(NOON_NY, tick=False):
+        subscription = PushSubscription.objects.get(pk=register(world).json()["id"])
+        data_text = notify.push_payload("new_message", "en")
+        push.send(subscription, data_text, moment=NOON_NY)
+    [call] = posted
+    assert call["url"] == browser_subscription()["endpoint"]
+    headers = call["headers"]
+    assert headers["content-encoding"] == "aes128gcm" and int(headers["ttl"]) == push.PUSH_TTL_SECONDS
+    assert headers["authorization"].startswith("vapid t=") and f"k={push.public_key()}" in headers["authorization"]
+    assert b"New message" not in call["data"]  # encrypted for the device
+    answer["status"] = 410
+    with pytest.raises(push.PushGone):
+        push.send(subscription, data_text, moment=NOON_NY)
