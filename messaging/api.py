@@ -13,10 +13,10 @@ from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
 from pydantic import Field
 
-from messaging import alerts, attachments, handling, notify, phones, selectors, sending
+from messaging import alerts, attachments, handling, notify, phones, push, selectors, sending
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
-from messaging.models import NotificationPreference
+from messaging.models import NotificationPreference, PushSubscription
 from messaging.realtime import stream
 from messaging.schemas import (
     AlertOut,
@@ -33,6 +33,9 @@ from messaging.schemas import (
     PoolStatsOut,
     PreferencesIn,
     PreferencesOut,
+    PushConfigOut,
+    PushSubscriptionIn,
+    PushSubscriptionOut,
     StatusIn,
     ThreadDetailOut,
     ThreadIn,
@@ -253,6 +256,43 @@ def preferences(request: HttpRequest) -> NotificationPreference:
 def preferences_update(request: HttpRequest, payload: PreferencesIn) -> NotificationPreference:
     notify.preferences_update(actor=actor(request), **payload.dict(exclude_unset=True))
     return selectors.preferences(user=actor(request))
+
+
+# -- web push: the account's devices -----------------------------------------------------------------
+
+
+@router.get("/me/push-config", response=PushConfigOut, summary="Whether web push is on, and its VAPID public key")
+def push_config(request: HttpRequest) -> dict[str, Any]:
+    actor(request)
+    key = push.public_key()
+    return {"enabled": key is not None, "public_key": key}
+
+
+@router.get("/me/push-subscriptions", response=list[PushSubscriptionOut], summary="My devices that receive web push")
+def push_subscriptions(request: HttpRequest) -> list[PushSubscription]:
+    return selectors.push_subscriptions(user=actor(request))
+
+
+@router.post(
+    "/me/push-subscriptions",
+    response={201: PushSubscriptionOut},
+    summary="Register this browser's PushSubscription (the same one again is the same device)",
+)
+def push_subscription_register(request: HttpRequest, payload: PushSubscriptionIn) -> Status[PushSubscription]:
+    subscription = push.push_subscription_register(
+        actor=actor(request),
+        endpoint=payload.endpoint,
+        p256dh=payload.keys.p256dh,
+        auth=payload.keys.auth,
+        user_agent=str(request.META.get("HTTP_USER_AGENT", ""))[:512],
+    )
+    return Status(201, subscription)
+
+
+@router.delete("/me/push-subscriptions/{subscription_id}", response={204: None}, summary="Stop web push to a device")
+def push_subscription_revoke(request: HttpRequest, subscription_id: uuid.UUID) -> Status[None]:
+    push.push_subscription_revoke(actor=actor(request), subscription_id=subscription_id)
+    return Status(204, None)
 
 
 # -- the account's phone number (where texts go; what phone-bound invitations check) ---------------

@@ -238,11 +238,13 @@ class NotificationPreference(models.Model):
 
 
 class Notification(models.Model):
-    """One email or SMS to send (PHI-free text chosen by ``kind``), with its retry state."""
+    """One email, SMS or web push to send (PHI-free text chosen by ``kind``), with its retry state. A
+    push goes to one device: ``subscription``."""
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
         SMS = "sms", "SMS"
+        PUSH = "push", "Web push"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -262,6 +264,9 @@ class Notification(models.Model):
     last_error = models.CharField(max_length=60, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    subscription = models.ForeignKey(
+        "PushSubscription", null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["status", "not_before"])]
@@ -337,3 +342,27 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"Worker {self.worker_id}"
+
+
+class PushSubscription(models.Model):
+    """One browser's web push subscription (the ``PushSubscription`` JSON its service worker got from
+    the browser's push service), registered by the account on that device and revocable. The endpoint
+    and keys are encrypted at rest; ``endpoint_index`` (a keyed hash) finds a device registered again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="push_subscriptions")
+    endpoint = EncryptedTextField()
+    endpoint_index = models.CharField(max_length=64)
+    p256dh = EncryptedTextField()
+    auth = EncryptedTextField()
+    label = models.CharField(max_length=80, blank=True)  # "Chrome on Android", from the user agent
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=20, blank=True)  # "user", "gone" (404/410 from the service)
+
+    class Meta:
+        indexes = [models.Index(fields=["endpoint_index"]), models.Index(fields=["user", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"PushSubscription {self.pk}"

@@ -1,10 +1,14 @@
-"""Email and SMS notifications for users who are not connected, sent by background tasks, and the
-users' preferences that decide them (channels, quiet hours).
+"""Email, SMS and web push notifications for users who are not connected, sent by background tasks,
+and the users' preferences that decide them (channels, quiet hours).
 
 The texts are fixed and free of PHI: they say that something happened and ask the user to sign in,
 never which child, which condition or what was written. Preferences decide the channels; quiet hours
 defer non-urgent notices to their end; an urgent notice (a red flag, for the on-call clinician) goes
 out at once on every channel the user has.
+
+Web push goes to every device the user registered (``messaging.push``), one notification row per
+device, under the same presence, quiet-hour and retry rules; a device the push service says is gone
+(404/410) is revoked. Its payload is the same PHI-free title and sentence and a path in the app.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django_tasks import task
 
-from messaging import sms
+from messaging import push, sms
 from messaging.conf import notification_backoff_seconds, notification_max_attempts
-from messaging.models import Notification, NotificationPreference
+from messaging.models import Notification, NotificationPreference, PushSubscription
 from messaging.realtime import presence
-from portal import audit, zones
+from messaging.realtime.stream import audience
+from portal import audit, events, zones
 from portal.models import User
-from portal.vocabulary import Resource
+from portal.vocabulary import EventType, Resource
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +64,30 @@ TEXTS: dict[str, tuple[Promise, Promise]] = {
         _("Overdue conversation escalated to you"),
         _("A conversation in your pool is past its reply-by time and was escalated to you. Sign in to the portal."),
     ),
+    "refill_changed": (
+        _("Your refill request changed"),
+        _("A refill request was updated. Sign in to the family care portal to see it."),
+    ),
 }
+
+# Kinds sent by web push only (the email and SMS choices predate them and do not cover them).
+PUSH_ONLY_KINDS = frozenset({"refill_changed"})
+
+# Where a push notice opens the app: a page of the account's own, never a child's (no id in a payload).
+PUSH_PAGES: dict[str, str] = {
+    "new_message": "web:messages",
+    "family_message": "web:inbox",
+    "urgent_message": "web:inbox",
+    "urgent_escalation": "web:inbox",
+    "escalation": "web:inbox",
+    "refill_changed": "web:home",
+}
+
+
+def push_payload(kind: str, language: str) -> str:
+    """What a device is sent for ``kind``: the subject as title, the sentence, the page to open."""
+    subject, body = texts(kind, language)
+    return push.payload(title=subject, body=body, url=reverse(PUSH_PAGES[kind]), tag=kind)
 
 
 def texts(kind: str, language: str) -> tuple[str, str]:
@@ -112,13 +141,22 @@ def schedule(user_ids: Iterable[uuid.UUID], kind: str, *, urgent: bool = False) 
         raise ValueError(f"unknown notification kind {kind}")
     users = list(User.objects.filter(pk__in=set(user_ids), is_active=True))
     prefs = {p.user_id: p for p in NotificationPreference.objects.filter(user__in=users)}
+    devices: dict[uuid.UUID, list[PushSubscription]] = {}
+    if push.enabled():
+        for device in PushSubscription.objects.filter(user__in=users, revoked_at__isnull=True):
+            devices.setdefault(device.user_id, []).append(device)
     rows = []
     for user in users:
         pref = prefs.get(user.pk) or NotificationPreference(user=user)
-        if pref.email or urgent:
-            rows.append(Notification(user=user, channel=Notification.Channel.EMAIL, kind=kind, urgent=urgent))
-        if (pref.sms or urgent) and user.phone:
-            rows.append(Notification(user=user, channel=Notification.Channel.SMS, kind=kind, urgent=urgent))
+        if kind not in PUSH_ONLY_KINDS:
+            if pref.email or urgent:
+                rows.append(Notification(user=user, channel=Notification.Channel.EMAIL, kind=kind, urgent=urgent))
+            if (pref.sms or urgent) and user.phone:
+                rows.append(Notification(user=user, channel=Notification.Channel.SMS, kind=kind, urgent=urgent))
+        rows.extend(
+            Notification(user=user, channel=Notification.Channel.PUSH, kind=kind, urgent=urgent, subscription=device)
+            for device in devices.get(user.pk, [])
+        )
     Notification.objects.bulk_create(rows)
     ids = [str(row.pk) for row in rows]
     if ids:
@@ -153,8 +191,12 @@ def _defer(notification_id: str, when: datetime) -> None:
         deliver_notification.using(run_after=when).enqueue(notification_id)
 
 
-def _send(notification: Notification) -> None:
+def _send(notification: Notification, moment: datetime) -> None:
     user = notification.user
+    if notification.channel == Notification.Channel.PUSH:
+        assert notification.subscription is not None
+        push.send(notification.subscription, push_payload(notification.kind, user.preferred_language), moment=moment)
+        return
     subject, body = texts(notification.kind, user.preferred_language)
     if notification.channel == Notification.Channel.EMAIL:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email], fail_silently=False)
@@ -162,24 +204,36 @@ def _send(notification: Notification) -> None:
         sms.backend().send(user.phone, body)
 
 
+def _skip(notification: Notification, reason: str) -> str:
+    notification.status = Notification.Status.SKIPPED
+    notification.last_error = reason
+    notification.save(update_fields=["status", "last_error"])
+    return notification.status
+
+
 def deliver(notification_id: uuid.UUID | str, now: datetime | None = None) -> str:
     """Send one notification if it is still due; returns its status afterwards."""
     moment = now or timezone.now()
     with transaction.atomic():
         notification = (
-            Notification.objects.select_for_update().select_related("user").filter(pk=notification_id).first()
+            Notification.objects.select_for_update(of=("self",))
+            .select_related("user", "subscription")
+            .filter(pk=notification_id)
+            .first()
         )
         if notification is None or notification.status != Notification.Status.PENDING:
             return notification.status if notification else "missing"
         if notification.not_before > moment:
             return notification.status
         user = notification.user
+        if notification.channel == Notification.Channel.PUSH:
+            if notification.subscription is None or notification.subscription.revoked_at is not None:
+                return _skip(notification, "revoked")
+            if not push.enabled():
+                return _skip(notification, "push_off")
         if not notification.urgent:
             if presence.is_connected(user.pk):
-                notification.status = Notification.Status.SKIPPED
-                notification.last_error = "connected"
-                notification.save(update_fields=["status", "last_error"])
-                return notification.status
+                return _skip(notification, "connected")
             quiet_end = in_quiet_hours(preference(user), user.time_zone, moment)
             if quiet_end is not None:
                 notification.not_before = quiet_end
@@ -188,7 +242,13 @@ def deliver(notification_id: uuid.UUID | str, now: datetime | None = None) -> st
                 return notification.status
         notification.attempts += 1
         try:
-            _send(notification)
+            _send(notification, moment)
+        except push.PushGone:
+            # The device unsubscribed (404/410): no retry, the subscription is revoked.
+            assert notification.subscription is not None
+            push.push_subscription_gone(notification.subscription, moment=moment)
+            notification.status = Notification.Status.FAILED
+            notification.last_error = "gone"
         except Exception as exc:
             # The exception type only: provider messages can echo the number or the text.
             notification.last_error = type(exc).__name__[:60]
@@ -220,6 +280,22 @@ def send_due(now: datetime | None = None, limit: int = 500) -> int:
     for notification_id in due:
         deliver(notification_id, now=moment)
     return len(due)
+
+
+# -- refill changes ---------------------------------------------------------------------------------
+
+
+def on_event(event: events.Event) -> None:
+    """A refill request changed: a push notice to the guardians who may see it (the one who made the
+    change excepted). Runs in the publishing transaction, as ``schedule`` requires."""
+    if not isinstance(event, events.DomainEvent) or event.type != EventType.REFILL_CHANGED:
+        return
+    if not push.enabled():
+        return
+    crowd = audience(event.child_id, event.capability, event.confidential)
+    recipients = crowd.guardians - {event.actor_id}
+    if recipients:
+        schedule(recipients, "refill_changed")
 
 
 # -- the background tasks that send them --------------------------------------------------------

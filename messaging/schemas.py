@@ -169,6 +169,31 @@ class PreferencesOut(Schema):
     quiet_end: time | None
 
 
+class PushKeysIn(In):
+    p256dh: str = Field(min_length=80, max_length=100, description="The device's P-256 public key, base64url.")
+    auth: str = Field(min_length=16, max_length=32, description="The 16-byte authentication secret, base64url.")
+
+
+class PushSubscriptionIn(In):
+    """The browser's ``PushSubscription.toJSON()``, as it gives it."""
+
+    endpoint: str = Field(max_length=1024, description="The push service URL (https).")
+    expirationTime: int | None = Field(None, ge=0, description="Ignored: the push service says when it ends.")
+    keys: PushKeysIn
+
+
+class PushSubscriptionOut(Schema):
+    id: uuid.UUID
+    label: str = Field(description='The device, from its browser ("Chrome on Android").')
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class PushConfigOut(Schema):
+    enabled: bool = Field(description="Whether this portal sends web push.")
+    public_key: str | None = Field(description="The VAPID public key: the browser's applicationServerKey.")
+
+
 # -- presenters: the domain's typed results as the JSON the API answers -------------------------
 
 

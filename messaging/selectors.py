@@ -19,6 +19,7 @@ from messaging.models import (
     Attachment,
     Message,
     NotificationPreference,
+    PushSubscription,
     Thread,
     ThreadAssignment,
     ThreadRead,
@@ -371,3 +372,8 @@ def response_stats(*, user: User, days: int = 30, now: datetime | None = None) -
 
 def preferences(*, user: User) -> NotificationPreference:
     return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
+
+
+def push_subscriptions(*, user: User) -> list[PushSubscription]:
+    """The account's own devices that receive web push, newest first (one query)."""
+    return list(PushSubscription.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at"))

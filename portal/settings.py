@@ -354,6 +354,16 @@ PORTAL_ALLOW_LOCAL_KEY_FILE = env_bool("PORTAL_ALLOW_LOCAL_KEY_FILE", not PRODUC
 PORTAL_AUDIT_SIGNING_KEY = env("PORTAL_AUDIT_SIGNING_KEY") or ""
 PORTAL_AUDIT_KEY_FILE = Path(env("PORTAL_AUDIT_KEY_FILE") or VAR_DIR / "audit_signing_key.json")
 PORTAL_AUDIT_TRUSTED_KEYS = env_list("PORTAL_AUDIT_TRUSTED_KEYS", [])
+# Web push (VAPID, RFC 8292): the application server's P-256 key pair, base64url (the private key as
+# its raw 32 bytes or PEM), and the contact the push services may write to. Unset: in the embedded
+# default a pair is generated into PORTAL_VAPID_KEY_FILE (0600); in production web push is off.
+PORTAL_VAPID_PRIVATE_KEY = env("PORTAL_VAPID_PRIVATE_KEY") or ""
+PORTAL_VAPID_PUBLIC_KEY = env("PORTAL_VAPID_PUBLIC_KEY") or ""
+PORTAL_VAPID_SUBJECT = env("PORTAL_VAPID_SUBJECT") or "mailto:privacy@portal.invalid"
+PORTAL_VAPID_KEY_FILE = Path(env("PORTAL_VAPID_KEY_FILE") or VAR_DIR / "vapid_keys.json")
+# Devices registered per account (rate) and at most this many live at once.
+PORTAL_PUSH_SUBSCRIBE_RATE = env("PORTAL_PUSH_SUBSCRIBE_RATE", "10/h") or "10/h"
+PORTAL_PUSH_MAX_DEVICES = env_int("PORTAL_PUSH_MAX_DEVICES", 10)
 # How often the worker seals new audit rows into the ledger (seconds).
 PORTAL_AUDIT_SEAL_SECONDS = float(env("PORTAL_AUDIT_SEAL_SECONDS") or 0.5)
 
@@ -503,6 +513,9 @@ CONTENT_SECURITY_POLICY = {
         "img-src": ["'self'"],
         "connect-src": ["'self'"],
         "font-src": ["'self'"],
+        # The installable app: its service worker (/sw.js) and manifest come from this origin only.
+        "worker-src": ["'self'"],
+        "manifest-src": ["'self'"],
         "form-action": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],

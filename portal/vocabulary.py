@@ -54,6 +54,7 @@ class Resource(StrEnum):
     METRICS_DASHBOARD = "MetricsDashboard"
     METRICS_REPORT = "MetricsReport"
     NOTIFICATION_PREFERENCE = "NotificationPreference"
+    PUSH_SUBSCRIPTION = "PushSubscription"
     READING_FLAG = "ReadingFlag"
     SESSION = "Session"
     URGENT_ALERT = "UrgentAlert"

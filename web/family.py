@@ -25,7 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from care import presenters, selectors, services
 from care.models import Appointment, Coverage, RefillRequest
-from messaging import attachments, notify, sending
+from messaging import attachments, notify, push, sending
 from messaging import selectors as messaging_selectors
 from messaging.conf import max_attachment_bytes
 from messaging.files import TooLarge
@@ -357,7 +357,13 @@ def _settings_page(
         }
     )
     language = forms.LanguageForm(initial={"language": user.preferred_language or "en"})
-    context = {"preferences": preferences, "language": language, "has_phone": bool(user.phone)}
+    context = {
+        "preferences": preferences,
+        "language": language,
+        "has_phone": bool(user.phone),
+        "push_key": push.public_key(),
+        "push_devices": messaging_selectors.push_subscriptions(user=user),
+    }
     return render(request, "web/family/settings.html", context, status=status)
 
 
@@ -377,6 +383,16 @@ def notifications_update(request: HttpRequest, user: User) -> HttpResponse:
         return _settings_page(request, user, preferences=form, status=400)
     notify.preferences_update(actor=user, **form.cleaned_data)
     messages.success(request, _("Your notification choices are saved."))
+    return redirect("web:account")
+
+
+@family_page
+@require_POST
+def push_device_revoke(request: HttpRequest, user: User, subscription_id: uuid.UUID) -> HttpResponse:
+    """Stop web push to one of the account's devices (``messaging.push.push_subscription_revoke``, as
+    ``DELETE /me/push-subscriptions/{id}``); another account's device is a 404, audited."""
+    push.push_subscription_revoke(actor=user, subscription_id=subscription_id)
+    messages.success(request, _("That device will no longer receive notifications."))
     return redirect("web:account")
 
 

@@ -1,12 +1,16 @@
 from django.urls import path
 
-from web import account, care, family, groups, messenger, results, views
+from web import account, care, family, groups, messenger, pwa, results, views
 
 app_name = "web"
 
 urlpatterns = [
     path("", care.home, name="home"),  # the care team's landing, or the family's
     path("sign-in/", views.sign_in, name="sign_in"),
+    # Installing the app: the manifest, the service worker (scope "/") and its offline page (web/pwa.py).
+    path("manifest.webmanifest", pwa.manifest, name="manifest"),
+    path("sw.js", pwa.service_worker, name="service_worker"),
+    path("offline/", pwa.offline, name="offline"),
     path("sign-in/code/", views.sign_in_code, name="sign_in_code"),
     path("sign-out/", views.sign_out, name="sign_out"),
     path("children/<uuid:child_id>/", views.child_today, name="today"),
@@ -54,6 +58,7 @@ urlpatterns += [
     path("account/", family.account, name="account"),
     path("account/notifications/", family.notifications_update, name="notifications_update"),
     path("account/language/", family.language_update, name="language_update"),
+    path("account/devices/<uuid:subscription_id>/off/", family.push_device_revoke, name="push_device_revoke"),
 ]
 
 # The account's own pages (web/account.py).

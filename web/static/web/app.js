@@ -13,3 +13,10 @@ document.addEventListener("submit", function (event) {
     form.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
   }, 0);
 });
+
+// Installable app: the service worker keeps only static files and the offline page (see /sw.js).
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  window.addEventListener("load", function () {
+    navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () { /* the app works without it */ });
+  });
+}
