@@ -268,9 +268,10 @@ def push_config(request: HttpRequest) -> dict[str, Any]:
     return {"enabled": key is not None, "public_key": key}
 
 
-@router.get("/me/push-subscriptions", response=list[PushSubscriptionOut], summary="My devices that receive web push")
-def push_subscriptions(request: HttpRequest) -> list[PushSubscription]:
-    return selectors.push_subscriptions(user=actor(request))
+@router.get("/me/push-subscriptions", response=Page[PushSubscriptionOut], summary="My devices that receive web push")
+def push_subscriptions(request: HttpRequest, query: Query[PageIn]) -> dict[str, Any]:
+    pages = pager(request, query, *selectors.PUSH_SUBSCRIPTION_ORDER)
+    return pages.page(selectors.push_subscriptions(user=actor(request), page=pages), lambda row: row)
 
 
 @router.post(

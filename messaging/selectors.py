@@ -374,6 +374,11 @@ def preferences(*, user: User) -> NotificationPreference:
     return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
 
 
-def push_subscriptions(*, user: User) -> list[PushSubscription]:
-    """The account's own devices that receive web push, newest first (one query)."""
-    return list(PushSubscription.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at"))
+PUSH_SUBSCRIPTION_ORDER = ("-created_at", "-id")
+
+
+def push_subscriptions(*, user: User, page: Pager | None = None) -> list[PushSubscription]:
+    """The account's own devices that receive web push, newest first (one query); one page of them
+    with ``page``."""
+    rows = PushSubscription.objects.filter(user=user, revoked_at__isnull=True)
+    return list(page.queryset(rows) if page else rows.order_by(*PUSH_SUBSCRIPTION_ORDER))

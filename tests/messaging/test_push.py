@@ -156,9 +156,9 @@ def test_a_browser_registers_lists_and_turns_off_its_subscription(world: World) 
     assert "push.example.net" not in "".join(stored)
     client = world.client("guardian")
     listed = client.get("/api/v1/me/push-subscriptions").json()
-    assert [row["id"] for row in listed] == [body["id"]]
+    assert [row["id"] for row in listed["items"]] == [body["id"]]
     assert client.delete(f"/api/v1/me/push-subscriptions/{body['id']}").status_code == 204
-    assert client.get("/api/v1/me/push-subscriptions").json() == []
+    assert client.get("/api/v1/me/push-subscriptions").json() == {"items": [], "next": None}
     row = PushSubscription.objects.get()
     assert row.revoked_at is not None and row.revoked_reason == "user"
     assert AuditEvent.objects.filter(action="delete", entity_type="PushSubscription", entity_id=body["id"]).exists()
@@ -169,7 +169,7 @@ def test_a_shared_device_notifies_only_the_account_that_registered_it_last(world
     first = register(world, "guardian").json()
     second = register(world, "co_guardian").json()
     assert first["id"] != second["id"]
-    assert world.client("guardian").get("/api/v1/me/push-subscriptions").json() == []
+    assert world.client("guardian").get("/api/v1/me/push-subscriptions").json() == {"items": [], "next": None}
     assert PushSubscription.objects.get(pk=first["id"]).revoked_reason == "replaced"
 
 
@@ -216,7 +216,7 @@ def test_registrations_are_rate_limited_and_devices_capped(world: World, vapid: 
 def test_another_accounts_device_is_a_404_and_audited(world: World, persona: str) -> None:
     device = register(world).json()
     client = world.client(persona)
-    assert client.get("/api/v1/me/push-subscriptions").json() == []
+    assert client.get("/api/v1/me/push-subscriptions").json() == {"items": [], "next": None}
     before = AuditEvent.objects.filter(action="deny", entity_type="PushSubscription").count()
     response = client.delete(f"/api/v1/me/push-subscriptions/{device['id']}")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
