@@ -14,8 +14,10 @@ absence, a year or a month alone as its date.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.utils.text import slugify
@@ -256,19 +258,45 @@ def _record_result(ctx: Context, child: Child, source_id: str, arguments: dict[s
     return row
 
 
-def _listing_report(resource: Resource, child: Child) -> ResultReport | None:
+def _reports_listing(child_ids: set[Any]) -> dict[Any, dict[str, ResultReport]]:
+    """For each child, its live reports by the Observation ids they list (two queries for all)."""
+    records = SourceRecord.objects.filter(resource_type="DiagnosticReport", child_id__in=child_ids, deleted=False)
+    listed = [(record.child_id, record.target, record.state.get("results", [])) for record in records]
+    rows = ResultReport.objects.select_related("ordering_clinician").in_bulk({target for _, target, _ in listed})
+    found: dict[Any, dict[str, ResultReport]] = {child_id: {} for child_id in child_ids}
+    for child_id, target, results_listed in listed:
+        report = rows.get(target) or rows.get(UUID(target))
+        if report is not None:
+            for ident in results_listed:
+                found.setdefault(child_id, {}).setdefault(ident, report)
+    return found
+
+
+def _listing_report(ctx: Context, resource: Resource, child: Child) -> ResultReport | None:
     """The live report of the child that lists this Observation among its results."""
-    reports = SourceRecord.objects.filter(resource_type="DiagnosticReport", child_id=child.pk, deleted=False)
-    for record in reports.only("state", "targets"):
-        if resource.id and resource.id in record.state.get("results", []):
-            return ResultReport.objects.select_related("ordering_clinician").filter(pk=record.target).first()
-    return None
+    key = ("reports_listing", child.pk)
+    if key not in ctx.memo:
+        ctx.memo[key] = _reports_listing({child.pk})[child.pk]
+    listing: dict[str, ResultReport] = ctx.memo[key]
+    return listing.get(resource.id) if resource.id else None
+
+
+def observation_prefetch(ctx: Context, resources: Sequence[Resource]) -> None:
+    """A chunk's Observations: the reports that list them, for all their children at once."""
+    child_ids = set()
+    for resource in resources:
+        try:
+            child_ids.add(UUID(ctx.record("Patient", resource.data.get("subject")).target))
+        except (Unmappable, ValueError):
+            continue  # reported when the line is applied
+    for child_id, listing in _reports_listing(child_ids).items():
+        ctx.memo[("reports_listing", child_id)] = listing
 
 
 def observation_apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapped:
     data = resource.data
     child = ctx.child(data.get("subject"))
-    report = _listing_report(resource, child)
+    report = _listing_report(ctx, resource, child)
     arguments = observation_fields(ctx, data, report)
     row = _record_result(ctx, child, source_key(resource), {**arguments, "report": report})
     return Mapped(targets=[str(row.pk)], child_id=child.pk)
@@ -374,5 +402,7 @@ def report_remove(ctx: Context, record: SourceRecord) -> None:
     _record_report(ctx, report.child, report.source_id, fields)
 
 
-OBSERVATION = Mapping(target_type="care.TestResult", apply=observation_apply, remove=observation_remove)
+OBSERVATION = Mapping(
+    target_type="care.TestResult", apply=observation_apply, remove=observation_remove, prefetch=observation_prefetch
+)
 DIAGNOSTIC_REPORT = Mapping(target_type="care.ResultReport", apply=report_apply, remove=report_remove)
