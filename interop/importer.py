@@ -37,6 +37,7 @@ from interop.errors import Unmappable
 from interop.mapping import MAPPINGS, NOT_IMPORTED_YET, ORDER
 from interop.models import ImportFile, ImportIssue, ImportRun, SourceRecord
 from interop.records import BOOKKEEPING_FIELDS, identifier_index, note_unchanged, record_fill, record_save, records_for
+from portal import audit
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +210,9 @@ def _reject(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line, reason: 
     logger.warning("fhir import: line rejected", extra={"file": file.name, "line": line.number, "reason": reason})
 
 
-def _apply(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line) -> None:
+def _apply(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line, audit_rows: audit.Held) -> None:
     """Apply one line read; a bad one is counted and reported, and leaves nothing behind (its own
-    savepoint)."""
+    savepoint, and its audit rows, held for the chunk, dropped)."""
     if line.counted:
         chunk.counts[line.kind][line.counted] += 1
         return
@@ -232,6 +233,7 @@ def _apply(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line) -> None:
             _seen(chunk, existing)
             return
     mapping = MAPPINGS[kind]
+    mark = audit_rows.mark()
     try:
         with transaction.atomic():
             mapped = mapping.apply(ctx, resource, existing)
@@ -239,6 +241,7 @@ def _apply(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line) -> None:
             if mapping.reads_own_type:
                 record_save(record)
     except LINE_ERRORS as error:
+        audit_rows.discard(mark)
         ctx.forget_rows()  # what the line read may have changed in memory before it was rolled back
         _reject(ctx, chunk, file, line, _reason(error))
         return
@@ -326,13 +329,14 @@ def _import_file(ctx: Context, file: ImportFile, path: Path, batch_size: int) ->
             exhausted = True
         last = pending[-1][0] if pending else None
         ctx.forget()
-        with transaction.atomic():
+        with transaction.atomic(), audit.held() as audit_rows:
             chunk = _Chunk()
             read = [_read(chunk, number, text, file.resource_type) for number, text in pending]
             _prefetch(ctx, chunk, read)
             for line in read:
-                _apply(ctx, chunk, file, line)
+                _apply(ctx, chunk, file, line, audit_rows)
             _flush(ctx, chunk)
+            audit_rows.flush()
             _commit(file, chunk, last or file.lines_committed, completed=exhausted)
 
 
