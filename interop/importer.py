@@ -336,7 +336,6 @@ def _import_file(ctx: Context, file: ImportFile, path: Path, batch_size: int) ->
             for line in read:
                 _apply(ctx, chunk, file, line, audit_rows)
             _flush(ctx, chunk)
-            audit_rows.flush()
             _commit(file, chunk, last or file.lines_committed, completed=exhausted)
 
 

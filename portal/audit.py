@@ -137,15 +137,17 @@ _held: contextvars.ContextVar[Held | None] = contextvars.ContextVar("audit_held"
 
 @contextlib.contextmanager
 def held() -> Iterator[Held]:
-    """Within the block, appends are held (their ``recorded_at`` is the moment of the call) until
-    ``Held.flush``; what is not flushed when the block ends is dropped, as its transaction is
-    rolled back (an exception). Precondition: the block flushes before each commit of its work."""
+    """Within the block, appends are held (their ``recorded_at`` is the moment of the call) and
+    written when the block ends, or earlier by ``Held.flush``; if it ends with an exception they are
+    dropped, as the transaction that made them rolls back. Precondition: the block sits inside that
+    transaction (its end comes before the commit)."""
     batch = Held()
     token = _held.set(batch)
     try:
         yield batch
     finally:
         _held.reset(token)
+    batch.flush()  # not reached when the block raised
 
 
 def record_many(
