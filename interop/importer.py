@@ -9,8 +9,10 @@ chunks, one transaction each with its checkpoint, and a run over the same files 
 interruption continues from there. A chunk is read and validated whole; what its lines will look up
 (their records, the records, children and clinicians their references point to, what a mapping
 reads for all of them) is read once for the chunk; its records and audit rows are written at its end
-in one statement each; each line is applied in its own savepoint. A line that is not JSON or cannot be validated or mapped is reported (file, line, a machine
-reason) and rejected; the other lines go on, since an export's lines are independent and large
+in one statement each; each line is applied in its own savepoint.
+
+A line that is not JSON or cannot be validated or mapped is reported (file, line, a machine reason)
+and rejected; the other lines go on, since an export's lines are independent and large
 exports should not stop at one bad record (what refers to a rejected resource is then reported as an
 unresolved reference).
 
