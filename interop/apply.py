@@ -31,9 +31,10 @@ from django.utils import timezone
 from interop import fhir
 from interop.context import Context
 from interop.errors import Unmappable
-from interop.importer import LINE_ERRORS, _index, _note_unchanged, _save_record
+from interop.importer import LINE_ERRORS
 from interop.mapping import MAPPINGS, ORDER
 from interop.models import ImportRun, SourceRecord
+from interop.records import note_unchanged, record_fill, record_for, record_save
 from portal.models import User
 
 METHODS = {"POST", "PUT", "DELETE"}
@@ -65,25 +66,26 @@ class BundleError(Exception):
 # --- One resource ---------------------------------------------------------------------------------
 
 
-def record_for(identifier: str) -> SourceRecord | None:
-    return SourceRecord.objects.filter(identifier_index=_index(identifier)).first()
-
-
 def resource_apply(ctx: Context, resource: fhir.Resource) -> tuple[str, SourceRecord]:
     """Upsert one validated resource as the import does; returns the outcome (``created``,
     ``updated``, ``unchanged`` or ``older``) and its record. Raises ``Unmappable`` (or one of the
     import's ``LINE_ERRORS``) when the mapping cannot take it. Call inside a transaction."""
-    existing = SourceRecord.objects.select_for_update().filter(identifier_index=_index(resource.identifier)).first()
+    existing = record_for(resource.identifier, lock=True)
     if existing is not None and not existing.deleted:
         if fhir.is_older(resource.version_id, resource.last_updated, existing.version_id, existing.last_updated):
             return "older", existing
         if existing.content_hash == resource.content_hash:
-            _note_unchanged(existing, resource)
+            changed = note_unchanged(existing, resource)
+            if changed:
+                existing.save(update_fields=changed)
             return "unchanged", existing
-    mapped = MAPPINGS[resource.type].apply(ctx, resource, existing)
-    _save_record(ctx, existing, resource, mapped)
-    saved = SourceRecord.objects.get(identifier_index=_index(resource.identifier))
-    return ("created" if existing is None or existing.deleted else "updated"), saved
+    created = existing is None or existing.deleted
+    mapping = MAPPINGS[resource.type]
+    mapped = mapping.apply(ctx, resource, existing)
+    record = record_fill(ctx.run, existing, resource, mapped, mapping.target_type)
+    record_save(record)
+    ctx.remember(record)
+    return ("created" if created else "updated"), record
 
 
 def resource_remove(ctx: Context, record: SourceRecord) -> bool:

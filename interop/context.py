@@ -33,12 +33,68 @@ def import_actor() -> User:
 class Context:
     actor: User
     run: ImportRun
-    # References resolved in the current batch (cleared with each batch: a rolled-back batch may have
-    # made records that no longer exist).
+    # References resolved in the current chunk (cleared with each chunk: a rolled-back chunk may have
+    # made records that no longer exist), and those known to resolve to nothing.
     resolved: dict[tuple[str, str], SourceRecord] = field(default_factory=dict)
+    unresolved: set[tuple[str, str]] = field(default_factory=set)
+    # Rows references lead to, read once per chunk (``prefetch``): children, clinicians, memberships.
+    children: dict[str, Child] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    memberships: dict[str, DepartmentMembership] = field(default_factory=dict)
+    # What a mapping reads once for a whole chunk (``Mapping.prefetch``), by the mapping's own keys.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def forget(self) -> None:
+        """A new chunk: everything read for the last one is forgotten."""
         self.resolved.clear()
+        self.unresolved.clear()
+        self.forget_rows()
+
+    def forget_rows(self) -> None:
+        """A line was rolled back: the rows it read (and may have changed in memory) are read again."""
+        self.children.clear()
+        self.users.clear()
+        self.memberships.clear()
+        self.memo.clear()
+
+    def remember(self, record: SourceRecord) -> None:
+        """A record written (or about to be) in this chunk: references to it resolve to it."""
+        key = (record.resource_type, record.resource_id)
+        self.unresolved.discard(key)
+        if record.deleted:
+            self.resolved.pop(key, None)
+        else:
+            self.resolved[key] = record
+
+    def prefetch(self, references: set[tuple[str, str]]) -> None:
+        """Resolve a chunk's references (``(Type, id)``) at once: their records, then the children,
+        clinicians and memberships they point to, one query each."""
+        wanted = {key for key in references if key not in self.resolved and key not in self.unresolved}
+        if wanted:
+            rows = SourceRecord.objects.filter(
+                resource_type__in={kind for kind, _ in wanted},
+                resource_id__in={ident for _, ident in wanted},
+                deleted=False,
+            )
+            for record in rows:
+                key = (record.resource_type, record.resource_id)
+                if key in wanted:
+                    self.resolved[key] = record
+            self.unresolved |= wanted - set(self.resolved)
+        targets: dict[str, set[str]] = {}
+        for (kind, _), record in self.resolved.items():
+            if record.targets:
+                targets.setdefault(kind, set()).add(record.target)
+        missing = targets.get("Patient", set()) - set(self.children)
+        if missing:
+            self.children.update((str(child.pk), child) for child in Child.objects.filter(pk__in=missing))
+        missing = targets.get("Practitioner", set()) - set(self.users)
+        if missing:
+            self.users.update((str(user.pk), user) for user in User.objects.filter(pk__in=missing))
+        missing = targets.get("PractitionerRole", set()) - set(self.memberships)
+        if missing:
+            memberships = DepartmentMembership.objects.select_related("clinician", "department")
+            self.memberships.update((str(row.pk), row) for row in memberships.filter(pk__in=missing))
 
     def record(self, resource_type: str, reference: dict[str, Any] | None) -> SourceRecord:
         """The live record a reference points to, or ``Unmappable("unresolved_reference:<Type>")``
@@ -46,28 +102,38 @@ class Context:
         ident = reference_id(reference, resource_type)
         if ident is None:
             raise Unmappable(f"no_reference:{resource_type}")
-        found = self.resolved.get((resource_type, ident))
-        if found is None:
+        key = (resource_type, ident)
+        found = self.resolved.get(key)
+        if found is None and key not in self.unresolved:
             found = SourceRecord.objects.filter(resource_type=resource_type, resource_id=ident, deleted=False).first()
         if found is None or not found.targets:
             raise Unmappable(f"unresolved_reference:{resource_type}")
-        self.resolved[(resource_type, ident)] = found
+        self.resolved[key] = found
         return found
 
     def child(self, reference: dict[str, Any] | None) -> Child:
-        found = self.record("Patient", reference)
-        return Child.objects.get(pk=found.target)
+        target = self.record("Patient", reference).target
+        child = self.children.get(target)
+        if child is None:
+            child = self.children[target] = Child.objects.get(pk=target)
+        return child
 
     def clinician(self, reference: dict[str, Any] | None) -> tuple[User, Department | None]:
         """The clinician (and department, through a PractitionerRole) a reference names."""
         kind = ((reference or {}).get("reference") or "").partition("/")[0]
         if kind == "PractitionerRole":
-            membership = DepartmentMembership.objects.select_related("clinician", "department").get(
-                pk=self.record("PractitionerRole", reference).target
-            )
+            target = self.record("PractitionerRole", reference).target
+            membership = self.memberships.get(target)
+            if membership is None:
+                membership = DepartmentMembership.objects.select_related("clinician", "department").get(pk=target)
+                self.memberships[target] = membership
             return membership.clinician, membership.department
         if kind == "Practitioner":
-            return User.objects.get(pk=self.record("Practitioner", reference).target), None
+            target = self.record("Practitioner", reference).target
+            user = self.users.get(target)
+            if user is None:
+                user = self.users[target] = User.objects.get(pk=target)
+            return user, None
         raise Unmappable("no_reference:Practitioner")
 
     def audit(

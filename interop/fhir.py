@@ -100,7 +100,12 @@ def parse_instant(value: str | None) -> datetime | None:
 
 
 def read(line: str) -> Resource:
-    data = parse_line(line)
+    """Parse and validate one line (``Unmappable`` says why it cannot be read)."""
+    return resource_of(parse_line(line))
+
+
+def resource_of(data: dict[str, Any]) -> Resource:
+    """Validate parsed JSON against the FHIR models and read its identity and version."""
     validate(data)
     identifier, logical = business_identifier(data)
     meta = data.get("meta") or {}

@@ -5,9 +5,14 @@ content has not changed writes no domain row, no audit row and no event; an olde
 (``meta.lastUpdated``, else a numeric ``meta.versionId``) never overwrites a newer one.
 
 Resumable: a run records each file's sha256 and the last line committed; lines are committed in
-batches, one transaction each, and a run over the same files after an interruption continues from
-there. A line that is not JSON or cannot be validated or mapped is reported (file, line, a machine
-reason) and rejected; the other lines go on, since an export's lines are independent and large
+chunks, one transaction each with its checkpoint, and a run over the same files after an
+interruption continues from there. A chunk is read and validated whole; what its lines will look up
+(their records, the records, children and clinicians their references point to, what a mapping
+reads for all of them) is read once for the chunk; its records and audit rows are written at its end
+in one statement each; each line is applied in its own savepoint.
+
+A line that is not JSON or cannot be validated or mapped is reported (file, line, a machine reason)
+and rejected; the other lines go on, since an export's lines are independent and large
 exports should not stop at one bad record (what refers to a rejected resource is then reported as an
 unresolved reference).
 
@@ -36,7 +41,8 @@ from interop.context import Context, import_actor
 from interop.errors import Unmappable
 from interop.mapping import MAPPINGS, NOT_IMPORTED_YET, ORDER
 from interop.models import ImportFile, ImportIssue, ImportRun, SourceRecord
-from portal.fields import BlindIndexField
+from interop.records import BOOKKEEPING_FIELDS, identifier_index, note_unchanged, record_fill, record_save, records_for
+from portal import audit
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ OUTCOMES = ("created", "updated", "unchanged", "older", "deleted", "rejected", "
 # What a bad value in one resource raises while it is mapped; anything else (a lost database
 # connection, an interruption) stops the run, to be continued by the next one.
 LINE_ERRORS = (Unmappable, DjangoValidationError, ValueError, KeyError, TypeError, ArithmeticError)
-DEFAULT_BATCH = 200
+DEFAULT_BATCH = 1000
 # A line longer than this is rejected unread (``line_too_large``): the largest resource the portal
 # takes is a visit summary with a 10 MB PDF, 13.4 million characters of base64.
 MAX_LINE_CHARS = 16 * 1024 * 1024
@@ -73,11 +79,32 @@ class Summary:
 
 
 @dataclass
-class _Batch:
+class _Chunk:
+    """What a chunk of lines did, written with its checkpoint: counts, rejected lines, the records
+    seen (a full export keeps them), the records to write, and the types with unidentifiable lines."""
+
     counts: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    seen: list[Any] = field(default_factory=list)
+    seen: set[Any] = field(default_factory=set)
     issues: list[ImportIssue] = field(default_factory=list)
     unidentified: set[str] = field(default_factory=set)
+    # The chunk's records by blind index (read in one query), and those to write at its end.
+    records: dict[str, SourceRecord] = field(default_factory=dict)
+    dirty: dict[str, SourceRecord] = field(default_factory=dict)
+    # Unchanged content whose version bookkeeping moved (``note_unchanged``).
+    bookkeeping: dict[str, SourceRecord] = field(default_factory=dict)
+
+
+@dataclass
+class _Line:
+    """One line read: its resource, or why it was rejected (``index``: its identifier's blind index,
+    when it could be identified)."""
+
+    number: int
+    kind: str
+    index: str | None = None
+    resource: fhir.Resource | None = None
+    reason: str = ""
+    counted: str = ""  # "not_imported" or "unsupported": counted, never applied
 
 
 def file_digest(path: Path) -> str:
@@ -95,12 +122,6 @@ def file_type(path: Path) -> str:
 
 def _rank(kind: str) -> int:
     return ORDER.index(kind) if kind in ORDER else len(ORDER)
-
-
-def _index(identifier: str) -> str:
-    field = SourceRecord._meta.get_field("identifier_index")
-    assert isinstance(field, BlindIndexField)
-    return field.index_of(identifier)
 
 
 def _start_run(files: list[tuple[Path, str]], full_export: bool) -> tuple[ImportRun, bool]:
@@ -124,85 +145,143 @@ def _start_run(files: list[tuple[Path, str]], full_export: bool) -> tuple[Import
     return run, False
 
 
-def _line(ctx: Context, batch: _Batch, file: ImportFile, number: int, text: str | None) -> None:
-    """Import one line (None: one too long to read); a bad one is counted and reported, and leaves
-    nothing behind."""
-    kind, existing = file.resource_type, None
+def _reason(error: Exception) -> str:
+    return error.reason if isinstance(error, Unmappable) else f"mapping_error:{type(error).__name__}"
+
+
+def _read(chunk: _Chunk, number: int, text: str | None, kind: str) -> _Line:
+    """Parse, identify and validate one line (None: one too long to read). Writes nothing."""
+    line = _Line(number=number, kind=kind)
     try:
         if text is None:
-            batch.unidentified.add(kind)
+            chunk.unidentified.add(kind)
             raise Unmappable("line_too_large")
         data = fhir.parse_line(text)
-        kind = data["resourceType"]
-        if kind not in MAPPINGS:
-            batch.counts[kind]["not_imported" if kind in NOT_IMPORTED_YET else "unsupported"] += 1
-            return
+        line.kind = data["resourceType"]
+        if line.kind not in MAPPINGS:
+            line.counted = "not_imported" if line.kind in NOT_IMPORTED_YET else "unsupported"
+            return line
         try:
             identifier, _ = fhir.business_identifier(data)
         except (Unmappable, *LINE_ERRORS):
-            batch.unidentified.add(kind)
+            chunk.unidentified.add(line.kind)
             raise
-        existing = SourceRecord.objects.filter(identifier_index=_index(identifier)).first()
-        resource = fhir.read(text)
-        if existing is not None and not existing.deleted:
-            if fhir.is_older(resource.version_id, resource.last_updated, existing.version_id, existing.last_updated):
-                batch.counts[kind]["older"] += 1
-                batch.seen.append(existing.pk)
-                return
-            if existing.content_hash == resource.content_hash:
-                _note_unchanged(existing, resource)
-                batch.counts[kind]["unchanged"] += 1
-                batch.seen.append(existing.pk)
-                return
-        with transaction.atomic():
-            mapped = MAPPINGS[kind].apply(ctx, resource, existing)
-            _save_record(ctx, existing, resource, mapped)
-        batch.counts[kind]["created" if existing is None or existing.deleted else "updated"] += 1
+        line.index = identifier_index(identifier)
+        line.resource = fhir.resource_of(data)
     except LINE_ERRORS as error:
-        reason = error.reason if isinstance(error, Unmappable) else f"mapping_error:{type(error).__name__}"
-        if existing is not None:
-            batch.seen.append(existing.pk)
-        batch.counts[kind]["rejected"] += 1
-        batch.issues.append(ImportIssue(file_name=file.name, line=number, resource_type=kind[:64], reason=reason))
-        logger.warning("fhir import: line rejected", extra={"file": file.name, "line": number, "reason": reason})
+        line.reason = _reason(error)
+    return line
 
 
-def _note_unchanged(record: SourceRecord, resource: fhir.Resource) -> None:
-    """Same content: only the bookkeeping moves (a newer version number, a re-keyed logical id)."""
-    changes = {
-        "version_id": resource.version_id,
-        "last_updated": resource.last_updated,
-        "resource_id": resource.id[:64],
-    }
-    changed = {name: value for name, value in changes.items() if getattr(record, name) != value}
-    if changed:
-        SourceRecord.objects.filter(pk=record.pk).update(**changed)
+def _references(value: Any, found: set[tuple[str, str]]) -> None:
+    """Every relative reference ``Type/id`` in a resource's JSON."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                kind, _, ident = item.partition("/")
+                if kind in MAPPINGS and ident and "/" not in ident:
+                    found.add((kind, ident[:64]))
+            elif isinstance(item, dict | list):
+                _references(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                _references(item, found)
 
 
-def _save_record(ctx: Context, record: SourceRecord | None, resource: fhir.Resource, mapped: Any) -> None:
-    record = record or SourceRecord(resource_type=resource.type, identifier=resource.identifier)
-    record.resource_id = resource.id[:64]
-    record.identifier_is_logical_id = resource.identifier_is_logical_id
-    record.version_id = resource.version_id[:64]
-    record.last_updated = resource.last_updated
-    record.content_hash = resource.content_hash
-    record.target_type = MAPPINGS[resource.type].target_type
-    record.targets = mapped.targets
-    record.state = mapped.state
-    record.child_id = mapped.child_id or _child_of(resource.type, mapped.targets)
-    record.deleted = False
-    record.deleted_at = None
-    record.last_seen_run = ctx.run
-    record.updated_at = timezone.now()
-    record.save()
+def _prefetch(ctx: Context, chunk: _Chunk, lines: list[_Line]) -> None:
+    """What the chunk's lines will read, at once: their own records by identifier, the records (and
+    children, clinicians, memberships) their references point to, and each mapping's own reads."""
+    chunk.records = records_for(sorted({line.index for line in lines if line.index}))
+    references: set[tuple[str, str]] = set()
+    by_kind: defaultdict[str, list[fhir.Resource]] = defaultdict(list)
+    for line in lines:
+        if line.resource is not None:
+            _references(line.resource.data, references)
+            by_kind[line.kind].append(line.resource)
+    ctx.prefetch(references)
+    for kind, resources in by_kind.items():
+        prefetch = MAPPINGS[kind].prefetch
+        if prefetch is not None:
+            prefetch(ctx, resources)
 
 
-def _child_of(kind: str, targets: list[str]) -> Any:
-    return targets[0] if kind == "Patient" and targets else None
+def _reject(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line, reason: str) -> None:
+    existing = chunk.records.get(line.index) if line.index else None
+    if existing is not None and not existing._state.adding:
+        chunk.seen.add(existing.pk)
+    chunk.counts[line.kind]["rejected"] += 1
+    chunk.issues.append(ImportIssue(file_name=file.name, line=line.number, resource_type=line.kind[:64], reason=reason))
+    logger.warning("fhir import: line rejected", extra={"file": file.name, "line": line.number, "reason": reason})
 
 
-def _commit(file: ImportFile, batch: _Batch, last_line: int, completed: bool) -> None:
-    """Called inside the batch's transaction: the file's progress and counts move with the batch."""
+def _apply(ctx: Context, chunk: _Chunk, file: ImportFile, line: _Line, audit_rows: audit.Held) -> None:
+    """Apply one line read; a bad one is counted and reported, and leaves nothing behind (its own
+    savepoint, and its audit rows, held for the chunk, dropped)."""
+    if line.counted:
+        chunk.counts[line.kind][line.counted] += 1
+        return
+    if line.resource is None or line.index is None:
+        _reject(ctx, chunk, file, line, line.reason)
+        return
+    resource, kind = line.resource, line.kind
+    existing = chunk.records.get(line.index)
+    if existing is not None and not existing.deleted:
+        if fhir.is_older(resource.version_id, resource.last_updated, existing.version_id, existing.last_updated):
+            chunk.counts[kind]["older"] += 1
+            _seen(chunk, existing)
+            return
+        if existing.content_hash == resource.content_hash:
+            if note_unchanged(existing, resource) and not existing._state.adding:
+                chunk.bookkeeping[line.index] = existing
+            chunk.counts[kind]["unchanged"] += 1
+            _seen(chunk, existing)
+            return
+    mapping = MAPPINGS[kind]
+    mark = audit_rows.mark()
+    try:
+        with transaction.atomic():
+            mapped = mapping.apply(ctx, resource, existing)
+            record = record_fill(ctx.run, existing, resource, mapped, mapping.target_type)
+            if mapping.reads_own_type:
+                record_save(record)
+    except LINE_ERRORS as error:
+        audit_rows.discard(mark)
+        ctx.forget_rows()  # what the line read may have changed in memory before it was rolled back
+        _reject(ctx, chunk, file, line, _reason(error))
+        return
+    if not mapping.reads_own_type:
+        chunk.dirty[line.index] = record
+    chunk.records[line.index] = record
+    ctx.remember(record)
+    chunk.counts[kind]["created" if existing is None or existing.deleted else "updated"] += 1
+
+
+def _seen(chunk: _Chunk, record: SourceRecord) -> None:
+    """A record the run saw unchanged (or older): a full export keeps it."""
+    if not record._state.adding:  # a new one is written at the chunk's end, seen by this run
+        chunk.seen.add(record.pk)
+
+
+def _flush(ctx: Context, chunk: _Chunk) -> None:
+    """Write the chunk's records: new ones in one INSERT, version bookkeeping in one UPDATE, and each
+    updated one on its own (its encrypted ``state`` cannot go through a bulk ``CASE`` update; updates
+    are the exception in an export)."""
+    new = [record for record in chunk.dirty.values() if record._state.adding]
+    if new:
+        SourceRecord.objects.bulk_create(new)
+    inserted = {id(record) for record in new}
+    for index, record in chunk.dirty.items():
+        chunk.bookkeeping.pop(index, None)
+        if id(record) not in inserted:
+            record_save(record)
+            chunk.seen.discard(record.pk)
+    if chunk.bookkeeping:
+        SourceRecord.objects.bulk_update(list(chunk.bookkeeping.values()), BOOKKEEPING_FIELDS)
+
+
+def _commit(file: ImportFile, batch: _Chunk, last_line: int, completed: bool) -> None:
+    """Called inside the chunk's transaction: the file's progress and counts move with the chunk."""
     counts = {kind: dict(values) for kind, values in file.counts.items()}
     for kind, values in batch.counts.items():
         merged = Counter(counts.get(kind, {}))
@@ -214,7 +293,7 @@ def _commit(file: ImportFile, batch: _Batch, last_line: int, completed: bool) ->
     file.completed = completed
     file.save(update_fields=["counts", "lines_committed", "completed"])
     if batch.seen:
-        SourceRecord.objects.filter(pk__in=batch.seen).update(last_seen_run=file.run)
+        SourceRecord.objects.filter(pk__in=sorted(batch.seen, key=str)).update(last_seen_run=file.run)
     for issue in batch.issues:
         issue.run_id = file.run_id
     ImportIssue.objects.bulk_create(batch.issues, ignore_conflicts=True)
@@ -237,8 +316,10 @@ def _lines(path: Path, after: int) -> Iterator[tuple[int, str | None]]:
 
 
 def _import_file(ctx: Context, file: ImportFile, path: Path, batch_size: int) -> None:
-    """Batches of at most ``batch_size`` lines and about ``BATCH_MAX_CHARS`` characters (a batch of
-    PDF-carrying lines stays small), one transaction each."""
+    """Chunks of at most ``batch_size`` lines and about ``BATCH_MAX_CHARS`` characters (a chunk of
+    PDF-carrying lines stays small), one transaction each, its checkpoint committed with it. A chunk
+    is read and validated whole, what its lines will look up is read at once (``_prefetch``), each
+    line is applied in its own savepoint, and its records are written at its end (``_flush``)."""
     lines = _lines(path, file.lines_committed)
     exhausted = False
     while not exhausted:
@@ -253,11 +334,14 @@ def _import_file(ctx: Context, file: ImportFile, path: Path, batch_size: int) ->
             exhausted = True
         last = pending[-1][0] if pending else None
         ctx.forget()
-        with transaction.atomic():
-            batch = _Batch()
-            for number, text in pending:
-                _line(ctx, batch, file, number, text)
-            _commit(file, batch, last or file.lines_committed, completed=exhausted)
+        with transaction.atomic(), audit.held() as audit_rows:
+            chunk = _Chunk()
+            read = [_read(chunk, number, text, file.resource_type) for number, text in pending]
+            _prefetch(ctx, chunk, read)
+            for line in read:
+                _apply(ctx, chunk, file, line, audit_rows)
+            _flush(ctx, chunk)
+            _commit(file, chunk, last or file.lines_committed, completed=exhausted)
 
 
 def _delete_missing(ctx: Context, run: ImportRun, batch_size: int) -> list[str]:

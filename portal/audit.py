@@ -10,6 +10,7 @@ chain they were written with (``hash_n = SHA-256(hash_{n-1} || canonical(entry_n
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import uuid
@@ -31,9 +32,11 @@ __all__ = [
     "AuditEvent",
     "ClientInfo",
     "Entry",
+    "Held",
     "Outcome",
     "Resource",
     "deny",
+    "held",
     "reads",
     "record",
     "record_for_child",
@@ -103,11 +106,56 @@ def _user_id(user: Any) -> Any:
     return user.pk
 
 
+# Rows per INSERT when held appends are written: 15 parameters a row stays within every backend's
+# limit on parameters per statement (SQLite's 32,766; PostgreSQL's 65,535).
+HELD_ROWS_PER_INSERT = 1000
+
+
+class Held:
+    """Appends held back to be written together (``held``): one INSERT for a batch job's many
+    writes, in the transaction that made them. ``mark`` and ``discard`` drop the entries of a part
+    of the work that was rolled back (a savepoint)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def discard(self, mark: int) -> None:
+        del self.events[mark:]
+
+    def flush(self) -> None:
+        """Write what is held (call inside the transaction that made the changes, before it commits)."""
+        for start in range(0, len(self.events), HELD_ROWS_PER_INSERT):
+            _insert(self.events[start : start + HELD_ROWS_PER_INSERT])
+        self.events = []
+
+
+_held: contextvars.ContextVar[Held | None] = contextvars.ContextVar("audit_held", default=None)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[Held]:
+    """Within the block, appends are held (their ``recorded_at`` is the moment of the call) and
+    written when the block ends, or earlier by ``Held.flush``; if it ends with an exception they are
+    dropped, as the transaction that made them rolls back. Precondition: the block sits inside that
+    transaction (its end comes before the commit)."""
+    batch = Held()
+    token = _held.set(batch)
+    try:
+        yield batch
+    finally:
+        _held.reset(token)
+    batch.flush()  # not reached when the block raised
+
+
 def record_many(
     entries: list[Entry], *, actor: Any, on_behalf_of: Any = None, client: ClientInfo | None = None
 ) -> list[AuditEvent]:
-    """Append entries in one INSERT (a list read audits every child it shows). The rows join the
-    ledger when the sequencer next seals (``portal.ledger``)."""
+    """Append entries in one INSERT (a list read audits every child it shows), or hold them for the
+    batch being written (``held``). The rows join the ledger when the sequencer next seals
+    (``portal.ledger``)."""
     if not entries:
         return []
     info = client or _client.get()
@@ -131,6 +179,10 @@ def record_many(
         )
         for item in entries
     ]
+    batch = _held.get()
+    if batch is not None:
+        batch.events.extend(events)
+        return events
     _insert(events)
     return events
 

@@ -247,3 +247,37 @@ def test_two_hundred_concurrent_audited_requests_keep_one_chain(needs_postgres: 
     assert [index for index, _ in leaves] == list(range(len(leaves)))
     assert sorted(seq for _, seq in leaves) == sorted(AuditEvent.objects.values_list("seq", flat=True))
     assert _problems() == []
+
+
+@pytest.mark.django_db
+def test_held_appends_are_written_together_and_a_discarded_part_leaves_nothing(monkeypatch) -> None:
+    monkeypatch.setattr(audit, "HELD_ROWS_PER_INSERT", 2)
+    with transaction.atomic(), audit.held() as rows:
+        audit.record(actor=None, action=audit.Action.CREATE, entity_type=Resource.OBSERVATION, entity_id="kept-1")
+        mark = rows.mark()
+        audit.record(actor=None, action=audit.Action.CREATE, entity_type=Resource.OBSERVATION, entity_id="dropped")
+        rows.discard(mark)
+        audit.record_many(
+            [
+                audit.Entry(action=audit.Action.UPDATE, entity_type=Resource.OBSERVATION, entity_id=f"kept-{i}")
+                for i in (2, 3)
+            ],
+            actor=None,
+        )
+        assert not AuditEvent.objects.exists()  # held until flushed
+        rows.flush()
+    assert list(AuditEvent.objects.order_by("seq").values_list("entity_id", "action")) == [
+        ("kept-1", "create"),
+        ("kept-2", "update"),
+        ("kept-3", "update"),
+    ]
+    # The block's end writes what is still held; a block that fails drops it (its transaction rolls
+    # back); outside a block, appends are written at once again.
+    with transaction.atomic(), audit.held():
+        audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="at-end")
+    with pytest.raises(ZeroDivisionError), transaction.atomic(), audit.held():
+        audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="failed")
+        _ = 1 / 0
+    audit.record(actor=None, action=audit.Action.READ, entity_type=Resource.PATIENT, entity_id="now")
+    expected = {"kept-1", "kept-2", "kept-3", "at-end", "now"}
+    assert set(AuditEvent.objects.values_list("entity_id", flat=True)) == expected

@@ -220,7 +220,8 @@ def report_record(
         "ordering_clinician_name": ordering_clinician_name,
         "confidential": confidential,
     }
-    with transaction.atomic():
+    # No savepoint of its own: a caller that catches its error (the import, per line) has one.
+    with transaction.atomic(savepoint=False):
         done = _upsert(ResultReport, child, source_id, fields)
         if done.changed:
             action = audit.Action.CREATE if done.created else audit.Action.UPDATE
@@ -297,7 +298,8 @@ def _record(
     fields: dict[str, Any],
     moment: datetime,
 ) -> tuple[Any, bool]:
-    with transaction.atomic():
+    # No savepoint of its own: a caller that catches its error (the import, per line) has one.
+    with transaction.atomic(savepoint=False):
         done = _upsert(
             model,
             child,

@@ -1,10 +1,15 @@
 """The shape of a mapping: ``apply`` makes or updates the portal rows for a resource (``record`` is
 None the first time), ``remove`` ends them when the resource leaves a full export. Both audit their
-writes as the import actor and publish the domain events the care team's own writes would."""
+writes as the import actor and publish the domain events the care team's own writes would.
+
+``prefetch`` (optional) reads at once, before a chunk of resources of its type is applied, what
+``apply`` would otherwise read for each of them (kept in ``Context.memo``). A mapping whose ``apply``
+queries the records of its own type (``reads_own_type``) has each record saved as soon as it is
+applied; the others' records are written once per chunk."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -30,6 +35,8 @@ class Mapping:
     target_type: str
     apply: Callable[[Context, Resource, SourceRecord | None], Mapped]
     remove: Callable[[Context, SourceRecord], None]
+    prefetch: Callable[[Context, Sequence[Resource]], None] | None = None
+    reads_own_type: bool = False
 
 
 def source_key(resource: Resource) -> str:

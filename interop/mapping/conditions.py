@@ -65,4 +65,5 @@ def remove(ctx: Context, record: SourceRecord) -> None:
         _set_codes(ctx, child, None, record.state.get("code"), record)
 
 
-MAPPING = Mapping(target_type="portal.Child", apply=apply, remove=remove)
+# ``_still_held`` reads the child's other Condition records: each is saved as soon as it is applied.
+MAPPING = Mapping(target_type="portal.Child", apply=apply, remove=remove, reads_own_type=True)

@@ -3,6 +3,7 @@ already, with the same MRN, is adopted rather than duplicated)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,7 @@ from interop.fhir import MR_CODE, Resource
 from interop.mapping.base import Mapped, Mapping
 from interop.models import SourceRecord
 from portal import audit, events, services
+from portal.fields import BlindIndexField
 from portal.models import CareTeamMembership, Child, GuardianLink
 from portal.vocabulary import Resource as Entity
 
@@ -76,16 +78,39 @@ def _update(ctx: Context, child: Child, wanted: dict[str, Any]) -> None:
     ctx.audit(audit.Action.UPDATE, Entity.PATIENT, child.pk, child.pk, reason="ehr_import:" + ",".join(sorted(changed)))
 
 
+def _mrn_index(mrn: str) -> str:
+    field = Child._meta.get_field("mrn_index")
+    assert isinstance(field, BlindIndexField)
+    return field.index_of(mrn)
+
+
+def prefetch(ctx: Context, resources: Sequence[Resource]) -> None:
+    """A chunk's Patients: the children already registered with their MRNs, in one query."""
+    indexes = set()
+    for resource in resources:
+        try:
+            indexes.add(_mrn_index(fields(resource.data)["mrn"]))
+        except (Unmappable, ValueError, KeyError, TypeError):
+            continue  # reported when the line is applied
+    found = {child.mrn_index: child for child in Child.objects.filter(mrn_index__in=indexes)}
+    for index in indexes:
+        ctx.memo[("child_by_mrn", index)] = found.get(index)
+
+
 def apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapped:
     wanted = fields(resource.data)
     child = Child.objects.filter(pk=record.target).first() if record and record.targets else None
     if child is None:
-        mrn_index = Child._meta.get_field("mrn_index").index_of(wanted["mrn"])
-        child = Child.objects.filter(mrn_index=mrn_index).first()
+        key = ("child_by_mrn", _mrn_index(wanted["mrn"]))
+        child = ctx.memo[key] if key in ctx.memo else Child.objects.filter(mrn_index=key[1]).first()
     if child is None:
         child = services.child_create(actor=ctx.actor, time_zone=hospital_time_zone(), **wanted)
     else:
+        known = child.mrn_index
         _update(ctx, child, wanted)
+        if child.mrn_index != known:  # its old MRN names no child any more
+            ctx.memo[("child_by_mrn", known)] = None
+    ctx.memo[("child_by_mrn", child.mrn_index)] = child
     return Mapped(targets=[str(child.pk)])
 
 
@@ -117,4 +142,4 @@ def remove(ctx: Context, record: SourceRecord) -> None:
     ctx.audit(audit.Action.DELETE, Entity.PATIENT, child.pk, child.pk, reason="ehr_patient_removed")
 
 
-MAPPING = Mapping(target_type="portal.Child", apply=apply, remove=remove)
+MAPPING = Mapping(target_type="portal.Child", apply=apply, remove=remove, prefetch=prefetch)

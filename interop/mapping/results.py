@@ -14,8 +14,10 @@ absence, a year or a month alone as its date.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.utils.text import slugify
@@ -256,19 +258,45 @@ def _record_result(ctx: Context, child: Child, source_id: str, arguments: dict[s
     return row
 
 
-def _listing_report(resource: Resource, child: Child) -> ResultReport | None:
+def _reports_listing(child_ids: set[Any]) -> dict[Any, dict[str, ResultReport]]:
+    """For each child, its live reports by the Observation ids they list (two queries for all)."""
+    records = SourceRecord.objects.filter(resource_type="DiagnosticReport", child_id__in=child_ids, deleted=False)
+    listed = [(record.child_id, record.target, record.state.get("results", [])) for record in records]
+    rows = ResultReport.objects.select_related("ordering_clinician").in_bulk({UUID(target) for _, target, _ in listed})
+    found: dict[Any, dict[str, ResultReport]] = {child_id: {} for child_id in child_ids}
+    for child_id, target, results_listed in listed:
+        report = rows.get(UUID(target))
+        if report is not None:
+            for ident in results_listed:
+                found.setdefault(child_id, {}).setdefault(ident, report)
+    return found
+
+
+def _listing_report(ctx: Context, resource: Resource, child: Child) -> ResultReport | None:
     """The live report of the child that lists this Observation among its results."""
-    reports = SourceRecord.objects.filter(resource_type="DiagnosticReport", child_id=child.pk, deleted=False)
-    for record in reports.only("state", "targets"):
-        if resource.id and resource.id in record.state.get("results", []):
-            return ResultReport.objects.select_related("ordering_clinician").filter(pk=record.target).first()
-    return None
+    key = ("reports_listing", child.pk)
+    if key not in ctx.memo:
+        ctx.memo[key] = _reports_listing({child.pk})[child.pk]
+    listing: dict[str, ResultReport] = ctx.memo[key]
+    return listing.get(resource.id) if resource.id else None
+
+
+def observation_prefetch(ctx: Context, resources: Sequence[Resource]) -> None:
+    """A chunk's Observations: the reports that list them, for all their children at once."""
+    child_ids = set()
+    for resource in resources:
+        try:
+            child_ids.add(UUID(ctx.record("Patient", resource.data.get("subject")).target))
+        except (Unmappable, ValueError):
+            continue  # reported when the line is applied
+    for child_id, listing in _reports_listing(child_ids).items():
+        ctx.memo[("reports_listing", child_id)] = listing
 
 
 def observation_apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapped:
     data = resource.data
     child = ctx.child(data.get("subject"))
-    report = _listing_report(resource, child)
+    report = _listing_report(ctx, resource, child)
     arguments = observation_fields(ctx, data, report)
     row = _record_result(ctx, child, source_key(resource), {**arguments, "report": report})
     return Mapped(targets=[str(row.pk)], child_id=child.pk)
@@ -319,17 +347,50 @@ def _record_report(ctx: Context, child: Child, source_id: str, fields: dict[str,
     return report
 
 
+def _listed_result(ctx: Context, ident: str) -> tuple[SourceRecord, TestResult] | None:
+    """The live record of an Observation a report lists, and its result row (None: not imported)."""
+    key = ("listed_result", ident)
+    if key not in ctx.memo:
+        source = SourceRecord.objects.filter(resource_type="Observation", resource_id=ident, deleted=False).first()
+        row = None
+        if source is not None and source.targets:
+            row = TestResult.objects.select_related("report", "ordering_clinician").filter(pk=source.target).first()
+        ctx.memo[key] = (source, row) if source is not None and row is not None else None
+    found: tuple[SourceRecord, TestResult] | None = ctx.memo[key]
+    return found
+
+
+def report_prefetch(ctx: Context, resources: Sequence[Resource]) -> None:
+    """A chunk's DiagnosticReports: the results they list that were imported already (two queries)."""
+    listed = {
+        ident[:64]
+        for resource in resources
+        for ident in (reference_id(r, "Observation") for r in resource.data.get("result") or [])
+        if ident
+    }
+    sources = {
+        source.resource_id: source
+        for source in SourceRecord.objects.filter(resource_type="Observation", resource_id__in=listed, deleted=False)
+        if source.targets
+    }
+    rows = TestResult.objects.select_related("report", "ordering_clinician").in_bulk(
+        {UUID(source.target) for source in sources.values()}
+    )
+    for ident in listed:
+        source = sources.get(ident)
+        row = rows.get(UUID(source.target)) if source is not None else None
+        ctx.memo[("listed_result", ident)] = (source, row) if source is not None and row is not None else None
+
+
 def _link(ctx: Context, report: ResultReport, observation_ids: list[str], previous: list[str]) -> None:
     """Results already imported join the report (and take its confidentiality); those it no longer
     lists leave it. Results not imported yet join it when they are."""
     wanted = set(observation_ids)
     for ident in dict.fromkeys([*observation_ids, *previous]):
-        source = SourceRecord.objects.filter(resource_type="Observation", resource_id=ident, deleted=False).first()
-        if source is None or not source.targets:
+        found = _listed_result(ctx, ident[:64])
+        if found is None:
             continue
-        row = TestResult.objects.select_related("report", "ordering_clinician").filter(pk=source.target).first()
-        if row is None:
-            continue
+        source, row = found
         if row.child_id != report.child_id:
             raise Unmappable("result_of_another_patient")
         arguments = result_arguments(row)
@@ -338,7 +399,8 @@ def _link(ctx: Context, report: ResultReport, observation_ids: list[str], previo
         elif row.report_id == report.pk:
             arguments |= {"report": None}
         if arguments != result_arguments(row):
-            _record_result(ctx, report.child, row.source_id, arguments)
+            changed = _record_result(ctx, report.child, row.source_id, arguments)
+            ctx.memo[("listed_result", ident[:64])] = (source, changed)
 
 
 def report_apply(ctx: Context, resource: Resource, record: SourceRecord | None) -> Mapped:
@@ -374,5 +436,9 @@ def report_remove(ctx: Context, record: SourceRecord) -> None:
     _record_report(ctx, report.child, report.source_id, fields)
 
 
-OBSERVATION = Mapping(target_type="care.TestResult", apply=observation_apply, remove=observation_remove)
-DIAGNOSTIC_REPORT = Mapping(target_type="care.ResultReport", apply=report_apply, remove=report_remove)
+OBSERVATION = Mapping(
+    target_type="care.TestResult", apply=observation_apply, remove=observation_remove, prefetch=observation_prefetch
+)
+DIAGNOSTIC_REPORT = Mapping(
+    target_type="care.ResultReport", apply=report_apply, remove=report_remove, prefetch=report_prefetch
+)
