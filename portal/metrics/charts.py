@@ -79,10 +79,12 @@ def line_chart(
         figure, axes = _figure(title)
         for index, item in enumerate(series):
             values = [float("nan") if value is None else value for value in item.values]
+            # A series wholly suppressed (small cells) is still named, with why it shows no line.
+            hidden = bool(item.values) and all(value is None for value in item.values)
             (line,) = axes.plot(
                 x,
                 values,
-                label=item.name,
+                label=f"{item.name} (hidden: too few patients)" if hidden else item.name,
                 color=item.color or PALETTE[index % len(PALETTE)],
                 linestyle="--" if item.dashed else "-",
                 linewidth=1.6,

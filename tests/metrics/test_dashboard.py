@@ -16,6 +16,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from portal.metrics import reports, views
+from portal.metrics.charts import Series, line_chart, svg
 from portal.metrics.population import patients_sync
 from portal.models import AuditEvent
 from tests.conftest import PERSONAS, World, make_user
@@ -247,3 +248,15 @@ def test_an_empty_installation_shows_the_form_and_no_figures(world: World) -> No
         rows = _csv_rows(client.get(CSV).content)
         assert rows == []
         assert client.get(PDF).content.startswith(b"%PDF-")
+
+
+def test_a_series_hidden_in_every_period_is_named_with_the_reason() -> None:
+    weeks = [datetime(2024, 1, 1, tzinfo=UTC).date() + timedelta(weeks=n) for n in range(3)]
+    figure = line_chart(
+        "Calls",
+        weeks,
+        [Series("Enrolled families", [None, None, None], key="enrolled"), Series("Not enrolled", [1.0, 2.0, 3.0])],
+        "Calls per 1,000 patients",
+    )
+    text = _texts(ET.fromstring(svg(figure)))
+    assert "Enrolled families (hidden: too few patients)" in text and "Not enrolled (hidden" not in text
