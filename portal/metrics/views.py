@@ -204,6 +204,16 @@ def _estimate_figures(comparison: dict[str, Any] | None, fitted: dict[str, Any] 
     return figures
 
 
+def dashboard_table(selection: DashboardFilter) -> Dashboard:
+    """The weekly table alone (what the CSV holds), with none of the charts."""
+    built = Dashboard(selection)
+    if selection.window is not None:
+        built.weeks = reports.report(
+            period="week", window=selection.window, department=selection.department, topic=selection.topic
+        )
+    return built
+
+
 def dashboard_build(selection: DashboardFilter) -> Dashboard:
     """The charts, the table, the estimate and the comparison, from the rollups and the stored
     estimate only. The estimate is hospital-wide; the two-by-two follows the topic filter."""
@@ -300,7 +310,7 @@ def dashboard_csv(request: HttpRequest) -> HttpResponse:
         selection, _form = dashboard_filter(request.GET, latest=reports.latest_day())
     except FilterError as error:
         return _error(error)
-    built = dashboard_build(selection)
+    built = dashboard_table(selection)
     reports.export_record(actor=request.user, what="dashboard_csv", period=selection.query_string() or "default")
     rows = ({column.heading: value for column, value in zip(COLUMNS, row, strict=True)} for row in built.table())
     response = HttpResponse(
