@@ -8,7 +8,7 @@ PORT ?= 8000
 # An IPv6 HOST needs its colons escaped for the endpoint string: HOST='\:\:1'.
 BACKLOG ?= 1024
 
-.PHONY: run test install install-dev lint typecheck pytest fuzz migrate demo clean axe messages
+.PHONY: run test install install-dev lint typecheck pytest fuzz migrate demo clean axe lighthouse messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -55,6 +55,15 @@ node_modules/axe-core/axe.min.js:
 		npm install --prefix . --no-save --no-package-lock --no-audit --no-fund axe-core@$(AXE_VERSION); \
 	else echo "npm not found: the web app's browser test will skip"; fi
 axe: node_modules/axe-core/axe.min.js
+
+# Lighthouse for tests/benchmarks/bench_lighthouse.py (the "today" page on a throttled phone profile),
+# from the npm registry into the same node_modules/, with Debian's chromium. 12.2.x runs on Node 18/20
+# (later majors need Node 22). axe-core is named again so that npm keeps it in the tree.
+LIGHTHOUSE_VERSION := 12.2.3
+node_modules/.bin/lighthouse:
+	npm install --prefix . --no-save --no-package-lock --no-audit --no-fund \
+		axe-core@$(AXE_VERSION) lighthouse@$(LIGHTHOUSE_VERSION)
+lighthouse: node_modules/.bin/lighthouse
 
 # The web app's Spanish catalogue: web/locale/es/LC_MESSAGES/django.mo is committed; after editing the
 # .po, this recompiles it (GNU gettext's msgfmt, through Django).
