@@ -95,7 +95,7 @@ def child_page(view: View) -> View:
     return wrapper
 
 
-def _clinical(request: HttpRequest, user: User, child_id: uuid.UUID) -> ChildAccess | HttpResponse:
+def clinical_access(request: HttpRequest, user: User, child_id: uuid.UUID) -> ChildAccess | HttpResponse:
     """Access to a clinical page (medicines, coverage, the access log). Anyone without a live link is
     a 404 (``child_for``); a limited-scope guardian is refused too (audited like the API's 404), but
     told why rather than shown an empty page."""
@@ -106,7 +106,7 @@ def _clinical(request: HttpRequest, user: User, child_id: uuid.UUID) -> ChildAcc
     return render(request, "web/family/limited.html", {"child": access.child}, status=403)
 
 
-def _nav(access: ChildAccess) -> dict[str, Any]:
+def child_nav(access: ChildAccess) -> dict[str, Any]:
     """What the pages' child navigation needs: the child, and whether the clinical pages are open."""
     return {"child": access.child, "limited": not access.can(Capability.CLINICAL)}
 
@@ -131,7 +131,7 @@ def appointments(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpR
         ]
 
     context = {
-        **_nav(access),
+        **child_nav(access),
         "upcoming": shown("upcoming"),
         "past": shown("past")[:20],
         "family": access.can(Capability.FAMILY_SCHEDULE),
@@ -191,7 +191,7 @@ def appointment_change(
                 messages.success(request, _("Your request was sent. The care team will contact you."))
                 return redirect("web:appointments", child_id=child_id)
         status = 400
-    context = {**_nav(access), "visit": visit, "form": form, "time_zone": access.child.time_zone}
+    context = {**child_nav(access), "visit": visit, "form": form, "time_zone": access.child.time_zone}
     return render(request, "web/family/appointment_change.html", context, status=status)
 
 
@@ -207,7 +207,7 @@ def schedule(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRespo
         presenters.schedule_out(row, limited=access.limited_view)
         for row in selectors.child_schedule(user=user, access=access)
     ]
-    context = {**_nav(access), "clinicians": rows, "time_zone": access.child.time_zone}
+    context = {**child_nav(access), "clinicians": rows, "time_zone": access.child.time_zone}
     return render(request, "web/family/schedule.html", context)
 
 
@@ -233,7 +233,7 @@ def _refill_progress(refill: RefillRequest, history: list[Any]) -> dict[str, Any
 def medicines(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
     """Each plan with its next dose, the doses of the last week and adherence (``plans_list`` and
     ``doses_list``, as the API), and each open refill's steps and history."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     plans = selectors.plans_list(user=user, access=access)
@@ -246,7 +246,7 @@ def medicines(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResp
     recent = [refill for refill in refills if refill.status in REFILL_STEPS]
     history = web_selectors.refill_history(refills=recent)
     context = {
-        **_nav(access),
+        **child_nav(access),
         "plans": [{"status": status, "doses": doses[status.plan.pk]} for status in plans],
         "refills": [_refill_progress(refill, history.get(refill.pk, [])) for refill in recent],
         "time_zone": access.child.time_zone,
@@ -293,7 +293,7 @@ def _coverage_submit(user: User, access: ChildAccess, data: dict[str, Any], phot
 @require_http_methods(["GET", "POST"])
 def coverage(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
     """The child's insurance (active, waiting, not accepted) and a form for a new card."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     family = access.can(Capability.FAMILY_CLINICAL)
@@ -313,7 +313,7 @@ def coverage(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRespo
                 messages.success(request, _("Thank you. The hospital will check the new card."))
                 return redirect("web:coverage", child_id=child_id)
         status = 400
-    context = {**_nav(access), "rows": _coverage_rows(user, access), "form": form, "family": family}
+    context = {**child_nav(access), "rows": _coverage_rows(user, access), "form": form, "family": family}
     return render(request, "web/family/coverage.html", context, status=status)
 
 
@@ -323,7 +323,7 @@ def coverage(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRespo
 @child_page
 def access_log(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
     """Who read or changed the record, newest first (``portal.selectors.access_log``, as the API)."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     page = portal_selectors.access_log(user=user, access=access, limit=100)
@@ -337,7 +337,7 @@ def access_log(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRes
         }
         for entry in page.entries
     ]
-    context = {**_nav(access), "entries": entries, "more": page.next_before is not None}
+    context = {**child_nav(access), "entries": entries, "more": page.next_before is not None}
     return render(request, "web/family/access_log.html", context)
 
 

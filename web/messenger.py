@@ -13,6 +13,7 @@ adds live messages over the websocket."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -366,20 +367,34 @@ def inbox(request: HttpRequest, user: User) -> HttpResponse:
     )
 
 
-@family_page
-@require_POST
-def thread_claim(request: HttpRequest, user: User, child_id: uuid.UUID, thread_id: uuid.UUID) -> HttpResponse:
-    """Care team: take the conversation."""
-    access = child_for(user, child_id, Capability.TREAT)
+def _thread_action(
+    request: HttpRequest, child_id: uuid.UUID, thread_id: uuid.UUID, action: Callable[[], object], done: str
+) -> HttpResponse:
+    """Run a care team's action on a conversation and go back to it: ``done`` on success, the reason on
+    a refusal; an unknown or hidden conversation stays a 404."""
     try:
-        handling.thread_claim(actor=user, access=access, thread_id=thread_id)
+        action()
     except NotFound:
         raise
     except ApiError as error:
         messages.error(request, _refusal(error))
     else:
-        messages.success(request, _("You took this conversation."))
+        messages.success(request, done)
     return redirect("web:thread", child_id=child_id, thread_id=thread_id)
+
+
+@family_page
+@require_POST
+def thread_claim(request: HttpRequest, user: User, child_id: uuid.UUID, thread_id: uuid.UUID) -> HttpResponse:
+    """Care team: take the conversation."""
+    access = child_for(user, child_id, Capability.TREAT)
+    return _thread_action(
+        request,
+        child_id,
+        thread_id,
+        lambda: handling.thread_claim(actor=user, access=access, thread_id=thread_id),
+        _("You took this conversation."),
+    )
 
 
 @family_page
@@ -391,17 +406,14 @@ def thread_assign(request: HttpRequest, user: User, child_id: uuid.UUID, thread_
     if not form.is_valid():
         messages.error(request, _("Choose a clinician of the care team."))
         return redirect("web:thread", child_id=child_id, thread_id=thread_id)
-    try:
-        handling.thread_assign(
-            actor=user, access=access, thread_id=thread_id, assignee_id=form.cleaned_data["assignee"]
-        )
-    except NotFound:
-        raise
-    except ApiError as error:
-        messages.error(request, _refusal(error))
-    else:
-        messages.success(request, _("Conversation assigned."))
-    return redirect("web:thread", child_id=child_id, thread_id=thread_id)
+    assignee_id = form.cleaned_data["assignee"]
+    return _thread_action(
+        request,
+        child_id,
+        thread_id,
+        lambda: handling.thread_assign(actor=user, access=access, thread_id=thread_id, assignee_id=assignee_id),
+        _("Conversation assigned."),
+    )
 
 
 @family_page

@@ -1,7 +1,7 @@
 """The family's test results and visit summaries: a list of results grouped by report, one result with
 its range, flag and the care team's comments, the visit summaries, one summary's text and its PDF.
 
-Like ``web.family``: access through ``portal.access.child_for`` (``web.family._clinical`` refuses a
+Like ``web.family``: access through ``portal.access.child_for`` (``web.family.clinical_access`` refuses a
 limited-scope guardian with an explanation), then the selectors the JSON API calls
 (``care.result_selectors``), which decide what a reader sees (held, confidential), audit the read and
 move a guardian's results-seen marker; rows are shaped by the API's presenters."""
@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 
 from care import presenters, result_selectors
 from portal.models import User
-from web.family import _clinical, _nav, child_page
+from web.family import child_nav, child_page, clinical_access
 from web.wording import label
 
 # The flag in words: a colour alone tells nothing to a reader who cannot see it.
@@ -66,13 +66,13 @@ def _grouped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def results(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
     """The child's results, newest first, grouped by report (``result_selectors.results_list``, as
     ``GET .../results``: a guardian's visit marks them seen)."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     rows = result_selectors.results_list(user=user, access=access, limit=PAGE)
     shown = [_result_row(presenters.result_out(row, clinician=access.is_clinician)) for row in rows]
     context = {
-        **_nav(access),
+        **child_nav(access),
         "groups": _grouped(shown),
         "more": len(rows) == PAGE,
         "clinician": access.is_clinician,
@@ -86,12 +86,17 @@ def results(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpRespon
 def result(request: HttpRequest, user: User, child_id: uuid.UUID, result_id: uuid.UUID) -> HttpResponse:
     """One result with its report, ordering clinician and the care team's comments
     (``result_selectors.result_detail``, as ``GET .../results/{id}``)."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     row = result_selectors.result_detail(user=user, access=access, result_id=result_id)
     shown = _result_row(presenters.result_detail_out(row, row.shown_comments, clinician=access.is_clinician))  # type: ignore[attr-defined]
-    context = {**_nav(access), "result": shown, "clinician": access.is_clinician, "time_zone": access.child.time_zone}
+    context = {
+        **child_nav(access),
+        "result": shown,
+        "clinician": access.is_clinician,
+        "time_zone": access.child.time_zone,
+    }
     return render(request, "web/family/result.html", context)
 
 
@@ -99,12 +104,12 @@ def result(request: HttpRequest, user: User, child_id: uuid.UUID, result_id: uui
 @require_GET
 def visit_summaries(request: HttpRequest, user: User, child_id: uuid.UUID) -> HttpResponse:
     """The child's visit summaries, newest first (``result_selectors.summaries_list``)."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     rows = result_selectors.summaries_list(user=user, access=access, limit=PAGE)
     context = {
-        **_nav(access),
+        **child_nav(access),
         "summaries": [presenters.visit_summary_out(row) for row in rows],
         "more": len(rows) == PAGE,
         "clinician": access.is_clinician,
@@ -117,12 +122,12 @@ def visit_summaries(request: HttpRequest, user: User, child_id: uuid.UUID) -> Ht
 @require_GET
 def visit_summary(request: HttpRequest, user: User, child_id: uuid.UUID, summary_id: uuid.UUID) -> HttpResponse:
     """One visit summary's text, and a link to its PDF when there is one."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     row = result_selectors.summary_detail(user=user, access=access, summary_id=summary_id)
     context = {
-        **_nav(access),
+        **child_nav(access),
         "summary": presenters.visit_summary_detail_out(row),
         "clinician": access.is_clinician,
         "time_zone": access.child.time_zone,
@@ -135,7 +140,7 @@ def visit_summary(request: HttpRequest, user: User, child_id: uuid.UUID, summary
 def visit_summary_pdf(request: HttpRequest, user: User, child_id: uuid.UUID, summary_id: uuid.UUID) -> HttpResponse:
     """The summary's PDF as a download (``result_selectors.summary_pdf``, checked and audited as the
     API's ``.../pdf``); named by its id alone, and never kept by the browser (``no-store``)."""
-    access = _clinical(request, user, child_id)
+    access = clinical_access(request, user, child_id)
     if isinstance(access, HttpResponse):
         return access
     row, data = result_selectors.summary_pdf(user=user, access=access, summary_id=summary_id)

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
+
+from tests.conftest import PASSWORD, totp_code
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,3 +66,47 @@ def screenshot(page: Any, name: str, device: str = "phone") -> None:
     """Write ``docs/screenshots/<device>-<name>.png`` (the README shows them)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{device}-{name}.png"), full_page=True)
+
+
+Device = Literal["phone", "desktop"]
+
+
+def launch(playwright: Playwright) -> Browser:
+    """Debian's chromium, headless, with the flags the tests run it with."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+
+
+def new_page(browser: Browser, device: Device = "phone", csp_reports: list[str] | None = None) -> Page:
+    """A page in a fresh context: a 390x844 touch phone at 2x, or a 1366x900 desktop. With
+    ``csp_reports``, every console message about the Content Security Policy is appended to it."""
+    if device == "phone":
+        context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    else:
+        context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    if csp_reports is not None:
+        reports = csp_reports
+        page.on(
+            "console",
+            lambda message: reports.append(message.text) if "Content Security Policy" in message.text else None,
+        )
+    return page
+
+
+def submit_sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    """Fill in the sign-in form the page shows and send it."""
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_in(page: Page, base_url: str, email: str, password: str = PASSWORD) -> None:
+    """Open /sign-in/ and sign in with an email and password (a clinician lands on the code page)."""
+    page.goto(f"{base_url}/sign-in/")
+    submit_sign_in(page, email, password)
+
+
+def enter_totp(page: Page) -> None:
+    """On the authentication code page: type the authenticator's current code and continue."""
+    page.get_by_label("Code from your authenticator app").fill(totp_code())
+    page.get_by_role("button", name="Continue").click()

@@ -18,8 +18,8 @@ import time_machine
 
 from care.models import DoseLog, RefillRequest
 from tests import care_data
-from tests.conftest import PASSWORD, World
-from tests.web.browser import CHROMIUM, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
+from tests.conftest import World
+from tests.web.browser import axe_check, launch, new_page, require_browser, screenshot, submit_sign_in
 
 # Tuesday 10 March 2026, 14:00 UTC = 10:00 in New York (Ada's zone); the clock runs on from there.
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -42,20 +42,13 @@ def test_a_guardian_on_a_phone_signs_in_logs_a_dose_and_requests_a_refill(
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         csp_reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-            context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda message: csp_reports.append(message.text) if "Content Security Policy" in message.text else None,
-            )
+            browser = launch(playwright)
+            page = new_page(browser, "phone", csp_reports)
             page.goto(f"{live_server.url}/")
             assert page.url.endswith("/sign-in/")
             axe_check(page, "sign-in")
             screenshot(page, "sign-in")
-            page.get_by_label("Email").fill("guardian@example.org")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            submit_sign_in(page, "guardian@example.org")
 
             page.wait_for_url(f"**/children/{world.ada.pk}/")
             page.get_by_role("heading", name="Doses due").wait_for()

@@ -19,8 +19,8 @@ from interop.context import import_actor
 from messaging.sms import LocmemSmsBackend
 from portal import services
 from portal.models import GuardianLink, User
-from tests.conftest import PASSWORD, World
-from tests.web.browser import CHROMIUM, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
+from tests.conftest import World
+from tests.web.browser import axe_check, launch, new_page, require_browser, screenshot, sign_in
 
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
 
@@ -46,17 +46,9 @@ def test_a_guardian_verifies_her_phone_and_redeems_a_texted_invitation(
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         csp_reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-            context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda message: csp_reports.append(message.text) if "Content Security Policy" in message.text else None,
-            )
-            page.goto(f"{live_server.url}/sign-in/")
-            page.get_by_label("Email").fill("stranger@example.org")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            browser = launch(playwright)
+            page = new_page(browser, "phone", csp_reports)
+            sign_in(page, live_server.url, "stranger@example.org")
             page.wait_for_url(f"{live_server.url}/")
 
             # The code before the phone is verified: refused, with the reason and the way out.

@@ -23,8 +23,17 @@ from care.models import MedicationPlan, RefillRequest
 from messaging.groups.models import Group, Membership, Post
 from portal.audit import AuditEvent
 from tests import care_data
-from tests.conftest import PASSWORD, World, totp_code
-from tests.web.browser import CHROMIUM, DESKTOP, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
+from tests.conftest import World
+from tests.web.browser import (
+    axe_check,
+    enter_totp,
+    launch,
+    new_page,
+    require_browser,
+    screenshot,
+    sign_in,
+    submit_sign_in,
+)
 
 # Tuesday 10 March 2026, 14:00 UTC; the clock runs on from there (the TOTP code is computed from it).
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -47,24 +56,16 @@ def test_a_clinician_at_a_desk_approves_the_refill_a_guardian_requested(
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         csp_reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-            context = browser.new_context(viewport=DESKTOP)
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda message: csp_reports.append(message.text) if "Content Security Policy" in message.text else None,
-            )
+            browser = launch(playwright)
+            page = new_page(browser, "desktop", csp_reports)
             page.goto(f"{live_server.url}/")
             assert page.url.endswith("/sign-in/")
-            page.get_by_label("Email").fill("clinician@example.org")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            submit_sign_in(page, "clinician@example.org")
 
             page.wait_for_url("**/sign-in/code/")
             axe_check(page, "authentication code")
             screenshot(page, "sign-in-code", "desktop")
-            page.get_by_label("Code from your authenticator app").fill(totp_code())
-            page.get_by_role("button", name="Continue").click()
+            enter_totp(page)
 
             page.get_by_role("heading", name="Welcome, Dr. Cleo Clinician").wait_for()
             axe_check(page, "care team landing")
@@ -113,17 +114,9 @@ def test_a_guardian_on_a_phone_joins_a_group_and_a_moderator_approves_the_first_
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         csp_reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-            phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-            page = phone.new_page()
-            page.on(
-                "console",
-                lambda message: csp_reports.append(message.text) if "Content Security Policy" in message.text else None,
-            )
-            page.goto(f"{live_server.url}/sign-in/")
-            page.get_by_label("Email").fill("guardian@example.org")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            browser = launch(playwright)
+            page = new_page(browser, "phone", csp_reports)
+            sign_in(page, live_server.url, "guardian@example.org")
             page.wait_for_url(f"**/children/{world.ada.pk}/")
 
             page.get_by_role("link", name="Groups").click()
@@ -141,15 +134,10 @@ def test_a_guardian_on_a_phone_joins_a_group_and_a_moderator_approves_the_first_
             axe_check(page, "group after posting")
             screenshot(page, "group")
 
-            desk = browser.new_context(viewport=DESKTOP)
-            moderator = desk.new_page()
-            moderator.goto(f"{live_server.url}/sign-in/")
-            moderator.get_by_label("Email").fill("clinician@example.org")
-            moderator.get_by_label("Password").fill(PASSWORD)
-            moderator.get_by_role("button", name="Sign in").click()
+            moderator = new_page(browser, "desktop")
+            sign_in(moderator, live_server.url, "clinician@example.org")
             moderator.wait_for_url("**/sign-in/code/")
-            moderator.get_by_label("Code from your authenticator app").fill(totp_code())
-            moderator.get_by_role("button", name="Continue").click()
+            enter_totp(moderator)
             moderator.get_by_role("link", name="Moderation: Type 1 diabetes, under 10s").click()
             moderator.get_by_text("Night lows got better with an earlier snack").wait_for()
             axe_check(moderator, "moderation queue")

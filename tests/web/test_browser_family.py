@@ -14,7 +14,7 @@ Runs when ``/usr/bin/chromium`` and the axe-core bundle (``make axe``) are prese
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import time_machine
@@ -22,25 +22,20 @@ import time_machine
 from care.models import Appointment, Coverage, RefillTransition, WorkingHours
 from messaging.models import Attachment
 from tests import care_data
-from tests.conftest import PASSWORD, World
+from tests.conftest import World
 from tests.messaging.data import JPEG
-from tests.web.browser import CHROMIUM, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
+from tests.web.browser import axe_check, launch, new_page, require_browser, screenshot, sign_in
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, FilePayload, Page
 
 # Tuesday 10 March 2026, 14:00 UTC = 10:00 in New York (Ada's zone); the clock runs on from there.
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
 
 
-def _sign_in(browser: Any, base: str, email: str, reports: list[str]) -> Any:
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    page = context.new_page()
-    page.on(
-        "console",
-        lambda message: reports.append(message.text) if "Content Security Policy" in message.text else None,
-    )
-    page.goto(f"{base}/sign-in/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+def _sign_in(browser: Browser, base: str, email: str, reports: list[str]) -> Page:
+    page = new_page(browser, "phone", reports)
+    sign_in(page, base, email)
     page.wait_for_load_state()
     return page
 
@@ -90,7 +85,7 @@ def test_a_guardian_on_a_phone_visits_every_family_page(
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+            browser = launch(playwright)
 
             page = _sign_in(browser, live_server.url, "guardian@example.org", reports)
             page.get_by_role("link", name="Appointments").click()
@@ -110,7 +105,8 @@ def test_a_guardian_on_a_phone_visits_every_family_page(
             _visit(page, f"{child}/coverage/", "Insurance", "coverage")
             page.get_by_label("Insurance company").fill("Blue River Health")
             page.get_by_label("Member ID").fill("BR-2002")
-            page.set_input_files("#id_photo", files=[{"name": "card.jpg", "mimeType": "image/jpeg", "buffer": JPEG}])
+            card: FilePayload = {"name": "card.jpg", "mimeType": "image/jpeg", "buffer": JPEG}
+            page.set_input_files("#id_photo", files=[card])
             page.get_by_role("button", name="Send the new card").click()
             page.get_by_text("The hospital will check the new card.").wait_for()
             axe_check(page, "coverage after sending a card")

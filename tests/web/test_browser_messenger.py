@@ -32,9 +32,9 @@ from django.conf import settings
 from django.db import connection
 
 from messaging.models import Attachment, Message, Thread
-from tests.conftest import PASSWORD, World, totp_code
+from tests.conftest import World
 from tests.messaging import data
-from tests.web.browser import CHROMIUM, DESKTOP, LAUNCH_ARGS, PHONE, ROOT, axe_check, require_browser, screenshot
+from tests.web.browser import ROOT, axe_check, enter_totp, launch, new_page, require_browser, screenshot, sign_in
 
 SUBJECT = "Rash on the arm"
 QUESTION = "The rash on her arm is bigger today. Photo attached."
@@ -99,19 +99,6 @@ def daphne(transactional_db: Any, tmp_path: Path) -> Iterator[str]:
             process.wait()
 
 
-def _watch_csp(page: Any, reports: list[str]) -> None:
-    page.on(
-        "console", lambda message: reports.append(message.text) if "Content Security Policy" in message.text else None
-    )
-
-
-def _sign_in(page: Any, url: str, email: str) -> None:
-    page.goto(f"{url}/sign-in/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-
-
 def test_a_clinicians_answer_reaches_the_guardians_open_conversation_live(
     daphne: str, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,20 +110,17 @@ def test_a_clinicians_answer_reaches_the_guardians_open_conversation_live(
     url = daphne
     reports: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-        desktop = browser.new_context(viewport=DESKTOP)
+        browser = launch(playwright)
 
         # The guardian, on a phone: the conversations, then a new message with a photo.
-        guardian = phone.new_page()
-        _watch_csp(guardian, reports)
+        guardian = new_page(browser, "phone", reports)
         # Every event socket the page opens passes through here (to the real server), so the test can
         # drop one and see the page reconnect and resume after the last event it received.
         sockets: list[tuple[Any, Any]] = []
         guardian.route_web_socket(
             re.compile(r"/ws/v1/events"), lambda route: sockets.append((route, route.connect_to_server()))
         )
-        _sign_in(guardian, url, "guardian@example.org")
+        sign_in(guardian, url, "guardian@example.org")
         guardian.wait_for_url(f"**/children/{world.ada.pk}/")
         guardian.get_by_role("link", name="Messages").click()
         guardian.get_by_role("heading", name="Messages about").wait_for()
@@ -161,11 +145,9 @@ def test_a_clinicians_answer_reaches_the_guardians_open_conversation_live(
         screenshot(guardian, "message-thread")
 
         # The clinician, at a desk: the shared inbox, take the conversation, answer it.
-        clinician = desktop.new_page()
-        _watch_csp(clinician, reports)
-        _sign_in(clinician, url, "clinician@example.org")
-        clinician.get_by_label("Code from your authenticator app").fill(totp_code())
-        clinician.get_by_role("button", name="Continue").click()
+        clinician = new_page(browser, "desktop", reports)
+        sign_in(clinician, url, "clinician@example.org")
+        enter_totp(clinician)
         clinician.get_by_role("link", name="Messages").click()
         clinician.get_by_role("heading", name="Shared inbox").wait_for()
         clinician.get_by_role("link", name=SUBJECT).wait_for()

@@ -17,9 +17,9 @@ import time_machine
 
 from messaging import push
 from tests.canaries import ADA_NAME
-from tests.conftest import PASSWORD, World
+from tests.conftest import World
 from tests.messaging.test_push import TEST_VAPID_PRIVATE
-from tests.web.browser import CHROMIUM, LAUNCH_ARGS, PHONE, axe_check, require_browser
+from tests.web.browser import axe_check, launch, new_page, require_browser, submit_sign_in
 from web import pwa
 
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -53,20 +53,13 @@ def test_the_installed_app_keeps_no_page_and_works_offline(
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         csp_reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-            context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda message: csp_reports.append(message.text) if "Content Security Policy" in message.text else None,
-            )
+            browser = launch(playwright)
+            page = new_page(browser, "phone", csp_reports)
             page.goto(f"{live_server.url}/sign-in/")
             assert page.evaluate(CONTROLLED) is True
             scope = page.evaluate("navigator.serviceWorker.getRegistration().then(r => r.scope)")
             assert scope == f"{live_server.url}/"
-            page.get_by_label("Email").fill(world.guardian.email)
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            submit_sign_in(page, world.guardian.email)
             page.wait_for_url(f"{live_server.url}/children/{world.ada.pk}/")
             page.get_by_text(ADA_NAME).first.wait_for()
             kept = page.evaluate(CACHED_PATHS)
@@ -78,12 +71,12 @@ def test_the_installed_app_keeps_no_page_and_works_offline(
             axe_check(page, "settings with notifications")
             assert set(page.evaluate(CACHED_PATHS)) == allowed
 
-            context.set_offline(True)
+            page.context.set_offline(True)
             page.goto(f"{live_server.url}/children/{world.ada.pk}/")
             page.get_by_role("heading", name="You are offline").wait_for()
             assert ADA_NAME not in page.content()
             axe_check(page, "offline")
-            context.set_offline(False)
+            page.context.set_offline(False)
 
             page.goto(f"{live_server.url}/account/")
             page.get_by_role("button", name="Sign out").click()

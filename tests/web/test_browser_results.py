@@ -25,7 +25,7 @@ from care.services import results as results_service
 from portal.access import Capability, child_for
 from tests.care import results_data
 from tests.conftest import World
-from tests.web.browser import CHROMIUM, LAUNCH_ARGS, PHONE, axe_check, require_browser, screenshot
+from tests.web.browser import axe_check, launch, new_page, require_browser, screenshot
 
 # Wednesday 6 March 2030, 15:00 UTC = 10:00 in New York (Ada's zone); the clock runs on from there.
 NOW = datetime(2030, 3, 6, 15, 0, tzinfo=UTC)
@@ -81,13 +81,8 @@ def test_a_guardian_signs_in_by_code_and_reads_results_on_a_phone(transactional_
         child = f"{base}/children/{world.ada.pk}"
         reports: list[str] = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-            context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda message: reports.append(message.text) if "Content Security Policy" in message.text else None,
-            )
+            browser = launch(playwright)
+            page = new_page(browser, "phone", reports)
             page.goto(f"{base}/sign-in/")
             page.get_by_role("link", name="Email me a sign-in code").click()
             page.get_by_role("heading", name="Sign in with a code").wait_for()
