@@ -301,17 +301,26 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def dashboard_csv(request: HttpRequest) -> HttpResponse:
-    """The page's weekly table as CSV (same filters, same suppression, formula-safe cells), audited."""
-    refused = _guard_export(request, "csv")
+def _export_selection(request: HttpRequest, kind: str) -> DashboardFilter | JsonResponse:
+    """An export's checks, in order: who asks (``_guard_export``), then the filters; the export is
+    audited only once both pass. Returns the selection, or the refusal to send."""
+    refused = _guard_export(request, kind)
     if refused is not None:
         return refused
     try:
         selection, _form = dashboard_filter(request.GET, latest=reports.latest_day())
     except FilterError as error:
         return _error(error)
+    reports.export_record(actor=request.user, what=f"dashboard_{kind}", period=selection.query_string() or "default")
+    return selection
+
+
+def dashboard_csv(request: HttpRequest) -> HttpResponse:
+    """The page's weekly table as CSV (same filters, same suppression, formula-safe cells), audited."""
+    selection = _export_selection(request, "csv")
+    if isinstance(selection, HttpResponse):
+        return selection
     built = dashboard_table(selection)
-    reports.export_record(actor=request.user, what="dashboard_csv", period=selection.query_string() or "default")
     rows = ({column.heading: value for column, value in zip(COLUMNS, row, strict=True)} for row in built.table())
     response = HttpResponse(
         csv_text([column.heading for column in COLUMNS], rows), content_type="text/csv; charset=utf-8"
@@ -323,15 +332,10 @@ def dashboard_csv(request: HttpRequest) -> HttpResponse:
 
 def dashboard_pdf(request: HttpRequest) -> HttpResponse:
     """The page's charts and table as one PDF (same filters, same suppression), audited."""
-    refused = _guard_export(request, "pdf")
-    if refused is not None:
-        return refused
-    try:
-        selection, _form = dashboard_filter(request.GET, latest=reports.latest_day())
-    except FilterError as error:
-        return _error(error)
+    selection = _export_selection(request, "pdf")
+    if isinstance(selection, HttpResponse):
+        return selection
     built = dashboard_build(selection)
-    reports.export_record(actor=request.user, what="dashboard_pdf", period=selection.query_string() or "default")
     caption = (
         f"{selection.describe()}. Cells about fewer than {reports.min_cell()} patients are hidden ({HIDDEN}), "
         "with the cells that would reveal them."
