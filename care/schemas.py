@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from care.models import Appointment, Coverage, DoseLog, MedicationPlan, RefillRequest, TestResult, VisitSummary
 from portal.limits import DAY, YEAR, window
 from portal.pagination import PageIn
-from portal.schemas import CareRole, In, OneOf, Scope
+from portal.schemas import CareRole, In, OneOf, Out, Scope
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -26,7 +26,7 @@ CoverageStart = Annotated[date, window(past=10 * YEAR, future=2 * YEAR)]
 CoverageEnd = Annotated[date, window(past=10 * YEAR, future=10 * YEAR)]
 
 
-class SlotOut(Schema):
+class SlotOut(Out):
     location: str
     start: datetime
     end: datetime
@@ -43,7 +43,7 @@ class ClinicianScheduleOut(Schema):
     next_open_slots: list[SlotOut]
 
 
-class AppointmentOut(Schema):
+class AppointmentOut(Out):
     id: uuid.UUID
     child_id: uuid.UUID
     clinician_id: uuid.UUID
@@ -194,7 +194,7 @@ class RefillTransitionIn(In):
     reason: str = Field("", max_length=500)
 
 
-class RefillOut(Schema):
+class RefillOut(Out):
     id: uuid.UUID
     plan_id: uuid.UUID
     child_id: uuid.UUID
@@ -248,13 +248,13 @@ class CoverageOut(Schema):
     rejection_reason: str | None
 
 
-class TodayChildOut(Schema):
+class TodayChildOut(Out):
     id: uuid.UUID
     name: str
     scope: Scope
 
 
-class TodayDoseOut(Schema):
+class TodayDoseOut(Out):
     plan_id: uuid.UUID
     medication: str
     dose: str
@@ -263,7 +263,7 @@ class TodayDoseOut(Schema):
     as_needed: bool
 
 
-class TodayNewItemOut(Schema):
+class TodayNewItemOut(Out):
     kind: Literal["result", "visit_summary"]
     id: uuid.UUID
     name: str = Field(description="The result's plain-language name, or the visit summary's title.")
@@ -274,13 +274,13 @@ class TodayNewItemOut(Schema):
     )
 
 
-class TodayNewResultsOut(Schema):
+class TodayNewResultsOut(Out):
     results: int = Field(description="Results released in the last 30 days that this guardian has not seen.")
     visit_summaries: int = Field(description="Visit summaries, likewise.")
     items: list[TodayNewItemOut] = Field(description="The newest five of them, by release.")
 
 
-class TodayEntryOut(Schema):
+class TodayEntryOut(Out):
     child: TodayChildOut
     appointments: list[AppointmentOut]
     doses: list[TodayDoseOut] | None = Field(
@@ -294,7 +294,7 @@ class TodayEntryOut(Schema):
     unread_messages: int
 
 
-class TodayOut(Schema):
+class TodayOut(Out):
     generated_at: datetime
     children: list[TodayEntryOut]
 

@@ -4,20 +4,63 @@ clinicians and administrators."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+from allauth.core.internal.sessionkit import get_session_user
+from allauth.headless import app_settings as headless_settings
 from allauth.headless.contrib.ninja.security import XSessionTokenAuth
-from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
 from django.conf import settings
-from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.utils.crypto import constant_time_compare
 from ninja.security import SessionAuth
 from ninja.utils import check_csrf
 
 from portal.admission import MfaState, mfa_state
 from portal.errors import CsrfFailed, MfaRequired
+from portal.models import User
+from portal.prepared import Prepared
 from portal.sessions import audit_idle_logout, check_idle
+
+
+def _user_fields() -> tuple[str, ...]:
+    return tuple(field.attname for field in User._meta.concrete_fields)
+
+
+_USER = Prepared(lambda pk: User.objects.filter(pk=pk).values_list(*_user_fields()))
+
+
+def session_user(session: SessionBase) -> Any:
+    """The account signed in to ``session``, or None: what ``django.contrib.auth.get_user`` decides
+    (through allauth's ``get_session_user``), with the account read by a prepared query.
+
+    On every API call with an app token this runs once; the ORM's ``User.objects.get`` it replaces
+    cost more CPU than the rest of the check (``tests/benchmarks/profile_requests.py``). The session's
+    hash of the password must still match the account's (a changed password ends every other
+    session); a session whose hash does not match (signed by a previous ``SECRET_KEY``, which Django
+    re-keys, or stale, which it flushes) is left to Django's own ``get_user``. A session naming no
+    account, an unknown backend or a malformed id is nobody (Django's ``get_user`` would fail on the
+    malformed id).
+    """
+    try:
+        user_id = User._meta.pk.to_python(session[SESSION_KEY])
+        backend = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):  # signed out, or an id that is no account's
+        return None
+    if backend not in settings.AUTHENTICATION_BACKENDS or not isinstance(user_id, uuid.UUID):
+        return None
+    rows = _USER.rows(pk=user_id)
+    if not rows:
+        return None
+    user = User.from_db("default", _user_fields(), rows[0])
+    stored = session.get(HASH_SESSION_KEY)
+    if not stored or not constant_time_compare(stored, user.get_session_auth_hash()):
+        return get_session_user(session)  # Django checks the fallback keys, re-keys or flushes
+    return user if user.is_active else None
 
 
 def admit(request: HttpRequest, user: Any, state: MfaState) -> Any:
@@ -43,11 +86,10 @@ class AppTokenAuth(XSessionTokenAuth):
         token = self.get_session_token(request)
         if not token:
             return None
-        found: Any = authenticate_by_x_session_token(token)
-        if not found:
+        session = headless_settings.TOKEN_STRATEGY.lookup_session(token)
+        if session is None:
             return None
-        # allauth 65.22 answers a result object (user, session), earlier releases a pair.
-        user, session = (found.user, found.session) if hasattr(found, "session") else found
+        user = session_user(session)
         if user is None or not user.is_active:
             return None
         state = mfa_state(session, user, request)

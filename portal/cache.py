@@ -23,7 +23,7 @@ import redis.exceptions
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
 
 from portal.resilience import Outage, outage
@@ -77,6 +77,29 @@ _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
 
+class SharedRedisCacheClient(RedisCacheClient):
+    """Django's Redis cache client, keeping its ``redis.Redis`` objects instead of building one per call.
+
+    ``RedisCacheClient.get_client`` makes a new ``redis.Redis`` over the pool for every cache operation,
+    and redis-py's constructor fills a table of some 160 response callbacks each time: two of them were
+    about half of the CPU of authenticating an app token (``tests/benchmarks/profile_requests.py``).
+    A ``redis.Redis`` holds no connection of its own (each command borrows one from the pool), so one
+    per pool serves every thread of the process."""
+
+    def __init__(self, servers: Any, **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._redis: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        # RedisCacheClient's own helpers (not in django-stubs): which server, its pool, the client class.
+        index = getattr(self, "_get_connection_pool_index")(write)  # noqa: B009
+        client = self._redis.get(index)
+        if client is None:
+            pool = getattr(self, "_get_connection_pool")(write)  # noqa: B009
+            client = self._redis[index] = getattr(self, "_client")(connection_pool=pool)  # noqa: B009
+        return client
+
+
 class ResilientRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         params = dict(params)
@@ -85,6 +108,7 @@ class ResilientRedisCache(RedisCache):
         retry_seconds = float(options.pop("RETRY_SECONDS", 5))
         params["OPTIONS"] = options
         super().__init__(server, params)
+        self._class = SharedRedisCacheClient
         name = f"{server}|{self.key_prefix}"
         # One record per alias, server and process (every thread's instance shares it); the log names
         # the key prefix, never the URL (which may hold a password).

@@ -8,7 +8,17 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, field_validator
+from ninja.schema import DjangoGetter
+from pydantic import (
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ModelWrapValidatorHandler,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -58,6 +68,25 @@ class In(Schema):
         if problem:
             raise ValueError(problem)
         return value
+
+
+class Out(Schema):
+    """Base of an answer built as plain dictionaries by a presenter (``/me/today`` and what it nests).
+
+    ninja wraps every object it validates in a ``DjangoGetter`` (so a schema can read model attributes,
+    call ``resolve_*`` methods and turn managers into lists), and that Python wrapper, once per nested
+    object, costs several times pydantic's own validation (``tests/benchmarks/profile_requests.py``). A
+    plain ``dict`` needs none of it: pydantic validates it directly, with the same result. Anything else
+    (a model instance, a schema with resolvers) still goes through ninja's getter."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _run_root_validator(cls, values: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo) -> Any:
+        if type(values) is dict and not cls._ninja_resolvers:
+            return handler(values)
+        if cls.model_config.get("extra") == "forbid" or cls.model_config.get("validate_assignment", False):
+            handler(values)
+        return handler(DjangoGetter(values, cls, info.context))
 
 
 class ErrorOut(Schema):

@@ -26,3 +26,18 @@ def test_instances_share_one_client_per_server_and_options() -> None:
 def test_another_server_or_other_options_get_their_own_client() -> None:
     assert _cache()._cache is not _cache("redis://127.0.0.1:2/9")._cache
     assert _cache()._cache is not _cache(socket_timeout=1.5)._cache
+
+
+def test_one_redis_client_object_serves_every_call_and_thread() -> None:
+    """Django's client builds a ``redis.Redis`` per cache call (most of an app token check's CPU)."""
+    import threading
+
+    client = _cache()._cache
+    first = client.get_client(write=True)
+    assert client.get_client(write=True) is first
+    assert client.get_client(write=False) is first  # one server: reads and writes share its pool
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(_cache()._client()))
+    thread.start()
+    thread.join()
+    assert seen == [first]
