@@ -18,7 +18,7 @@ from messaging import notify, push, sending
 from messaging.models import Message, Notification, UserEvent
 from messaging.realtime import stream
 from portal import audit
-from portal.access import Capability, child_for
+from portal.access import Capability, child_for, resolve_access
 from portal.vocabulary import EventType, Resource
 from tests.conftest import World
 from tests.messaging import data
@@ -155,3 +155,15 @@ def test_a_care_team_reply_costs_a_fixed_number_of_queries(world: World) -> None
             )
     statements = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
     assert len(statements) == expected, "\n".join(statements)
+
+
+def test_the_access_decision_asks_for_the_portal_permission_only_when_a_capability_needs_it(world: World) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        access = child_for(world.clinician, world.ada.pk, Capability.MESSAGE)
+    assert access.is_clinician
+    assert not any("auth_permission" in query["sql"] for query in queries.captured_queries)
+    admin = resolve_access(world.admin, world.ada)
+    with CaptureQueriesContext(connection) as queries:
+        assert admin.can(Capability.APPROVE) and admin.can(Capability.MANAGE)
+    assert any("auth_permission" in query["sql"] for query in queries.captured_queries)
+    assert not resolve_access(world.guardian, world.ada).can(Capability.APPROVE)
