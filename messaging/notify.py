@@ -139,8 +139,14 @@ def schedule(user_ids: Iterable[uuid.UUID], kind: str, *, urgent: bool = False) 
     after commit. Precondition: inside the transaction of the change that causes them."""
     if kind not in TEXTS:
         raise ValueError(f"unknown notification kind {kind}")
-    users = list(User.objects.filter(pk__in=set(user_ids), is_active=True))
-    prefs = {p.user_id: p for p in NotificationPreference.objects.filter(user__in=users)}
+    # Each user with their preferences (a one-to-one: one query for both).
+    users = list(User.objects.filter(pk__in=set(user_ids), is_active=True).select_related("notification_preference"))
+    prefs = {}
+    for user in users:
+        try:
+            prefs[user.pk] = user.notification_preference
+        except NotificationPreference.DoesNotExist:
+            continue
     devices: dict[uuid.UUID, list[PushSubscription]] = {}
     if push.enabled():
         for device in PushSubscription.objects.filter(user__in=users, revoked_at__isnull=True):

@@ -47,7 +47,9 @@ def thread_changed(thread: Thread, crowd: Audience) -> None:
     )
 
 
-def message_created(message: Message, thread: Thread, crowd: Audience) -> None:
+def message_created(message: Message, thread: Thread, crowd: Audience, *, first: bool = False) -> None:
+    """``first``: pushed ahead of the rest of the transaction's after-commit work (the message a
+    participant just posted)."""
     events.publish(
         events.AddressedEvent.to(
             crowd.everyone,
@@ -62,6 +64,7 @@ def message_created(message: Message, thread: Thread, crowd: Audience) -> None:
                 "automatic": message.kind == Message.Kind.AUTOMATIC,
                 "author_id": str(message.author_id) if message.author_id else None,
             },
+            first=first,
         )
     )
 

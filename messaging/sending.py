@@ -73,12 +73,19 @@ def _create_message(
     )
 
 
-def _automatic_reply(thread: Thread, reason: str, body: str, moment: datetime, crowd: publish.Audience) -> Message:
-    message = _create_message(
-        thread=thread, author=None, kind=Message.Kind.AUTOMATIC, body=body, client_id=None, moment=moment, reason=reason
+def _automatic_reply(thread: Thread, reason: str, body: str, moment: datetime, automatic: list[Message]) -> None:
+    """Store an automatic reply; ``_post`` publishes it after the message it answers."""
+    automatic.append(
+        _create_message(
+            thread=thread,
+            author=None,
+            kind=Message.Kind.AUTOMATIC,
+            body=body,
+            client_id=None,
+            moment=moment,
+            reason=reason,
+        )
     )
-    publish.message_created(message, thread, crowd)
-    return message
 
 
 def _triage_context(access: ChildAccess, moment: datetime) -> triage.TriageContext:
@@ -90,9 +97,17 @@ def _triage_context(access: ChildAccess, moment: datetime) -> triage.TriageConte
 
 
 def _family_message(
-    *, actor: User, access: ChildAccess, thread: Thread, message: Message, moment: datetime, crowd: publish.Audience
+    *,
+    actor: User,
+    access: ChildAccess,
+    thread: Thread,
+    message: Message,
+    moment: datetime,
+    crowd: publish.Audience,
+    automatic: list[Message],
 ) -> None:
-    """Triage, the reply-by clock and the automatic replies for a message from a guardian."""
+    """Triage, the reply-by clock and the automatic replies (added to ``automatic``) for a message from
+    a guardian."""
     if thread.status != Thread.Status.AWAITING_CARE_TEAM:
         thread.status = Thread.Status.AWAITING_CARE_TEAM
         thread.awaiting_since = moment
@@ -121,7 +136,7 @@ def _family_message(
                 for language in dict.fromkeys([actor.preferred_language, hit.language])
             ),
             moment,
-            crowd,
+            automatic,
         )
         audit.record_for_child(actor, audit.Action.UPDATE, THREAD, thread.pk, access.child.pk, reason="triage_red_flag")
         alerts.alert_raise(thread=thread, message=message, moment=moment, crowd=crowd)
@@ -139,7 +154,7 @@ def _family_message(
                     when=expected,
                     time_zone=actor.time_zone,
                 )
-                _automatic_reply(thread, Message.Reason.AFTER_HOURS, text, moment, crowd)
+                _automatic_reply(thread, Message.Reason.AFTER_HOURS, text, moment, automatic)
     if thread.assignee_id and thread.assignee_id != actor.pk:
         notify.schedule([thread.assignee_id], "family_message")
 
@@ -171,10 +186,17 @@ def _post(
     new_thread: bool,
 ) -> Message:
     """Store one message from a participant and apply its consequences. Precondition: inside the
-    transaction, holding the thread's row lock."""
+    transaction, holding the thread's row lock.
+
+    The message's ``message.created`` event is the transaction's last write but for the automatic
+    replies' events, and its push the first thing after the commit: everything else the message sets
+    off (triage, notifications, the claim, the read receipt, ``thread.changed``, audit) is written
+    before it and delivered after it."""
     kind = Message.Kind.CARE_TEAM if access.is_clinician else Message.Kind.FAMILY
     try:
-        with transaction.atomic():
+        # No savepoint: a duplicate fails the whole send anyway (and the idempotency lock held since
+        # the start of the transaction already keeps a concurrent retry out).
+        with transaction.atomic(savepoint=False):
             message = _create_message(
                 thread=thread, author=actor, kind=kind, body=body, client_id=client_id, moment=moment
             )
@@ -183,9 +205,11 @@ def _post(
     _attach(actor, access, message, attachment_ids)
     crowd = publish.participants(thread, moment)
     thread.last_message_at = moment
-    publish.message_created(message, thread, crowd)
+    automatic: list[Message] = []
     if kind == Message.Kind.FAMILY:
-        _family_message(actor=actor, access=access, thread=thread, message=message, moment=moment, crowd=crowd)
+        _family_message(
+            actor=actor, access=access, thread=thread, message=message, moment=moment, crowd=crowd, automatic=automatic
+        )
     else:
         _care_team_message(actor=actor, thread=thread, moment=moment, crowd=crowd)
     thread.save(
@@ -204,11 +228,20 @@ def _post(
             "message_count",
         ]
     )
-    ThreadRead.objects.update_or_create(thread=thread, user=actor, defaults={"read_at": moment})
+    # One upsert (the author has read their own thread up to now).
+    ThreadRead.objects.bulk_create(
+        [ThreadRead(thread=thread, user=actor, read_at=moment)],
+        update_conflicts=True,
+        unique_fields=["thread", "user"],
+        update_fields=["read_at"],
+    )
     publish.thread_changed(thread, crowd)
     audit.record_for_child(
         actor, audit.Action.CREATE, MESSAGE, message.pk, access.child.pk, reason="new_thread" if new_thread else ""
     )
+    publish.message_created(message, thread, crowd, first=True)
+    for reply in automatic:
+        publish.message_created(reply, thread, crowd)
     return message
 
 

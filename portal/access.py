@@ -121,6 +121,13 @@ class ChildAccess:
     scope: str | None = None
     care_roles: list[str] = field(default_factory=list)
     manager: bool = False
+    # ``resolve_access`` leaves the portal permission (two queries) to the first capability that needs it.
+    manager_of: Any = field(default=None, repr=False, compare=False)
+
+    def is_manager(self) -> bool:
+        if self.manager_of is not None:
+            self.manager, self.manager_of = bool(self.manager_of.has_perm(MANAGE_PORTAL)), None
+        return self.manager
 
     @property
     def is_guardian(self) -> bool:
@@ -138,11 +145,11 @@ class ChildAccess:
 
     def can(self, capability: Capability) -> bool:
         if capability == Capability.MANAGE:
-            return self.is_clinician or self.manager
+            return self.is_clinician or self.is_manager()
         if capability == Capability.TREAT:
             return self.is_clinician
         if capability == Capability.APPROVE:
-            return self.manager
+            return self.is_manager()
         if capability == Capability.FAMILY_SCHEDULE:
             return self.link is not None
         if capability == Capability.FAMILY_CLINICAL:
@@ -184,7 +191,7 @@ def resolve_access(user: User | Any, child: Child, now: datetime | None = None) 
             "role", flat=True
         )
     )
-    access.manager = user.has_perm(MANAGE_PORTAL)
+    access.manager_of = user
     return access
 
 

@@ -55,6 +55,9 @@ class AddressedEvent:
     capability: Capability = Capability.MESSAGE
     confidential: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    # Delivered ahead of everything else the transaction does after its commit (a new message: what
+    # the people in the conversation wait for).
+    first: bool = False
 
     @classmethod
     def to(cls, users: Iterable[uuid.UUID], **fields: Any) -> AddressedEvent:

@@ -76,6 +76,11 @@ def lock_key(*, user: User, scope: str, key: str) -> None:
         return  # SQLite: the write transaction (BEGIN IMMEDIATE) already excludes every other writer
     digest = hashlib.sha256(f"{scope}\x00{user.pk}\x00{key}".encode()).digest()
     slot = int.from_bytes(digest[:4], "big", signed=True)
+    with connection.cursor() as cursor:  # the usual case, nobody holds it: one statement, no savepoint
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, slot])
+        row = cursor.fetchone()
+    if row and row[0]:
+        return
     timeout_ms = max(1, int(wait_seconds() * 1000))
     try:
         with transaction.atomic(), connection.cursor() as cursor:  # a savepoint: a timeout undoes only this

@@ -144,6 +144,36 @@ def _push(rows: list[UserEvent]) -> None:
         logger.warning("stream heads unavailable")
 
 
+_FIRST = "stream_push_first"
+
+
+def _after_commit(rows: list[UserEvent], first: bool) -> None:
+    """Register the push of ``rows`` for after the commit. A ``first`` one goes ahead of the after-commit
+    callbacks registered before it in the current atomic block (the whole transaction, or the
+    innermost savepoint), after the ``first`` pushes already there. Django runs the callbacks in list
+    order; a rolled back savepoint still discards it (by the savepoint ids kept beside it)."""
+
+    def push() -> None:
+        _push(rows)
+
+    setattr(push, _FIRST, first)
+    transaction.on_commit(push, robust=True)
+    connection = transaction.get_connection()
+    if not first or not connection.in_atomic_block:
+        return
+    hooks = connection.run_on_commit
+    entry = hooks.pop()
+    # Only what this block registered: an enclosing block's callbacks (a test's, a caller's) keep theirs.
+    savepoint = connection.savepoint_ids[-1] if connection.savepoint_ids else None
+    start = next(
+        (index for index, (ids, _, _) in enumerate(hooks) if savepoint is None or savepoint in ids), len(hooks)
+    )
+    position = next(
+        (index for index in range(start, len(hooks)) if not getattr(hooks[index][1], _FIRST, False)), len(hooks)
+    )
+    hooks.insert(position, entry)
+
+
 def emit(
     *,
     users: Iterable[uuid.UUID],
@@ -154,10 +184,12 @@ def emit(
     capability: Capability = Capability.MESSAGE,
     confidential: bool = False,
     data: dict[str, Any] | None = None,
+    first: bool = False,
 ) -> list[UserEvent]:
     """Append an event to the stream of each of ``users`` who may receive it now (the delivery rule:
     a user named by mistake gets nothing). Precondition: called inside the transaction that made the
-    change (it is the outbox); delivery happens after commit."""
+    change (it is the outbox); delivery happens after commit, with ``first`` ahead of the rest of the
+    transaction's after-commit work (other pushes, queued notifications)."""
     now = timezone.now()
     users = recipients(
         users,
@@ -189,7 +221,7 @@ def emit(
     created = UserEvent.objects.bulk_create(rows)
     if any(row.pk is None for row in created):  # backends without RETURNING (none we support)
         created = list(UserEvent.objects.filter(created_at=now, type=type).order_by("id"))
-    transaction.on_commit(lambda: _push(created), robust=True)
+    _after_commit(created, first)
     return created
 
 
@@ -225,6 +257,7 @@ def on_event(event: events.Event) -> None:
             capability=event.capability,
             confidential=event.confidential,
             data=event.data,
+            first=event.first,
         )
 
 

@@ -8,6 +8,10 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from portal.models import User
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,6 @@ class Guardian:
 
 def guardian_of_three() -> Guardian:
     """Create the data and an app session (its key is the ``X-Session-Token``)."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.cached_db import SessionStore
     from django.utils import timezone
 
     from care.models import Appointment, DoseLog, MedicationPlan, RefillRequest
@@ -87,9 +89,17 @@ def guardian_of_three() -> Guardian:
             recorded_by=parent,
         )
         RefillRequest.objects.create(plan=plan, child=child, pharmacy="Bench Pharmacy", requested_by=parent)
+    return Guardian(user_id=str(parent.pk), session_token=app_session(parent))
+
+
+def app_session(user: User) -> str:
+    """A signed-in app session for ``user``; its key is the ``X-Session-Token``."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.cached_db import SessionStore
+
     session = SessionStore()
-    session[SESSION_KEY] = str(parent.pk)
+    session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "allauth.account.auth_backends.AuthenticationBackend"
-    session[HASH_SESSION_KEY] = parent.get_session_auth_hash()
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
-    return Guardian(user_id=str(parent.pk), session_token=str(session.session_key))
+    return str(session.session_key)
