@@ -7,7 +7,8 @@ live events wait behind). For each group the process asks the cache in one hop o
 one Redis round trip per kind of key: it refreshes the sockets' presence marks, reads whether each
 socket's session is still in the session cache, and reads their users' stream heads. Each socket then
 decides on its own (``EventsConsumer.on_pulse``): close (the session is gone or went idle), catch up
-from the database (an event was lost on the way), or just send ``heartbeat``; the loop runs whatever
+from the database (an event was lost on the way), and send the client ``heartbeat`` when
+``PORTAL_WS_CLIENT_HEARTBEAT_SECONDS`` (30) passed since the last one; the loop runs whatever
 else is ready (a live event) between one socket's pulse and the next. An idle socket costs one
 dictionary entry and a share of those round trips; the database is read only when the cache cannot
 answer (Redis down, an evicted session), when a socket's idle deadline passes, or to catch up.
@@ -96,6 +97,13 @@ def pulse(sockets: list[tuple[uuid.UUID, str, str | None]]) -> list[Pulse]:
 
 def interval() -> float:
     return float(getattr(settings, "PORTAL_WS_HEARTBEAT_SECONDS", 5))
+
+
+def client_interval() -> float:
+    """How often a socket sends the client a ``heartbeat`` frame (0: on every beat). The server-side
+    checks run on every beat; the frame only tells the client the socket is alive, and writing one to
+    every socket on every beat was most of what idle sockets cost."""
+    return float(getattr(settings, "PORTAL_WS_CLIENT_HEARTBEAT_SECONDS", 30))
 
 
 # The sockets one hop off the event loop serves (one Redis round trip per kind of key for all of them).

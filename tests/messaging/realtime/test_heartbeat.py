@@ -241,3 +241,19 @@ async def test_a_socket_that_left_during_the_beat_gets_no_pulse(monkeypatch: pyt
     await beat.beat(spread=0.2)
     await leaving
     assert [name for name, _ in pulsed] == ["socket-0", "socket-1", "socket-2"]
+
+
+async def test_the_client_gets_a_heartbeat_frame_less_often_than_the_socket_beats(settings: Any) -> None:
+    settings.PORTAL_WS_CLIENT_HEARTBEAT_SECONDS = 1.0  # five beats of 0.2 s
+    world: World = await sync_to_async(build_world)()
+    socket = await _socket(await sync_to_async(_token)(world.guardian))
+    (consumer,) = heartbeat.heartbeat().sockets.values()
+    await asyncio.sleep(2.1)
+    frames = 0
+    while not await socket.receive_nothing(timeout=0.05):
+        assert (await socket.receive_json_from())["type"] == "heartbeat"
+        frames += 1
+    beats = getattr(consumer, "beats")  # noqa: B009
+    assert beats >= 8  # the socket's own checks ran on every beat
+    assert 1 <= frames <= 3  # the client heard from it about once a second
+    await socket.disconnect()
