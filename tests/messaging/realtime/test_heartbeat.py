@@ -257,3 +257,13 @@ async def test_the_client_gets_a_heartbeat_frame_less_often_than_the_socket_beat
     assert beats >= 8  # the socket's own checks ran on every beat
     assert 1 <= frames <= 3  # the client heard from it about once a second
     await socket.disconnect()
+
+
+async def test_the_server_process_collects_its_old_objects_rarely() -> None:
+    # Full collections stop the event loop for the whole heap, which grows with the open sockets.
+    import gc
+
+    import portal.asgi  # noqa: F401
+
+    young, middle, old = gc.get_threshold()
+    assert young >= 10_000 and middle == 10 and old >= 100
