@@ -394,6 +394,7 @@ CORS_EXPOSE_HEADERS = ("ETag", "Retry-After")
 CORS_PREFLIGHT_MAX_AGE = 600
 PORTAL_WS_ALLOWED_ORIGINS = env_list("PORTAL_WS_ALLOWED_ORIGINS", [])
 PORTAL_WS_HEARTBEAT_SECONDS = float(env("PORTAL_WS_HEARTBEAT_SECONDS", "5") or 5)
+PORTAL_WS_CLIENT_HEARTBEAT_SECONDS = float(env("PORTAL_WS_CLIENT_HEARTBEAT_SECONDS", "30") or 0)
 PORTAL_OPEN_SIGNUP = env_bool("PORTAL_OPEN_SIGNUP", True)
 
 # --- Messaging (the messaging app; see messaging/conf.py for every default) ----------------------

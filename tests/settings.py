@@ -16,6 +16,7 @@ PORTAL_AUDIT_SIGNING_KEY = "C" * 43 + "="
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PORTAL_WS_HEARTBEAT_SECONDS = 0.2
+PORTAL_WS_CLIENT_HEARTBEAT_SECONDS = 0  # a heartbeat frame on every beat: tests wait for them
 # Background tasks run at once, inside the test (messaging notifications, escalation).
 # A worker started by a test (tests/messaging/test_worker.py) uses the database queue instead.
 TASKS = {

@@ -4,7 +4,8 @@ and forwards: every write goes over HTTP and reaches the socket after commit.
 Client → server: ``{"type": "ping"}``; ``{"type": "resume", "after": <last event id>}`` (also
 ``?after=<id>`` on the URL) replays the stream after that id, then live events follow.
 Server → client: ``{"type": "event", "event": {...}}`` for each event (``event.id`` orders and
-deduplicates), ``{"type": "resumed", "last_id": n}`` when a replay is done, ``heartbeat``, ``pong``,
+deduplicates), ``{"type": "resumed", "last_id": n}`` when a replay is done, ``heartbeat`` (every
+``PORTAL_WS_CLIENT_HEARTBEAT_SECONDS``), ``pong``,
 ``access.changed``. Close codes: 4401 not signed in (or the session ended or went idle), 4403 MFA
 required, 4409 access revoked.
 
@@ -48,7 +49,7 @@ from django.db.backends.sqlite3.creation import DatabaseCreation as SqliteCreati
 from messaging.models import UserEvent
 from messaging.realtime import presence, stream
 from messaging.realtime.control import user_group
-from messaging.realtime.heartbeat import Pulse, heartbeat
+from messaging.realtime.heartbeat import Pulse, client_interval, heartbeat, interval
 from portal.admission import mfa_state
 from portal.prepared import Prepared
 from portal.sessions import LAST_SEEN_KEY, check_idle, idle_timeout_for
@@ -227,6 +228,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.cursor = 0
         self.seen = 0
         self.beats = 0
+        self.last_frame = time.time()  # when the client last got a ``heartbeat`` frame
         self.chores: dict[str, asyncio.Task[None]] = {}
         self.user = self.scope["user"]
         self.session_key = self.scope.get("session_key")
@@ -306,7 +308,11 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.was_unsubscribed = not subscribed
         if due and not self.replaying:
             self._chore("catch_up", self._catch_up())
-        await self.send_json({"type": "heartbeat"})
+        # The frame on the beat nearest its due time (half a beat early at most).
+        now = time.time()
+        if now - self.last_frame >= client_interval() - interval() / 2:
+            self.last_frame = now
+            await self.send_json({"type": "heartbeat"})
 
     def _chore(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` beside the heartbeat (one of each kind at a time): a slow database answer for

@@ -1,13 +1,17 @@
-"""One heartbeat per process for all its open sockets, without the database.
+"""One heartbeat per process for its open sockets, without the database.
 
-Every ``PORTAL_WS_HEARTBEAT_SECONDS`` the process asks the cache, in one hop off the event loop and
-one Redis round trip per kind of key for all its sockets: it refreshes their presence marks, reads
-whether each socket's session is still in the session cache, and reads their users' stream heads.
-Each socket then decides on its own (``EventsConsumer.on_pulse``): close (the session is gone or went
-idle), catch up from the database (an event was lost on the way), or just send ``heartbeat``. An idle
-socket costs one dictionary entry and a share of that round trip; the database is read only when the
-cache cannot answer (Redis down, an evicted session), when a socket's idle deadline passes, or to
-catch up.
+Every ``PORTAL_WS_HEARTBEAT_SECONDS`` each socket of the process gets a pulse from the cache. The
+sockets are taken in groups of ``GROUP`` spread evenly over the interval, so no beat holds the event
+loop for all of them at once (5,000 sockets: a group of 100 every 0.1 s, not 5,000 in one burst that
+live events wait behind). For each group the process asks the cache in one hop off the event loop and
+one Redis round trip per kind of key: it refreshes the sockets' presence marks, reads whether each
+socket's session is still in the session cache, and reads their users' stream heads. Each socket then
+decides on its own (``EventsConsumer.on_pulse``): close (the session is gone or went idle), catch up
+from the database (an event was lost on the way), and send the client ``heartbeat`` when
+``PORTAL_WS_CLIENT_HEARTBEAT_SECONDS`` (30) passed since the last one; the loop runs whatever
+else is ready (a live event) between one socket's pulse and the next. An idle socket costs one
+dictionary entry and a share of those round trips; the database is read only when the cache cannot
+answer (Redis down, an evicted session), when a socket's idle deadline passes, or to catch up.
 
 The session ending, a revoked link, a changed relationship reach the sockets at once as control
 messages (``control``); the heartbeat is the safety net for what no message announces: a session
@@ -95,6 +99,17 @@ def interval() -> float:
     return float(getattr(settings, "PORTAL_WS_HEARTBEAT_SECONDS", 5))
 
 
+def client_interval() -> float:
+    """How often a socket sends the client a ``heartbeat`` frame (0: on every beat). The server-side
+    checks run on every beat; the frame only tells the client the socket is alive, and writing one to
+    every socket on every beat was most of what idle sockets cost."""
+    return float(getattr(settings, "PORTAL_WS_CLIENT_HEARTBEAT_SECONDS", 30))
+
+
+# The sockets one hop off the event loop serves (one Redis round trip per kind of key for all of them).
+GROUP = 100
+
+
 class Heartbeat:
     """The sockets of one event loop (one daphne process) and the task that beats for them."""
 
@@ -116,13 +131,30 @@ class Heartbeat:
                 await task
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while self.sockets:
-            await asyncio.sleep(interval())
-            await self.beat()
+            due = max(due + interval(), loop.time())
+            await asyncio.sleep(due - loop.time())
+            await self.beat(spread=interval())
 
-    async def beat(self) -> None:
-        """One beat for every socket open now."""
+    async def beat(self, spread: float = 0.0) -> None:
+        """One beat for every socket open now, in groups of ``GROUP``: group ``i`` of ``n`` starts
+        ``i * spread / n`` seconds into the beat (at once when ``spread`` is 0), and the loop runs what
+        else is ready between one socket's pulse and the next."""
         sockets = list(self.sockets.values())
+        if not sockets:
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        groups = [sockets[start : start + GROUP] for start in range(0, len(sockets), GROUP)]
+        for index, group in enumerate(groups):
+            if index:
+                await asyncio.sleep(max(0.0, started + index * spread / len(groups) - loop.time()))
+            await self._beat_group(group)
+
+    async def _beat_group(self, sockets: list[Beating]) -> None:
+        sockets = [socket for socket in sockets if socket.channel_name in self.sockets]
         if not sockets:
             return
         keys = [(*socket.pulse_key(), socket.channel_name) for socket in sockets]
@@ -135,6 +167,9 @@ class Heartbeat:
                     await socket.on_pulse(result)
                 except Exception:  # one broken socket must not stop the beat of the others
                     logger.exception("heartbeat failed for a socket")
+                # A pulse does not wait for anything (its frame is written at once): hand the loop
+                # back, so a live event for another socket does not wait for the whole group.
+                await asyncio.sleep(0)
 
 
 _beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat] = weakref.WeakKeyDictionary()

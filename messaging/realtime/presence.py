@@ -4,9 +4,10 @@ Each socket is an entry of its own with an expiry, refreshed on connect and on e
 removed when the socket closes; a user is connected while any entry is fresh. With ``REDIS_URL`` the
 entries are a Redis sorted set per user (socket id → expiry), shared by every daphne process (one
 round trip per touch or check, through the cache's own connection pool; the process's heartbeat
-refreshes all its sockets in one round trip, ``touch_many``); without it, the local-memory cache of
-the one embedded process holds a small dict per user. A socket that dies without closing
-(a killed process) stops counting when its entry expires, a few heartbeats later.
+refreshes a group of sockets in one command, ``touch_many``: a script that sets each entry and trims
+the expired ones of each user); without it, the local-memory cache of the one embedded process holds
+a small dict per user. A socket that dies without closing (a killed process) stops counting when its
+entry expires, a few heartbeats later.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.redis import RedisCache
 
 from messaging.conf import presence_seconds
@@ -29,11 +30,31 @@ def _key(user_id: uuid.UUID | str) -> str:
 
 
 def redis_client() -> Any | None:
-    """The cache's Redis client, or None when the cache is not Redis."""
-    if isinstance(cache, RedisCache):
+    """The default cache's Redis client, or None when the cache is not Redis."""
+    # The cache itself, not ``django.core.cache.cache``: that is a proxy, never an instance of a backend.
+    default = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(default, RedisCache):
         # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
-        return getattr(cache, "_cache").get_client(write=True)  # noqa: B009
+        return getattr(default, "_cache").get_client(write=True)  # noqa: B009
     return None
+
+
+# KEYS: one presence key per user; ARGV: now, the new expiry, the key's lifetime, then for each key
+# the number of its sockets followed by their ids.
+_TOUCH_MANY = """
+local now, expires, keep = ARGV[1], ARGV[2], ARGV[3]
+local at = 4
+for _, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  for offset = 1, count do
+    redis.call('ZADD', key, expires, ARGV[at + offset])
+  end
+  at = at + count + 1
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('EXPIRE', key, keep)
+end
+return #KEYS
+"""
 
 
 def touch(user_id: uuid.UUID | str, socket_id: str = "") -> None:
@@ -58,7 +79,7 @@ def touch(user_id: uuid.UUID | str, socket_id: str = "") -> None:
 
 
 def touch_many(sockets: list[tuple[uuid.UUID, str]]) -> None:
-    """``touch`` for each (user, socket id), in one Redis round trip for all of them."""
+    """``touch`` for each (user, socket id), in one Redis command for all of them."""
     if not sockets:
         return
     try:
@@ -67,15 +88,14 @@ def touch_many(sockets: list[tuple[uuid.UUID, str]]) -> None:
             for user_id, socket_id in sockets:
                 touch(user_id, socket_id)
             return
-        now = time.time()
-        expires, keep = now + presence_seconds(), int(presence_seconds()) + 1
-        pipe = client.pipeline(transaction=False)
+        by_user: dict[str, list[str]] = {}
         for user_id, socket_id in sockets:
-            key = cache.make_key(_key(user_id))
-            pipe.zadd(key, {socket_id or "-": expires})
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.expire(key, keep)
-        pipe.execute()
+            by_user.setdefault(cache.make_key(_key(user_id)), []).append(socket_id or "-")
+        now = time.time()
+        args: list[Any] = [repr(now), repr(now + presence_seconds()), int(presence_seconds()) + 1]
+        for ids in by_user.values():
+            args += [len(ids), *ids]
+        client.register_script(_TOUCH_MANY)(keys=list(by_user), args=args)
     except Exception:  # the cache is down: users count as offline and get notified
         logger.warning("presence cache unavailable")
 

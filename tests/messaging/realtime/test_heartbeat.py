@@ -5,6 +5,7 @@ session closes the socket)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -166,3 +167,103 @@ async def test_one_beat_serves_every_socket_of_the_process() -> None:
     # The last socket gone, the process stops beating.
     assert not beat.sockets and beat.task is None
     await asyncio.sleep(0)
+
+
+class FakeSocket:
+    """A socket on the heartbeat that notes when its pulses arrive."""
+
+    def __init__(self, name: str, pulsed: list[tuple[str, float]]) -> None:
+        self.channel_name = name
+        self.pulsed = pulsed
+
+    def pulse_key(self) -> tuple[Any, str | None]:
+        return uuid.uuid4(), None
+
+    async def on_pulse(self, pulse: heartbeat.Pulse) -> None:
+        self.pulsed.append((self.channel_name, asyncio.get_running_loop().time()))
+
+
+async def test_a_beat_takes_its_sockets_in_groups_spread_over_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heartbeat, "GROUP", 3)
+    groups: list[int] = []
+
+    def pulse(sockets: list[Any]) -> list[heartbeat.Pulse]:
+        groups.append(len(sockets))
+        return [heartbeat.Pulse(session=True, head=0) for _ in sockets]
+
+    monkeypatch.setattr(heartbeat, "pulse", pulse)
+    beat = heartbeat.Heartbeat()
+    pulsed: list[tuple[str, float]] = []
+    for index in range(7):
+        socket = FakeSocket(f"socket-{index}", pulsed)
+        beat.sockets[socket.channel_name] = socket
+    # Something else on the loop (a live event) notes how many pulses went out each time it runs.
+    seen: list[int] = []
+    done = False
+
+    async def other_work() -> None:
+        while not done:
+            seen.append(len(pulsed))
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await beat.beat(spread=0.6)
+    done = True
+    await other
+    # One hop off the loop per group of three, each group a third of the interval after the previous.
+    assert groups == [3, 3, 1]
+    assert [name for name, _ in pulsed] == [f"socket-{index}" for index in range(7)]
+    firsts = [pulsed[0][1], pulsed[3][1], pulsed[6][1]]
+    for index, at in enumerate(firsts):
+        assert at - started >= index * 0.2 - 0.01
+    assert firsts[-1] - started < 0.6
+    # The loop ran other work between every pulse and the next, not only between groups.
+    assert set(range(1, 8)) <= set(seen)
+
+
+async def test_a_socket_that_left_during_the_beat_gets_no_pulse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heartbeat, "GROUP", 2)
+    monkeypatch.setattr(heartbeat, "pulse", lambda sockets: [heartbeat.Pulse(session=True, head=0) for _ in sockets])
+    beat = heartbeat.Heartbeat()
+    pulsed: list[tuple[str, float]] = []
+    sockets = [FakeSocket(f"socket-{index}", pulsed) for index in range(4)]
+    for socket in sockets:
+        beat.sockets[socket.channel_name] = socket
+
+    async def leave_soon() -> None:
+        while not pulsed:
+            await asyncio.sleep(0)
+        await beat.leave(sockets[3])  # closes while the first group is being served
+
+    leaving = asyncio.create_task(leave_soon())
+    await beat.beat(spread=0.2)
+    await leaving
+    assert [name for name, _ in pulsed] == ["socket-0", "socket-1", "socket-2"]
+
+
+async def test_the_client_gets_a_heartbeat_frame_less_often_than_the_socket_beats(settings: Any) -> None:
+    settings.PORTAL_WS_CLIENT_HEARTBEAT_SECONDS = 1.0  # five beats of 0.2 s
+    world: World = await sync_to_async(build_world)()
+    socket = await _socket(await sync_to_async(_token)(world.guardian))
+    (consumer,) = heartbeat.heartbeat().sockets.values()
+    await asyncio.sleep(2.1)
+    frames = 0
+    while not await socket.receive_nothing(timeout=0.05):
+        assert (await socket.receive_json_from())["type"] == "heartbeat"
+        frames += 1
+    beats = getattr(consumer, "beats")  # noqa: B009
+    assert beats >= 8  # the socket's own checks ran on every beat
+    assert 1 <= frames <= 3  # the client heard from it about once a second
+    await socket.disconnect()
+
+
+async def test_the_server_process_collects_its_old_objects_rarely() -> None:
+    # Full collections stop the event loop for the whole heap, which grows with the open sockets.
+    import gc
+
+    import portal.asgi  # noqa: F401
+
+    young, middle, old = gc.get_threshold()
+    assert young >= 10_000 and middle == 10 and old >= 100

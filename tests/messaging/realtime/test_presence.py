@@ -44,6 +44,39 @@ def test_each_socket_counts_until_it_closes_or_expires(world: World) -> None:
         assert not presence.is_connected(world.guardian.pk)
 
 
+def test_one_beat_refreshes_many_sockets_and_a_dead_one_still_expires() -> None:
+    phone_user, laptop_user = uuid.uuid4(), uuid.uuid4()
+    with time_machine.travel(MOMENT, tick=False):
+        presence.touch_many([(phone_user, "phone"), (phone_user, "tablet"), (laptop_user, "laptop")])
+        assert presence.is_connected(phone_user) and presence.is_connected(laptop_user)
+    # Later beats refresh only the sockets still open: the laptop's process died.
+    for beat in range(1, 6):
+        with time_machine.travel(MOMENT + timedelta(seconds=beat * 5), tick=False):
+            presence.touch_many([(phone_user, "phone")])
+    with time_machine.travel(MOMENT + timedelta(seconds=25), tick=False):
+        assert presence.is_connected(phone_user)
+        assert not presence.is_connected(laptop_user)  # expired within a few heartbeats
+        presence.leave(phone_user, "phone")
+        assert not presence.is_connected(phone_user)  # the tablet expired as well
+
+
+def test_with_redis_presence_is_a_sorted_set_per_user_trimmed_on_each_beat(needs_redis: None) -> None:
+    from django.core.cache import cache
+
+    client = presence.redis_client()
+    assert client is not None  # the default cache is Redis (not its local-memory stand-in)
+    user = uuid.uuid4()
+    key = cache.make_key(presence._key(user))
+    with time_machine.travel(MOMENT, tick=False):
+        presence.touch_many([(user, "phone"), (user, "laptop")])
+        assert sorted(member.decode() for member in client.zrange(key, 0, -1)) == ["laptop", "phone"]
+    with time_machine.travel(MOMENT + timedelta(seconds=presence_seconds() + 1), tick=False):
+        presence.touch_many([(user, "phone")])
+        # The laptop's expired entry is gone from the set, and the set itself expires when nobody beats.
+        assert [member.decode() for member in client.zrange(key, 0, -1)] == ["phone"]
+        assert 0 < client.ttl(key) <= int(presence_seconds()) + 1
+
+
 async def _connected_while(port: int, token: str, send: Any, timeout: float = 15) -> dict[str, Any]:
     import websockets
 
