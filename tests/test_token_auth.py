@@ -116,3 +116,15 @@ def test_answers_built_as_dictionaries_skip_ninjas_getter_and_are_still_validate
     at = datetime(2026, 11, 21, 23, 30, tzinfo=UTC)
     slot = SlotOut.model_validate(SimpleNamespace(location="Clinic B", start=at, end=at))
     assert slot.location == "Clinic B"
+
+
+def test_a_socket_handshake_reads_its_account_the_same_way(world: World) -> None:
+    from messaging.realtime.consumer import _idle_deadline, _load_session
+
+    token, _ = _session(world.guardian)
+    with mock.patch("allauth.core.internal.sessionkit.get_user", side_effect=AssertionError("the slow path")):
+        signed_in = _load_session(token)
+        assert signed_in is not None and signed_in.user == world.guardian
+        assert _idle_deadline(token, staff=False) is not None
+    User.objects.filter(pk=world.guardian.pk).update(is_active=False)
+    assert _load_session(token) is None

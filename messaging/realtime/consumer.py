@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlparse
 
-from allauth.core.internal.sessionkit import get_session_user
 from allauth.headless.internal.sessionkit import session_store
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
@@ -51,6 +50,7 @@ from messaging.realtime import presence, stream
 from messaging.realtime.control import user_group
 from messaging.realtime.heartbeat import Pulse, client_interval, heartbeat, interval
 from portal.admission import mfa_state
+from portal.auth import session_user
 from portal.prepared import Prepared
 from portal.sessions import LAST_SEEN_KEY, check_idle, idle_timeout_for
 
@@ -121,7 +121,7 @@ def _load_session(session_key: str) -> SignedIn | None:
     must use two factors, and has them, comes from the session when an API call settled it there
     (``portal.admission``), otherwise from the database."""
     session = session_store(session_key)
-    user = get_session_user(session)
+    user = session_user(session)
     if user is None or not user.is_active:
         return None
     mfa = mfa_state(session, user)
@@ -140,7 +140,7 @@ def _idle_deadline(session_key: str, staff: bool) -> float | None:
     """The session's idle deadline as it stands now, or None when it ended, went idle or its user was
     deactivated. Reads the session without touching it: an open socket is not activity."""
     session = session_store(session_key)
-    user = get_session_user(session)
+    user = session_user(session)
     if user is None or not user.is_active:
         return None
     deadline = float(session.get(LAST_SEEN_KEY) or time.time()) + idle_timeout_for(user, staff)
