@@ -90,10 +90,10 @@ def test_medications_use_a_fixed_number_of_queries(world: World, count: int, dja
         _plans(world, world.ada, count)
         client = world.client("guardian")
         _warm(client, url)
-        # the user = 1; the access decision (the child, the link, care-team roles, the user's and its
-        # groups' portal permissions) = 5; plans with their prescriber, the last 31 days of doses = 2;
-        # the audit append = 1
-        with django_assert_num_queries(9):
+        # the user = 1; the access decision (the child, the link, care-team roles) = 3 (the portal
+        # permissions are asked only for what needs them, not for reading); plans with their
+        # prescriber, the last 31 days of doses = 2; the audit append = 1
+        with django_assert_num_queries(7):
             response = client.get(url)
     assert response.status_code == 200
     body = response.json()["items"]
