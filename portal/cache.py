@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis.exceptions
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
@@ -75,6 +76,17 @@ _stale: dict[str, _StaleKeys] = {}
 _stale_lock = threading.Lock()
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
+
+
+def redis_client(alias: str = DEFAULT_CACHE_ALIAS) -> Any | None:
+    """The ``redis.Redis`` behind a cache alias (its process-wide pool), or None when that cache is not
+    Redis: for commands the cache API has no word for (sorted sets, pipelines, scripts). The alias's
+    instance is asked, not ``django.core.cache.cache``, a proxy that is no backend's instance."""
+    found = caches[alias]
+    if isinstance(found, RedisCache):
+        # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
+        return getattr(found, "_cache").get_client(write=True)  # noqa: B009
+    return None
 
 
 class SharedRedisCacheClient(RedisCacheClient):

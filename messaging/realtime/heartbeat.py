@@ -32,9 +32,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.cached_db import KEY_PREFIX
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 
 from messaging.realtime import presence, stream
+from portal.cache import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,8 @@ def session_cache_key(session_key: str) -> str:
 def _sessions_cached(session_keys: list[str]) -> list[bool | None]:
     sessions = caches[settings.SESSION_CACHE_ALIAS]
     try:
-        if isinstance(sessions, RedisCache):
-            # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
-            client = getattr(sessions, "_cache").get_client(write=False)  # noqa: B009
+        client = redis_client(settings.SESSION_CACHE_ALIAS)
+        if client is not None:
             pipe = client.pipeline(transaction=False)
             for key in session_keys:
                 pipe.exists(sessions.make_key(session_cache_key(key)))

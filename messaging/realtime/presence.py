@@ -17,10 +17,11 @@ import time
 import uuid
 from typing import Any
 
-from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
+from redis.commands.core import Script
 
 from messaging.conf import presence_seconds
+from portal.cache import redis_client as cache_redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +32,7 @@ def _key(user_id: uuid.UUID | str) -> str:
 
 def redis_client() -> Any | None:
     """The default cache's Redis client, or None when the cache is not Redis."""
-    # The cache itself, not ``django.core.cache.cache``: that is a proxy, never an instance of a backend.
-    default = caches[DEFAULT_CACHE_ALIAS]
-    if isinstance(default, RedisCache):
-        # Django's RedisCache keeps its client (and connection pool) on ``_cache``.
-        return getattr(default, "_cache").get_client(write=True)  # noqa: B009
-    return None
+    return cache_redis_client()
 
 
 # KEYS: one presence key per user; ARGV: now, the new expiry, the key's lifetime, then for each key
@@ -55,6 +51,7 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+_touch_many: Script | None = None  # registered once (by its SHA-1), run with whichever client asks
 
 
 def touch(user_id: uuid.UUID | str, socket_id: str = "") -> None:
@@ -95,7 +92,10 @@ def touch_many(sockets: list[tuple[uuid.UUID, str]]) -> None:
         args: list[Any] = [repr(now), repr(now + presence_seconds()), int(presence_seconds()) + 1]
         for ids in by_user.values():
             args += [len(ids), *ids]
-        client.register_script(_TOUCH_MANY)(keys=list(by_user), args=args)
+        global _touch_many
+        if _touch_many is None:
+            _touch_many = client.register_script(_TOUCH_MANY)
+        _touch_many(keys=list(by_user), args=args, client=client)
     except Exception:  # the cache is down: users count as offline and get notified
         logger.warning("presence cache unavailable")
 
